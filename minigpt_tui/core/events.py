@@ -1,0 +1,103 @@
+"""What the trainer tells whoever listens: event dataclasses and their JSON-lines codec.
+
+The headless CLI prints these (as a progress bar, or as JSON lines with
+`--events jsonl`); the Textual app runs the trainer as a child process and reads
+the JSON lines back with `decode`. Each event is one JSON object with a "type".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class Started:
+    run_name: str
+    run_dir: str
+    family: str
+    tokenizer: str
+    corpus: str
+    vocab_size: int
+    ln_vocab: float  # ln(V): the loss of a model that knows nothing
+    params: int
+    start_step: int  # > 0 when resuming
+    max_steps: int
+    tokens_per_step: int
+    device: str
+    dtype: str
+    type: str = "started"
+
+
+@dataclass
+class Step:
+    step: int  # optimizer steps done so far; step 0 is the untrained model
+    loss: float
+    lr: float
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float
+    type: str = "step"
+
+
+@dataclass
+class Eval:
+    step: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    type: str = "eval"
+
+
+@dataclass
+class Sample:
+    step: int
+    text: str
+    type: str = "sample"
+
+
+@dataclass
+class CheckpointSaved:
+    step: int
+    path: str
+    kind: str  # "last" | "best"
+    type: str = "checkpoint"
+
+
+@dataclass
+class Done:
+    step: int
+    run_dir: str
+    reason: str  # "finished" | "stopped"
+    best_val_loss: float | None
+    elapsed_s: float
+    type: str = "done"
+
+
+@dataclass
+class Error:
+    message: str  # one sentence, for a person
+    run_dir: str = ""
+    type: str = "error"
+
+
+Event = Started | Step | Eval | Sample | CheckpointSaved | Done | Error
+EVENT_TYPES: dict[str, type] = {
+    cls.__dataclass_fields__["type"].default: cls
+    for cls in (Started, Step, Eval, Sample, CheckpointSaved, Done, Error)
+}
+
+
+def encode(event: Event) -> str:
+    """One line of JSON (no newline inside: strings are escaped)."""
+    return json.dumps(asdict(event), ensure_ascii=False, allow_nan=True)
+
+
+def decode(line: str) -> Event:
+    """Parse one JSON line back into its event; ValueError for anything else."""
+    raw = json.loads(line)
+    if not isinstance(raw, dict) or raw.get("type") not in EVENT_TYPES:
+        raise ValueError(f"not a minigpt-tui event: {line[:80]!r}")
+    cls = EVENT_TYPES[raw["type"]]
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in raw.items() if k in known})

@@ -1,0 +1,63 @@
+"""A recurrent language model: GRU or LSTM layers stacked by hand.
+
+Shape names: B batch, T time, C width (n_embd), V vocabulary.
+
+Each layer is a single-layer nn.GRU / nn.LSTM (batch_first) wrapped as a
+pre-norm residual block, h = h + dropout(rnn(LayerNorm(h))), which keeps deep
+stacks trainable (torch's built-in multi-layer RNN has neither the norm nor the
+residual). The state is a list with one entry per layer: the hidden state
+(1, B, C) for a GRU, the pair (h, c) for an LSTM. Feeding a sequence in one call
+or token by token with the returned state gives the same logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from minigpt_tui.core.config import ModelConfig
+
+
+class RNNBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.n_embd)
+        rnn_class = nn.GRU if cfg.family == "gru" else nn.LSTM
+        self.rnn = rnn_class(cfg.n_embd, cfg.n_embd, num_layers=1, batch_first=True)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, state=None):
+        y, state = self.rnn(self.norm(x), state)
+        return x + self.drop(y), state
+
+
+class RNNLanguageModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.config = cfg
+        self.family = cfg.family
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(RNNBlock(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
+        # Small embedding/head weights make the first logits nearly uniform (loss ~ ln V).
+        nn.init.normal_(self.embed.weight, std=0.02)
+        if cfg.tie_weights:
+            self.head.weight = self.embed.weight
+        else:
+            nn.init.normal_(self.head.weight, std=0.02)
+
+    def new_state(self, batch_size: int = 1):
+        return None  # zeros, created by torch on the first call
+
+    def forward(self, idx: torch.Tensor, state=None):
+        """idx (B, T) -> logits (B, T, V), new state (one entry per layer)."""
+        x = self.drop(self.embed(idx))
+        states = state if state is not None else [None] * len(self.blocks)
+        new_states = []
+        for block, s in zip(self.blocks, states):
+            x, s = block(x, s)
+            new_states.append(s)
+        return self.head(self.norm(x)), new_states

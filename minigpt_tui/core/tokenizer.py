@@ -1,0 +1,139 @@
+"""Character- and word-level tokenizers, saved as JSON (never pickled).
+
+Both keep the most frequent symbols up to a cap; everything else maps to <unk>
+(id 0). Characters decode by joining with ""; words by joining with " ", except
+around newlines, which are tokens of their own so paragraphs survive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+UNK = "<unk>"
+_WORDS = re.compile(r"\n|[^\s]+")
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be used; str(err) is one sentence."""
+
+
+class Tokenizer:
+    kind = ""
+    joiner = ""
+
+    def __init__(self, tokens: list[str]):
+        if not tokens or tokens[0] != UNK:
+            raise TokenizerError(f"A tokenizer vocabulary must start with {UNK}.")
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise TokenizerError("A tokenizer vocabulary must not repeat a token.")
+
+    # ---- building -----------------------------------------------------------
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int = 0) -> "Tokenizer":
+        """Keep the most frequent symbols (ties broken by the symbol), up to vocab_size with <unk>."""
+        counts = Counter(cls.split(text))
+        counts.pop(UNK, None)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if vocab_size:
+            ranked = ranked[: vocab_size - 1]
+        # Sorted by symbol so ids are stable and readable; <unk> is always 0.
+        return cls([UNK] + sorted(sym for sym, _ in ranked))
+
+    # ---- use ------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        get = self.stoi.get
+        return [get(sym, 0) for sym in self.split(text)]
+
+    def unknown_symbols(self, text: str) -> list[str]:
+        """The distinct symbols of `text` the vocabulary lacks (for a warning)."""
+        seen = dict.fromkeys(s for s in self.split(text) if s not in self.stoi)
+        return list(seen)
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.piece(i, prev) for prev, i in zip([None, *ids[:-1]], ids))
+
+    def piece(self, token_id: int, prev_id: int | None) -> str:
+        """The text one token adds after `prev_id` (None at the start): decoding incrementally
+        piece by piece gives exactly decode() of the whole sequence."""
+        return self.itos[token_id]
+
+    # ---- files ----------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "tokens": self.itos}, ensure_ascii=False)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @staticmethod
+    def from_json(text: str, source: str = "tokenizer") -> "Tokenizer":
+        try:
+            raw = json.loads(text)
+            kind, tokens = raw["kind"], raw["tokens"]
+            klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
+        return klass(tokens)
+
+    @staticmethod
+    def load(path: Path) -> "Tokenizer":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise TokenizerError(f"Tokenizer file {path} is missing or unreadable.") from None
+        return Tokenizer.from_json(text, source=f"Tokenizer file {path}")
+
+
+class CharTokenizer(Tokenizer):
+    kind = "char"
+    joiner = ""
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        return list(text)
+
+
+class WordTokenizer(Tokenizer):
+    """Words split at whitespace, case and punctuation kept; a newline is a token."""
+
+    kind = "word"
+    joiner = " "
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        return _WORDS.findall(text)
+
+    def piece(self, token_id: int, prev_id: int | None) -> str:
+        tok = self.itos[token_id]
+        if prev_id is None or tok == "\n" or self.itos[prev_id] == "\n":
+            return tok
+        return " " + tok
+
+
+def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
+    klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
+    return klass.train(text, vocab_size)
+
+
+# WikiText writes "3 @.@ 5" and "well @-@ known": show them as "3.5" and "well-known".
+_WIKITEXT_JOINS = re.compile(r" @([-.,])@ ")
+
+
+def prettify(text: str) -> str:
+    """Display form of generated text (WikiText's @-@ style joins read back sensibly)."""
+    return _WIKITEXT_JOINS.sub(r"\1", text)

@@ -1,0 +1,435 @@
+"""The training loop. It reports progress as events (see events.py) to one callback.
+
+Step numbering: `step` counts optimizer updates done. The loss logged at step s
+is measured on the batch of step s with the parameters after s updates, so step
+0 is the untrained model (its loss should be close to ln V). Evaluations and
+checkpoints happen at steps that are multiples of train.eval_interval and at
+the end.
+
+Resuming restores the model, the optimizer, the step (which fixes both the
+learning-rate schedule and the data position, see batching.py) and the global
+RNG (dropout), so a resumed run computes the same losses as one never stopped.
+
+Distributed: when started by torchrun (WORLD_SIZE > 1) the model is wrapped in
+DistributedDataParallel, each rank draws its own batches, evaluation losses are
+averaged over ranks and only rank 0 writes files or emits events.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core import events as ev
+from minigpt_tui.core.batching import TokenStream
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.corpus import describe, load_corpus
+from minigpt_tui.core.errors import TrainingError
+from minigpt_tui.core.models import build_model, count_parameters
+from minigpt_tui.core.sampling import Sampler, SamplingSettings
+from minigpt_tui.core.tokenizer import build_tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"train.device is {name!r} but no CUDA GPU is available; use auto or cpu.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TrainingError("train.device is 'mps' but MPS is not available; use auto or cpu.")
+    return torch.device(name)
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (linear and embedding weights), none on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **extra)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model under DDP and torch.compile wrappers (so saved keys carry no prefixes)."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, emit: Callable[[ev.Event], None], *,
+                 recipe_name: str = "run", resume_dir: Path | None = None, runs_root: Path | None = None):
+        self.config = config
+        self.emit_fn = emit
+        self.recipe_name = recipe_name
+        self.resume_dir = Path(resume_dir) if resume_dir else None
+        self.runs_root = runs_root
+        self.stop_requested = False  # set from a signal handler: save and exit at the next step
+        self.dist = Distributed.from_env()
+        self.run_dir: Path | None = None
+
+    def emit(self, event: ev.Event) -> None:
+        if self.dist.is_main:
+            self.emit_fn(event)
+
+    # ---- set-up --------------------------------------------------------------------
+    def _setup(self):
+        cfg = self.config
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if self.dist.enabled:
+            self._init_distributed()
+        else:
+            self.device = resolve_device(t.device)
+        torch.manual_seed(t.seed + self.dist.rank)
+
+        # Everything a user can get wrong is checked before the run folder exists.
+        corpus = load_corpus(cfg.data)
+        if self.resume_dir:
+            tokenizer = ckpt.load_run_tokenizer(self.resume_dir)
+        else:
+            tokenizer = build_tokenizer(cfg.data.tokenizer, corpus.train_text, cfg.data.vocab_size)
+        self.tokenizer = tokenizer
+        self.corpus_name = corpus.name if cfg.data.path else describe(cfg.data.path)
+        self.train_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.train_text)), cfg.model.context_length, "training")
+        self.val_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.val_text)), cfg.model.context_length, "validation")
+        del corpus
+
+        self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
+        self.params = count_parameters(self.model)
+        self.optimizer = make_optimizer(self.model, t, self.device)
+        self.step = 0
+        self.best_val = math.inf
+        if self.resume_dir:
+            self._restore(self.resume_dir)
+        if self.dist.is_main:
+            self._prepare_run_dir()
+        if self.dist.enabled:
+            self._share_run_dir()
+
+        self.train_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DDP(self.model, device_ids=ids)
+        if t.compile:
+            self.train_model = torch.compile(self.train_model)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            bf16 = torch.cuda.is_bf16_supported()
+            self.dtype = torch.bfloat16 if bf16 else torch.float16
+            self.autocast = lambda: torch.autocast("cuda", dtype=self.dtype)
+            self.scaler = torch.amp.GradScaler("cuda", enabled=not bf16)
+        else:
+            self.dtype = torch.float32
+            self.autocast = nullcontext
+            self.scaler = None
+
+    def _init_distributed(self):
+        import torch.distributed as dist
+
+        if torch.cuda.is_available() and self.config.train.device != "cpu":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+            backend = "nccl"
+        else:
+            self.device = torch.device("cpu")
+            backend = "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend)
+
+    def _share_run_dir(self):
+        import torch.distributed as dist
+
+        box = [str(self.run_dir) if self.run_dir else ""]
+        dist.broadcast_object_list(box, src=0)
+        self.run_dir = Path(box[0])
+
+    def _restore(self, run_dir: Path):
+        path = ckpt.checkpoint_path(run_dir, "last")
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError, TypeError):
+            raise ckpt.CheckpointError(f"Checkpoint file {path} does not match this run's config; it cannot be resumed.") from None
+        self.step = int(state["step"])
+        best = state.get("best_val_loss")
+        self.best_val = float(best) if best is not None else math.inf
+        if "rng" in state and not self.dist.enabled:
+            torch.set_rng_state(state["rng"].cpu())
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None and not self.dist.enabled:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+
+    def _prepare_run_dir(self):
+        cfg = self.config
+        if self.resume_dir:
+            self.run_dir = self.resume_dir
+            # Records logged after the checkpoint we resume from are re-logged by this run.
+            ckpt.truncate_metrics(self.run_dir, self.step - 1)
+            self.meta = ckpt.read_meta(self.run_dir)
+        else:
+            self.run_dir = ckpt.create_run_dir(self.recipe_name, self.runs_root)
+            ckpt.atomic_write_text(self.run_dir / "config.toml", cfg.to_toml())
+            ckpt.atomic_write_text(self.run_dir / "tokenizer.json", self.tokenizer.to_json())
+            self.meta = {
+                "name": self.run_dir.name,
+                "recipe": self.recipe_name,
+                "family": cfg.model.family,
+                "tokenizer": cfg.data.tokenizer,
+                "corpus": self.corpus_name,
+                "vocab_size": self.tokenizer.vocab_size,
+                "params": self.params,
+                "created": time.time(),
+            }
+        self.meta.update(status="training", max_steps=cfg.train.max_steps, device=str(self.device),
+                         world_size=self.dist.world_size)
+        self.meta.setdefault("step", self.step)
+        self.meta.setdefault("best_val_loss", None)
+        ckpt.write_meta(self.run_dir, self.meta)
+
+    # ---- the loop --------------------------------------------------------------------
+    def run(self) -> ev.Done:
+        """Train to max_steps (or until stop_requested). Raises TrainingError and the core's
+        user-facing errors (ConfigError, CorpusError, CheckpointError, ...) for the caller to report."""
+        self._setup()
+        cfg, t = self.config, self.config.train
+        tokens_per_step = t.batch_size * t.grad_accum * cfg.model.context_length * self.dist.world_size
+        self.emit(ev.Started(
+            run_name=self.run_dir.name, run_dir=str(self.run_dir), family=cfg.model.family,
+            tokenizer=cfg.data.tokenizer, corpus=self.corpus_name, vocab_size=self.tokenizer.vocab_size,
+            ln_vocab=math.log(self.tokenizer.vocab_size), params=self.params, start_step=self.step,
+            max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        ))
+        self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
+        self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)
+        started = time.perf_counter()
+        train_time = 0.0
+        trained_steps = 0
+        pending: list[dict] = []  # metric records not yet written (flushed at log and eval points)
+        window_start, window_steps = time.perf_counter(), 0
+        start_step = self.step
+        reason = "finished"
+        try:
+            while True:
+                if self.stop_requested:
+                    reason = "stopped"
+                    break
+                step = self.step
+                if step % t.eval_interval == 0 or step == t.max_steps:
+                    pending += self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
+                    if self.dist.is_main:
+                        ckpt.append_metrics(self.run_dir, pending)
+                    pending = []
+                    window_start, window_steps = time.perf_counter(), 0
+                if step >= t.max_steps:
+                    break
+                t0 = time.perf_counter()
+                lr = lr_at(step, t)
+                loss = self._train_step(step, lr)
+                window_steps += 1
+                trained_steps += 1
+                train_time += time.perf_counter() - t0
+                self.step = step + 1
+                if step % t.log_interval == 0 or self.step == t.max_steps:
+                    loss_value = loss.item()  # syncs with the device only at log points
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(
+                            f"The loss became {loss_value} at step {step}; the last good checkpoint is kept. "
+                            "Try a lower train.learning_rate or a larger train.warmup_steps."
+                        )
+                    now = time.perf_counter()
+                    tps = window_steps * tokens_per_step / max(now - window_start, 1e-9)
+                    per_step = train_time / trained_steps
+                    self.emit(ev.Step(step=step, loss=loss_value, lr=lr, tokens_per_s=tps,
+                                      elapsed_s=now - started, eta_s=per_step * (t.max_steps - self.step)))
+                    pending.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
+                                    "time": now - started})
+                    window_start, window_steps = now, 0
+                    if len(pending) >= 20 and self.dist.is_main:
+                        ckpt.append_metrics(self.run_dir, pending)
+                        pending = []
+        finally:
+            if self.dist.is_main and self.run_dir is not None:
+                ckpt.append_metrics(self.run_dir, pending)
+        if reason == "stopped" and self.step > start_step:
+            self._save(self.step, improved=False)
+        self._update_meta(status=reason)
+        return ev.Done(step=self.step, run_dir=str(self.run_dir), reason=reason,
+                       best_val_loss=None if math.isinf(self.best_val) else self.best_val,
+                       elapsed_s=time.perf_counter() - started)
+
+    def _train_step(self, step: int, lr: float) -> torch.Tensor:
+        t = self.config.train
+        model = self.train_model
+        model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for micro in range(t.grad_accum):
+            x, y = self.train_stream.batch(step, t.batch_size, t.seed, self.dist.rank, micro)
+            x, y = self._to_device(x, y)
+            # Under DDP, gradients are all-reduced only on the last micro-step.
+            sync = self.dist.enabled and micro < t.grad_accum - 1
+            with (model.no_sync() if sync else nullcontext()), self.autocast():
+                logits, _ = model(x)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+            scaled = loss / t.grad_accum
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            total += loss.detach()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / t.grad_accum
+
+    def _to_device(self, x, y):
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        if self.device.type != "cpu":
+            return x.to(self.device), y.to(self.device)
+        return x, y
+
+    @torch.no_grad()
+    def _mean_loss(self, batches) -> float:
+        model = self.model
+        model.eval()
+        total = torch.zeros((), device=self.device)
+        for x, y in batches:
+            x, y = self._to_device(x, y)
+            with self.autocast():
+                logits, _ = model(x)
+                total += F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(total)
+            total /= self.dist.world_size
+        return total.item() / len(batches)
+
+    def _evaluate_and_save(self, step: int, resumed_here: bool) -> list[dict]:
+        train_loss = self._mean_loss(self.train_eval_batches)
+        val_loss = self._mean_loss(self.val_batches)
+        if not math.isfinite(val_loss):
+            raise TrainingError(
+                f"The validation loss became {val_loss} at step {step}; the last good checkpoint is kept. "
+                "Try a lower train.learning_rate."
+            )
+        improved = val_loss < self.best_val
+        self.best_val = min(self.best_val, val_loss)
+        self.emit(ev.Eval(step=step, train_loss=train_loss, val_loss=val_loss, best_val_loss=self.best_val))
+        if self.dist.is_main and self.config.train.sample_tokens:
+            self.emit(ev.Sample(step=step, text=self.sample()))
+        if step > 0 and not resumed_here:
+            self._save(step, improved)
+        return [{"step": step, "val_loss": val_loss, "train_loss": train_loss}]
+
+    def sample(self) -> str:
+        settings = SamplingSettings(temperature=0.8, seed=self.config.train.seed,
+                                    max_new_tokens=self.config.train.sample_tokens)
+        sampler = Sampler(self.model, self.tokenizer, settings)
+        with self.autocast():
+            return "".join(e.text for e in sampler.generate(""))
+
+    def _save(self, step: int, improved: bool) -> None:
+        if not self.dist.is_main:
+            return
+        model = unwrap(self.model)
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(
+                f"The weights became NaN or infinite by step {step}; the last good checkpoint is kept. "
+                "Try a lower train.learning_rate."
+            )
+        model_state = model.state_dict()
+        best = None if math.isinf(self.best_val) else self.best_val
+        state = {
+            "model": model_state,
+            "optimizer": self.optimizer.state_dict(),
+            "step": step,
+            "best_val_loss": best,
+            "rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        try:
+            path = ckpt.save_checkpoint(self.run_dir, "last", state)
+            self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="last"))
+            if improved:
+                path = ckpt.save_checkpoint(self.run_dir, "best", {"model": model_state, "step": step, "best_val_loss": best})
+                self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="best"))
+            self._update_meta(step=step, best_val_loss=best)
+        except OSError as err:
+            raise TrainingError(
+                f"Could not write a checkpoint to {self.run_dir} ({err.strerror or err}); "
+                "the previous checkpoint is intact. Free some disk space and resume the run."
+            ) from None
+
+    def _update_meta(self, **changes) -> None:
+        if not self.dist.is_main or self.run_dir is None:
+            return
+        self.meta.update(changes, updated=time.time())
+        ckpt.write_meta(self.run_dir, self.meta)
+
+    def fail(self, message: str) -> None:
+        """Record a failed run in its meta (the caller reports the message)."""
+        try:
+            self._update_meta(status="failed", error=message)
+        except OSError:
+            pass
