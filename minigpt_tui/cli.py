@@ -176,8 +176,8 @@ class ProgressPrinter:
     def __init__(self):
         from rich.console import Console
 
-        self.console = Console(stderr=False, highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        # soft_wrap: long lines (samples, paths) are never broken by inserted newlines
+        self.console = Console(highlight=False, soft_wrap=True)
         self.progress = None
         self.task = None
         self.last_loss = float("nan")
@@ -217,7 +217,7 @@ class ProgressPrinter:
                                f"Checkpoints are in {e.run_dir}/checkpoints.")
         elif isinstance(e, ev.Error):
             self.close()
-            self.err.print(f"[red]minigpt-tui:[/] {_escape(e.message)}")
+            print(f"minigpt-tui: {e.message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.progress is not None:

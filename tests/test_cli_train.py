@@ -1,0 +1,88 @@
+"""The headless front end, end to end, in subprocesses (as a user or a script runs it)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
+        "--set", "model.context_length=16", "--set", "train.batch_size=4", "--set", "train.eval_interval=5",
+        "--set", "train.eval_batches=1", "--set", "train.sample_tokens=10", "--set", "train.device=cpu"]
+
+
+def cli(*args, home, timeout=120):
+    env = {**os.environ, "MINIGPT_TUI_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "minigpt_tui", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_train_jsonl_then_list_then_resume(tiny_corpus, data_home):
+    result = cli("--train", *TINY, "--set", f"data.path={tiny_corpus}", "--set", "train.max_steps=10",
+                 "--events", "jsonl", home=data_home)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    types = [e["type"] for e in events]
+    assert types[0] == "started" and types[-1] == "done"
+    assert {"step", "eval", "sample", "checkpoint"} <= set(types)
+    run_name = events[0]["run_name"]
+    assert run_name.startswith("kjv-char-transformer-")  # the default recipe
+
+    listing = cli("--list", home=data_home)
+    assert listing.returncode == 0
+    header, row = listing.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "FAMILY", "TOKENIZER", "CORPUS"]
+    assert row.split()[:4] == [run_name, "transformer", "char", "tiny.txt"]
+    assert "10/10" in row
+
+    resumed = cli("--train", "--resume", run_name, "--set", "train.max_steps=15", "--events", "jsonl", home=data_home)
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert events[0]["start_step"] == 10 and events[-1]["step"] == 15
+
+
+@pytest.mark.slow
+def test_progress_bar_mode_prints_where_the_checkpoints_are(tiny_corpus, data_home):
+    result = cli("--train", "shakespeare-char-transformer", *TINY, "--set", f"data.path={tiny_corpus}",
+                 "--set", "train.max_steps=6", home=data_home)
+    assert result.returncode == 0, result.stderr
+    assert "Finished at step 6" in result.stdout and "checkpoints" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--train", "no-such-recipe"], "Recipe 'no-such-recipe' not found"),
+        (["--train", "--set", "train.max_steps=0"], "train.max_steps must be"),
+        (["--train", "--set", "data.path=/nonexistent/corpus.txt"], "does not exist"),
+        (["--train", "--resume", "nope"], "No run named 'nope'"),
+        (["--generate", "nope"], "No run named 'nope'"),
+    ],
+)
+def test_user_errors_are_one_sentence_without_traceback(args, expected, data_home):
+    result = cli(*args, home=data_home)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (data_home / "runs").exists() or not any((data_home / "runs").iterdir())
+
+
+def test_list_with_no_runs(data_home):
+    result = cli("--list", home=data_home)
+    assert result.returncode == 0 and "No runs yet" in result.stdout
+
+
+def test_headless_path_imports_no_textual(tmp_path):
+    code = (
+        "import sys, minigpt_tui.cli, minigpt_tui.core.trainer, minigpt_tui.core.sampling;"
+        "minigpt_tui.cli.main(['--list']);"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'textual' or m.startswith('minigpt_tui.tui')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "MINIGPT_TUI_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,61 @@
+import pytest
+
+from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.paths import list_recipes
+
+
+def test_every_recipe_loads_and_round_trips_through_toml():
+    recipes = list_recipes()
+    names = {p.stem for p in recipes}
+    assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer"} <= names
+    for path in recipes:
+        config = RunConfig.load(path)
+        assert RunConfig.from_toml(config.to_toml()) == config
+
+
+def test_shakespeare_recipe_is_the_known_cpu_recipe():
+    from minigpt_tui.core.paths import find_recipe
+
+    c = RunConfig.load(find_recipe("shakespeare-char-transformer"))
+    assert (c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.context_length) == (4, 4, 128, 64)
+    assert (c.train.batch_size, c.train.learning_rate, c.train.max_steps, c.model.dropout) == (12, 1e-3, 2000, 0.0)
+
+
+def test_overrides_parse_toml_values_and_bare_strings():
+    c = RunConfig().with_overrides(["train.max_steps=200", "data.path=../x/input.txt", "model.dropout=0.1",
+                                    "model.tie_weights=false", 'data.tokenizer="word"'])
+    assert c.train.max_steps == 200 and c.data.path == "../x/input.txt"
+    assert c.model.dropout == 0.1 and c.model.tie_weights is False and c.data.tokenizer == "word"
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.max_steps=0", "train.max_steps"),
+        ("train.batch_size=-3", "train.batch_size"),
+        ("train.learning_rate=fast", "train.learning_rate"),
+        ("train.learning_rate=nan", "train.learning_rate"),
+        ("model.n_head=3", "model.n_head"),
+        ("model.family=mamba", "model.family"),
+        ("model.context_length=1.5", "model.context_length"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("data.tokenizer=bpe", "data.tokenizer"),
+        ("train.colour=blue", "train.colour"),
+        ("train.device=tpu", "train.device"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_sentence_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as err:
+        RunConfig().with_overrides([override])
+    message = str(err.value)
+    assert field in message
+    assert "\n" not in message and message.endswith(".")
+
+
+def test_unknown_section_and_malformed_override():
+    with pytest.raises(ConfigError, match="optim"):
+        RunConfig.from_toml("[optim]\nlr = 1\n")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        RunConfig().with_overrides(["max_steps"])
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        RunConfig.from_toml("[train\n")

@@ -1,0 +1,100 @@
+import json
+import math
+
+import torch
+
+from conftest import tiny_config
+from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core import events as ev
+from minigpt_tui.core.sampling import Sampler
+from minigpt_tui.core.trainer import Trainer, lr_at
+
+
+def train(config, tmp_path, **kw):
+    seen = []
+    trainer = Trainer(config, seen.append, recipe_name="tiny", runs_root=tmp_path / "runs", **kw)
+    done = trainer.run()
+    return trainer, done, seen
+
+
+def test_a_tiny_run_trains_logs_and_writes_its_folder(tiny_corpus, tmp_path):
+    trainer, done, seen = train(tiny_config(tiny_corpus, max_steps=30, learning_rate=1e-2), tmp_path)
+    started = seen[0]
+    assert isinstance(started, ev.Started) and started.max_steps == 30
+    steps = [e for e in seen if isinstance(e, ev.Step)]
+    assert steps[0].step == 0 and abs(steps[0].loss - started.ln_vocab) < 0.3  # step 0 is the untrained model
+    assert steps[-1].loss < steps[0].loss - 0.5
+    evals = [e for e in seen if isinstance(e, ev.Eval)]
+    assert [e.step for e in evals] == [0, 10, 20, 30]
+    assert any(isinstance(e, ev.Sample) and e.text for e in seen)
+    assert done.reason == "finished" and done.step == 30
+    run = trainer.run_dir
+    for name in ("config.toml", "tokenizer.json", "meta.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    metrics = ckpt.read_metrics(run)
+    assert [r["step"] for r in metrics if "val_loss" in r] == [0, 10, 20, 30]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["step"] == 30 and meta["status"] == "finished" and meta["best_val_loss"] == min(e.val_loss for e in evals)
+    # every event survives the JSON-lines codec
+    assert all(ev.decode(ev.encode(e)) == e for e in seen)
+
+
+def test_saved_model_gives_identical_logits_after_reload(tiny_corpus, tmp_path):
+    trainer, _, _ = train(tiny_config(tiny_corpus), tmp_path)
+    loaded = ckpt.load_run(trainer.run_dir, checkpoint="last")
+    x = torch.randint(trainer.tokenizer.vocab_size, (2, 16))
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(trainer.model(x)[0], loaded.model(x)[0])
+    text = "".join(e.text for e in Sampler(loaded.model, loaded.tokenizer).generate("the "))
+    assert text
+
+
+def test_every_family_starts_near_ln_v_and_learns(tiny_corpus, tmp_path):
+    for family in ("gru", "lstm"):
+        _, _, seen = train(tiny_config(tiny_corpus, family=family, max_steps=25), tmp_path)
+        steps = [e for e in seen if isinstance(e, ev.Step)]
+        assert abs(steps[0].loss - seen[0].ln_vocab) < 0.3
+        assert steps[-1].loss < steps[0].loss
+
+
+def test_resumed_run_continues_exactly(tiny_corpus, tmp_path):
+    config = tiny_config(tiny_corpus, max_steps=20)
+    config.model.dropout = 0.1  # the RNG must be restored too
+    _, _, full = train(config, tmp_path)
+
+    stopper = {}
+
+    def stop_at_12(e):
+        if isinstance(e, ev.Step) and e.step == 11:
+            stopper["t"].stop_requested = True
+
+    t = Trainer(config, stop_at_12, recipe_name="tiny", runs_root=tmp_path / "runs")
+    stopper["t"] = t
+    done = t.run()
+    assert done.reason == "stopped" and done.step == 12
+    _, _, resumed = train(config, tmp_path, resume_dir=t.run_dir)
+    full_losses = {e.step: e.loss for e in full if isinstance(e, ev.Step)}
+    resumed_losses = {e.step: e.loss for e in resumed if isinstance(e, ev.Step)}
+    assert min(resumed_losses) == 12
+    for step, loss in resumed_losses.items():
+        assert loss == full_losses[step], step
+    steps_logged = [r["step"] for r in ckpt.read_metrics(t.run_dir) if "loss" in r]
+    assert steps_logged == sorted(set(steps_logged)) == list(range(20))
+
+
+def test_schedule_warms_up_then_decays_to_min_lr():
+    from minigpt_tui.core.config import TrainConfig
+
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1e-3, min_lr=1e-4)
+    assert math.isclose(lr_at(0, cfg), 1e-4)
+    assert math.isclose(lr_at(9, cfg), 1e-3)
+    assert lr_at(50, cfg) < lr_at(20, cfg)
+    assert math.isclose(lr_at(100, cfg), 1e-4)
+
+
+def test_listing_reads_metadata_only(tiny_corpus, tmp_path):
+    trainer, _, _ = train(tiny_config(tiny_corpus), tmp_path)
+    (trainer.run_dir / "checkpoints" / "last.pt").write_bytes(b"garbage")  # weights are not read
+    infos = ckpt.list_runs(tmp_path / "runs")
+    assert len(infos) == 1 and infos[0].error == "" and infos[0].step == 20 and infos[0].family == "transformer"
