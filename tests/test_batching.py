@@ -13,12 +13,20 @@ def test_targets_are_inputs_shifted_by_one():
     assert torch.equal(y, x + 1)  # arange: each target is the next token
 
 
-def test_batches_are_a_pure_function_of_seed_step_and_rank():
+def test_batches_are_a_pure_function_of_seed_and_step():
     stream = TokenStream(torch.arange(1000), context_length=8)
     a = stream.batch(5, 4, seed=1)
     assert all(torch.equal(u, v) for u, v in zip(a, stream.batch(5, 4, seed=1)))
     assert not torch.equal(a[0], stream.batch(6, 4, seed=1)[0])
-    assert not torch.equal(a[0], stream.batch(5, 4, seed=1, rank=1)[0])
+    assert not torch.equal(a[0], stream.batch(5, 4, seed=1, micro=1)[0])
+
+
+def test_ranks_take_disjoint_slices_of_the_same_global_batch():
+    stream = TokenStream(torch.arange(1000), context_length=8)
+    whole = stream.batch(5, 8, seed=1)[0]
+    r0 = stream.batch(5, 4, seed=1, rank=0, world_size=2)[0]
+    r1 = stream.batch(5, 4, seed=1, rank=1, world_size=2)[0]
+    assert torch.equal(torch.cat([r0, r1]), whole)
 
 
 def test_eval_batches_are_fixed_and_cover_the_last_window():

@@ -2,11 +2,14 @@
 
 A batch is `batch_size` windows of context_length + 1 tokens at random offsets;
 inputs are the first context_length tokens and targets the same window shifted
-by one. The offsets of step s come from a generator seeded by (seed, s, rank),
+by one. The offsets of step s come from a generator seeded by (seed, s, micro-step),
 so the data position of a run *is* its step number: resuming at step s
-continues with exactly the batches an uninterrupted run would have seen, and
-each distributed rank draws different windows. One gather builds the batch;
-inputs and targets are views of it (no copies, no padding).
+continues with exactly the batches an uninterrupted run would have seen. With
+several processes, every rank draws the same global batch of
+batch_size x world_size windows and takes its own slice, so ranks see different
+windows and N processes of batch B train on exactly the batches one process of
+batch N x B would. One gather builds the batch; inputs and targets are views of
+it (no copies, no padding).
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ class TokenStream:
         buf = self.tokens[offsets[:, None] + self._window]  # (B, T+1), one gather
         return buf[:, :-1], buf[:, 1:]
 
-    def batch(self, step: int, batch_size: int, seed: int, rank: int = 0, micro: int = 0):
-        """The (inputs, targets) of one training micro-batch, a pure function of its arguments."""
-        gen = torch.Generator().manual_seed(_mix(seed, step, rank, micro))
-        offsets = torch.randint(self.n_windows, (batch_size,), generator=gen)
-        return self.windows(offsets)
+    def batch(self, step: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, micro: int = 0):
+        """This rank's (inputs, targets) of one training micro-batch, a pure function of its arguments."""
+        gen = torch.Generator().manual_seed(_mix(seed, step, micro))
+        offsets = torch.randint(self.n_windows, (batch_size * world_size,), generator=gen)
+        return self.windows(offsets[rank * batch_size : (rank + 1) * batch_size])
 
     def eval_batches(self, n_batches: int, batch_size: int, seed: int = 0):
         """A fixed set of validation batches (the same at every evaluation, so losses compare)."""
-        gen = torch.Generator().manual_seed(_mix(seed, -1, 0, 0))
+        gen = torch.Generator().manual_seed(_mix(seed, -1, 0))
         offsets = torch.randint(self.n_windows, (n_batches, batch_size), generator=gen)
         return [self.windows(o) for o in offsets]
 

@@ -263,7 +263,7 @@ class Trainer:
         reason = "finished"
         try:
             while True:
-                if self.stop_requested:
+                if self._should_stop():
                     reason = "stopped"
                     break
                 step = self.step
@@ -283,7 +283,8 @@ class Trainer:
                 train_time += time.perf_counter() - t0
                 self.step = step + 1
                 if step % t.log_interval == 0 or self.step == t.max_steps:
-                    loss_value = loss.item()  # syncs with the device only at log points
+                    # The loss of the global batch; .item() syncs with the device only here.
+                    loss_value = self._all_reduce(loss, average=True).item()
                     if not math.isfinite(loss_value):
                         raise TrainingError(
                             f"The loss became {loss_value} at step {step}; the last good checkpoint is kept. "
@@ -310,6 +311,16 @@ class Trainer:
                        best_val_loss=None if math.isinf(self.best_val) else self.best_val,
                        elapsed_s=time.perf_counter() - started)
 
+    def _should_stop(self) -> bool:
+        """Under DDP every rank must stop at the same step, so the flag is shared (max over ranks)."""
+        if not self.dist.enabled:
+            return self.stop_requested
+        flag = torch.tensor(float(self.stop_requested), device=self.device)
+        import torch.distributed as dist
+
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def _train_step(self, step: int, lr: float) -> torch.Tensor:
         t = self.config.train
         model = self.train_model
@@ -318,7 +329,7 @@ class Trainer:
             group["lr"] = lr
         total = torch.zeros((), device=self.device)
         for micro in range(t.grad_accum):
-            x, y = self.train_stream.batch(step, t.batch_size, t.seed, self.dist.rank, micro)
+            x, y = self.train_stream.batch(step, t.batch_size, t.seed, self.dist.rank, self.dist.world_size, micro)
             x, y = self._to_device(x, y)
             # Under DDP, gradients are all-reduced only on the last micro-step.
             sync = self.dist.enabled and micro < t.grad_accum - 1
@@ -349,20 +360,26 @@ class Trainer:
 
     @torch.no_grad()
     def _mean_loss(self, batches) -> float:
+        """Mean loss over the fixed batches; under DDP the ranks share them out and sum."""
         model = self.model
         model.eval()
         total = torch.zeros((), device=self.device)
-        for x, y in batches:
+        for x, y in batches[self.dist.rank :: self.dist.world_size]:
             x, y = self._to_device(x, y)
             with self.autocast():
                 logits, _ = model(x)
                 total += F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
+        self._all_reduce(total, average=False)
+        return total.item() / len(batches)
+
+    def _all_reduce(self, value: torch.Tensor, average: bool) -> torch.Tensor:
         if self.dist.enabled:
             import torch.distributed as dist
 
-            dist.all_reduce(total)
-            total /= self.dist.world_size
-        return total.item() / len(batches)
+            dist.all_reduce(value)
+            if average:
+                value /= self.dist.world_size
+        return value
 
     def _evaluate_and_save(self, step: int, resumed_here: bool) -> list[dict]:
         train_loss = self._mean_loss(self.train_eval_batches)
