@@ -32,7 +32,7 @@ from minigpt_tui.core import checkpoint as ckpt
 from minigpt_tui.core import events as ev
 from minigpt_tui.core.batching import TokenStream
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.corpus import describe, load_corpus
+from minigpt_tui.core.corpus import load_corpus
 from minigpt_tui.core.errors import TrainingError
 from minigpt_tui.core.models import build_model, count_parameters
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
@@ -138,7 +138,7 @@ class Trainer:
         else:
             tokenizer = build_tokenizer(cfg.data.tokenizer, corpus.train_text, cfg.data.vocab_size)
         self.tokenizer = tokenizer
-        self.corpus_name = corpus.name if cfg.data.path else describe(cfg.data.path)
+        self.corpus_name = corpus.name
         self.train_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.train_text)), cfg.model.context_length, "training")
         self.val_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.val_text)), cfg.model.context_length, "validation")
         del corpus
