@@ -7,13 +7,16 @@ pre-norm residual block, h = h + dropout(rnn(LayerNorm(h))), which keeps deep
 stacks trainable (torch's built-in multi-layer RNN has neither the norm nor the
 residual). The state is a list with one entry per layer: the hidden state
 (1, B, C) for a GRU, the pair (h, c) for an LSTM. Feeding a sequence in one call
-or token by token with the returned state gives the same logits.
+or token by token with the returned state gives the same logits; `decode_step`
+is that token-by-token path written for sampling speed (one torch call per
+layer and operation, the cell functions instead of the sequence modules).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
 
@@ -61,3 +64,30 @@ class RNNLanguageModel(nn.Module):
             x, s = block(x, s)
             new_states.append(s)
         return self.head(self.norm(x)), new_states
+
+    def decode_step(self, token: int, state) -> tuple[torch.Tensor, list]:
+        """Feed one token (an int) -> logits (1, V), new state; the sampler's hot path.
+
+        The same arithmetic as forward on a (1, 1) input (dropout is off: this is
+        for inference), with torch.gru_cell / torch.lstm_cell in place of the
+        sequence modules, whose per-call set-up dominates at one token."""
+        if state is None:
+            logits, state = self(torch.tensor([[token]], device=self.embed.weight.device))
+            return logits[:, -1], state
+        x = self.embed.weight[token : token + 1]  # (1, C)
+        C = x.size(1)
+        lstm = self.family == "lstm"
+        new_states = []
+        for block, s in zip(self.blocks, state):
+            norm, rnn = block.norm, block.rnn
+            h = torch.layer_norm(x, (C,), norm.weight, norm.bias, norm.eps)
+            weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+            if lstm:
+                hx, cx = torch.lstm_cell(h, (s[0][0], s[1][0]), *weights)
+                new_states.append((hx.unsqueeze(0), cx.unsqueeze(0)))
+            else:
+                hx = torch.gru_cell(h, s[0], *weights)
+                new_states.append(hx.unsqueeze(0))
+            x = x + hx
+        x = torch.layer_norm(x, (C,), self.norm.weight, self.norm.bias, self.norm.eps)
+        return F.linear(x, self.head.weight), new_states

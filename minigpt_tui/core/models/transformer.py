@@ -32,29 +32,53 @@ from minigpt_tui.core.config import ModelConfig
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding (GPT-NeoX "half split" layout)."""
+    """Rotary position embedding (GPT-NeoX "half split" layout).
+
+    Angles are computed in float64 and only then rounded to float32: positions
+    grow without bound while sampling, and float32 angles would drift at large
+    positions. The values are cached as a table of CHUNK positions, recomputed
+    (once) when a position falls outside it, so neither training (always
+    positions 0..W-1) nor decoding (one position after another) pays for
+    trigonometry per call.
+    """
+
+    CHUNK = 1024
 
     def __init__(self, head_size: int, base: float = 10000.0):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._table: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        # (first position, cos (N, D/2), sin (N, D/2), cos + i sin (N, D/2) complex)
+        self._chunk: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def cos_sin(self, start: int, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for positions start..start+length-1, each (length, D/2).
-
-        Angles are computed in float64: positions grow without bound while
-        sampling, and float32 angles would drift at large positions.
-        """
-        if start == 0 and self._table is not None and self._table[0] >= length:
-            cos, sin = self._table[1][:length], self._table[2][:length]
-            return cos.to(dtype), sin.to(dtype)
+    def _angles(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(start, start + length, dtype=torch.float64, device=self.inv_freq.device)
         angles = torch.outer(pos, self.inv_freq)
-        cos, sin = angles.cos().float(), angles.sin().float()
-        if start == 0 and not torch.compiler.is_compiling():
-            self._table = (length, cos, sin)  # training always asks for 0..W-1
+        return angles.cos().float(), angles.sin().float()
+
+    def _table(self, start: int, length: int):
+        """The cached chunk, recomputed to begin at `start` unless it covers start..start+length-1."""
+        c = self._chunk
+        if (c is None or start < c[0] or start + length > c[0] + c[1].size(0)
+                or c[1].device != self.inv_freq.device):
+            cos, sin = self._angles(start, max(length, self.CHUNK))
+            c = self._chunk = (start, cos, sin, torch.complex(cos, sin))
+        return c
+
+    def cos_sin(self, start: int, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions start..start+length-1, each (length, D/2)."""
+        if torch.compiler.is_compiling():  # a pure function for the compiler: no Python-side cache
+            cos, sin = self._angles(start, length)
+        else:
+            first, cos, sin, _ = self._table(start, length)
+            cos, sin = cos[start - first : start - first + length], sin[start - first : start - first + length]
         return cos.to(dtype), sin.to(dtype)
+
+    def rotation(self, pos: int) -> torch.Tensor:
+        """cos + i sin at one position, (D/2,) complex: the same rotation as apply_rotary,
+        for pairs (x1_j, x2_j) viewed as complex numbers x1_j + i x2_j."""
+        first, _, _, rot = self._table(pos, 1)
+        return rot[pos - first]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -71,13 +95,31 @@ def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Te
     return (k <= q) & (q - k < window)
 
 
+def interleave_order(head_size: int) -> torch.Tensor:
+    """Index that reorders a head's dimensions from (x1_0..x1_{D/2-1}, x2_0..) to pairs (x1_0, x2_0, x1_1, ...)."""
+    half = torch.arange(head_size // 2)
+    return torch.stack((half, half + head_size // 2), dim=1).flatten()
+
+
 class KVCache:
-    """Per-layer ring buffers holding the rotated keys and values of the last W tokens."""
+    """Per-layer ring buffers holding the rotated keys and values of the last W tokens.
+
+    Each layer's buffers are allocated once, (B, H, W, D), by the prefill. Slot
+    `count % W` is written next; once W entries exist that is the oldest one.
+    A single query attends to every filled slot, and softmax attention does not
+    care in which order the slots hold them, so the ring needs no reordering.
+
+    Keys are stored with each head's dimensions in interleaved order (see
+    interleave_order), the layout in which decoding rotates them as complex
+    numbers; queries are reordered the same way, so every dot product, and so
+    the attention, is unchanged. `plan` holds the weights arranged for decoding.
+    """
 
     def __init__(self, n_layer: int):
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
         self.count = 0  # ring entries written per layer; the next write goes to count % W
         self.pos = 0  # absolute position of the next token
+        self.plan: list[tuple] | None = None
 
     @property
     def empty(self) -> bool:
@@ -95,32 +137,23 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+        """Training, the uncached sampler and the prefill (decoding is Transformer._decode)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3x (B,H,T,D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         drop = self.dropout if self.training else 0.0
-
-        if cache is not None and not cache.empty:
-            # Decoding one token: attend over the ring buffer after writing into it.
-            # Order inside the ring does not matter to a single query (no mask needed).
-            assert T == 1, "the cache decodes one token at a time"
-            keys, values = cache.layers[layer]
-            slot = cache.count % self.window
-            if keys.size(2) < self.window:  # ring not full yet: grow it
-                keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
-                cache.layers[layer] = (keys, values)
-            else:
-                keys[:, :, slot], values[:, :, slot] = k[:, :, 0], v[:, :, 0]
-            y = F.scaled_dot_product_attention(q, keys, values)
+        if T <= self.window:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
-            if T <= self.window:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
-            else:
-                mask = sliding_window_mask(T, T, self.window, x.device)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-            if cache is not None:  # prefill: keep the last W keys/values, oldest first
-                keep = min(T, self.window)
-                cache.layers[layer] = (k[:, :, -keep:].clone(), v[:, :, -keep:].clone())
+            mask = sliding_window_mask(T, T, self.window, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        if cache is not None:  # prefill: keep the last W keys/values, oldest in slot 0
+            keep = min(T, self.window)
+            keys = k.new_zeros(B, self.n_head, self.window, C // self.n_head)
+            values = torch.zeros_like(keys, dtype=v.dtype)
+            order = interleave_order(C // self.n_head).to(x.device)
+            keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
+            cache.layers[layer] = (keys, values)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -194,25 +227,107 @@ class Transformer(nn.Module):
 
         With state=None the whole sequence is processed (training, or the
         uncached sampler). With an empty cache the sequence is a prompt: the
-        cache is filled. With a filled cache, tokens are decoded one at a time.
+        cache is filled (only its last `receptive_field` tokens can matter to
+        what follows, so a sampler need not feed more). With a filled cache,
+        tokens are decoded one at a time. A cache is an inference tool:
+        decoding applies no dropout.
         """
-        if state is not None and not state.empty and idx.size(1) > 1:
-            outs = [self(idx[:, t : t + 1], state)[0] for t in range(idx.size(1))]
-            return torch.cat(outs, dim=1), state
-        if state is not None and state.empty and idx.size(1) > self.receptive_field:
-            idx = idx[:, -self.receptive_field :]  # earlier tokens cannot affect anything cached
-            start = 0
-        else:
-            start = state.pos if state is not None else 0
+        if state is not None and not state.empty:
+            outs = [self._decode(idx[:, t], state) for t in range(idx.size(1))]
+            return torch.stack(outs, dim=1), state
         T = idx.size(1)
         x = self.drop(self.embed(idx))
-        cos, sin = self.rotary.cos_sin(start, T, x.dtype)
+        cos, sin = self.rotary.cos_sin(0, T, x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, state, i)
         logits = self.head(self.norm(x))
         if state is not None:
             # The ring holds min(T, W) entries after a prefill, oldest in slot 0; the
             # next write goes to slot count % W, i.e. over the oldest entry once full.
-            state.count = state.count + 1 if state.count else min(T, self.config.context_length)
-            state.pos += T
+            state.count = min(T, self.config.context_length)
+            state.pos = T
         return logits, state
+
+    def decode_step(self, token: int, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Feed one token (an int) to a filled cache -> logits (1, V), cache. The sampler's hot path."""
+        if cache.empty:
+            logits, cache = self(torch.tensor([[token]], device=self.embed.weight.device), cache)
+            return logits[:, -1], cache
+        return self._decode(token, cache), cache
+
+    def _decode_plan(self) -> list[tuple]:
+        """Per block, the tensors decoding needs, in the order _decode unpacks them: the
+        qkv weight (and bias) with the query and key rows of every head in interleaved
+        order, the output projections transposed for addmm. Taken at prefill time, so
+        a cache belongs to the weights it was filled with."""
+        C, H = self.config.n_embd, self.config.n_head
+        D = C // H
+        order = interleave_order(D).to(self.embed.weight.device)
+        rows = torch.cat([h * D + order for h in range(2 * H)]
+                         + [torch.arange(2 * C, 3 * C, device=order.device)])
+        plan = []
+        for block in self.blocks:
+            attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
+            qkv_bias = attn.qkv.bias.detach()[rows] if attn.qkv.bias is not None else None
+            plan.append((
+                n1.weight, n1.bias, attn.qkv.weight.detach()[rows], qkv_bias,
+                attn.proj.weight.detach().t(), attn.proj.bias,
+                n2.weight, n2.bias, mlp.up.weight, mlp.up.bias,
+                mlp.down.weight.detach().t(), mlp.down.bias,
+            ))
+        return plan
+
+    def _decode(self, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
+        """One new token per sequence (idx (B,), or an int for B = 1) -> logits (B, V).
+
+        The same arithmetic as the blocks' forward, written flat on torch calls:
+        at one token per step the cost is the number of calls, not the flops.
+        Queries and keys of all heads are rotated together by one complex
+        multiplication (their dimensions come out of the qkv product in
+        interleaved pairs, see _decode_plan), and residual adds fold into addmm.
+        """
+        cfg = self.config
+        C, H, W = cfg.n_embd, cfg.n_head, cfg.context_length
+        D, eps = C // H, self.norm.eps
+        if cache.plan is None:
+            cache.plan = self._decode_plan()
+        if isinstance(idx, int):
+            x = self.embed.weight[idx : idx + 1]  # (1, C)
+        else:
+            x = F.embedding(idx, self.embed.weight)  # (B, C)
+        B = x.size(0)
+        slot = cache.count % W
+        filled = min(cache.count + 1, W)
+        rot = self.rotary.rotation(cache.pos)  # (D/2,) complex
+        # Under autocast, matmuls return reduced precision: keep the residual stream in
+        # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
+        fused = not torch.is_autocast_enabled(x.device.type)
+        layer_norm, linear, addmm = torch.layer_norm, F.linear, torch.addmm
+        for (n1w, n1b, w_qkv, b_qkv, w_proj, b_proj, n2w, n2b, w_up, b_up, w_down, b_down), (keys, values) in zip(
+            cache.plan, cache.layers
+        ):
+            qkv = linear(layer_norm(x, (C,), n1w, n1b, eps), w_qkv, b_qkv)  # (B, 3C)
+            qk = qkv[:, : 2 * C]  # queries then keys, each head's dimensions in (x1, x2) pairs
+            if qk.dtype != torch.float32:  # reduced precision: rotate in float32
+                qk = qk.float()
+            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, D)
+            if qk.dtype != keys.dtype:
+                qk = qk.to(keys.dtype)
+            keys.select(2, slot).copy_(qk[:, H:])
+            values.select(2, slot).copy_(qkv[:, 2 * C :].view(B, H, D))
+            if filled < W:
+                keys, values = keys[:, :, :filled], values[:, :, :filled]
+            y = F.scaled_dot_product_attention(qk[:, :H].unsqueeze(2), keys, values).view(B, C)
+            if fused and b_proj is None:
+                x = addmm(x, y, w_proj)
+            else:
+                x = x + linear(y, w_proj.t(), b_proj)
+            h = F.gelu(linear(layer_norm(x, (C,), n2w, n2b, eps), w_up, b_up), approximate="tanh")
+            if fused and b_down is None:
+                x = addmm(x, h, w_down)
+            else:
+                x = x + linear(h, w_down.t(), b_down)
+        x = layer_norm(x, (C,), self.norm.weight, self.norm.bias, eps)
+        cache.count += 1
+        cache.pos += 1
+        return linear(x, self.head.weight)
