@@ -2,23 +2,39 @@
 
 One protocol for both model families: prime with the prompt (an RNN runs it once
 and keeps its hidden state; a Transformer fills its KV cache), then decode one
-token at a time, each step feeding only the newest token.
+token at a time, each step feeding only the newest token. `use_cache=False` is
+the naive path kept for comparison and teaching: every token re-runs the model
+over the whole context that can still matter (for the Transformer, the last
+`model.receptive_field` tokens, which gives exactly the cached logits; for an
+RNN, everything).
 
 Filters, in this order (the order Hugging Face uses):
   1. repetition penalty: logits of tokens seen in the last `repetition_window`
-     tokens are divided by the penalty when positive, multiplied when negative
-     (the CTRL rule);
-  2. temperature: logits / T; T = 0 means greedy (argmax, no division);
-  3. top-k: keep the k most likely tokens;
+     tokens (prompt included) are divided by the penalty when positive,
+     multiplied when negative (the CTRL rule);
+  2. temperature: logits / T; T = 0 means greedy (argmax, no division; any
+     T below 1e-5 counts as 0);
+  3. top-k: keep the k most likely tokens (ties at the k-th value stay);
   4. top-p: keep the smallest set of most likely tokens whose probabilities
-     sum to at least p;
+     (after top-k, renormalised) sum to at least p;
   5. min-p: drop tokens whose probability is below min_p x the top probability;
-then draw from what is left with the sampler's own seeded torch.Generator.
+then draw from what is left with the sampler's own seeded torch.Generator, so
+the same settings and seed give the same text on the same machine.
 
 Settings are read afresh at every token, so a caller (the app) may change them
 while a generation runs; they take effect from the next token. A stop string
 ends the generation right after the token that completes it (the stop string is
-part of the output).
+part of the output; only generated text is searched, not the prompt). Cancel
+with the `cancel` callable (checked before every token) or by closing the
+iterator.
+
+Speed: a token costs one small forward step, so what counts is the number of
+torch calls, not the flops. The models' `decode_step` is written for that, the
+picking here skips filters that are off, and each step runs under
+torch.inference_mode on one CPU thread for small models (at batch 1 their
+matrix-vector products are too small to split; on a busy machine a second
+thread mostly waits). The thread count is restored between tokens, so the
+caller's torch settings are untouched while it holds an event.
 """
 
 from __future__ import annotations
@@ -28,11 +44,12 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from minigpt_tui.core.tokenizer import Tokenizer
 
 TOP_ALTERNATIVES = 5
+GREEDY_BELOW = 1e-5  # temperatures below this are treated as 0 (greedy)
+SINGLE_THREAD_BELOW = 20_000_000  # parameters: smaller models sample on one CPU thread
 
 
 @dataclass
@@ -48,18 +65,24 @@ class SamplingSettings:
     stop: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
+        """Raise ValueError with one sentence naming the first bad setting."""
         checks = [
-            (self.temperature >= 0, "--temperature must be >= 0"),
+            (self.temperature >= 0, "--temperature must be >= 0 (0 means greedy)"),
             (self.top_k >= 0, "--top-k must be >= 0 (0 turns it off)"),
-            (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
-            (0 <= self.min_p < 1, "--min-p must be in [0, 1)"),
+            (0 < self.top_p <= 1, "--top-p must be in (0, 1] (1 turns it off)"),
+            (0 <= self.min_p < 1, "--min-p must be in [0, 1) (0 turns it off)"),
             (self.repetition_penalty > 0, "--repetition-penalty must be > 0 (1 turns it off)"),
-            (self.repetition_window >= 1, "the repetition window must be >= 1"),
+            (self.repetition_window >= 1, "--repetition-window must be >= 1"),
             (self.max_new_tokens >= 0, "--max-new-tokens must be >= 0"),
+            (all(self.stop), "--stop needs a non-empty string"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message + ".")
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number.")
 
 
 @dataclass
@@ -76,36 +99,69 @@ class TokenEvent:
 
 
 def apply_filters(logits: torch.Tensor, s: SamplingSettings, recent: list[int] | None = None) -> torch.Tensor:
-    """1-D logits -> filtered logits (removed tokens at -inf). Temperature must be > 0."""
-    logits = logits.float().clone()
+    """1-D logits -> filtered logits (removed tokens at -inf), in the documented order.
+
+    The temperature must be > 0 here (greedy never divides). The input is not modified.
+    """
+    logits = logits.float()
     if s.repetition_penalty != 1.0 and recent:
-        seen = torch.tensor(sorted(set(recent[-s.repetition_window :])), dtype=torch.long, device=logits.device)
-        vals = logits[seen]
-        logits[seen] = torch.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
-    logits = logits / s.temperature
+        logits = penalize(logits, recent[-s.repetition_window :], s.repetition_penalty)
+    logits = logits / s.temperature  # a new tensor: the masks below never touch the caller's
     if s.top_k and s.top_k < logits.numel():
         kth = torch.topk(logits, s.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits.masked_fill_(logits < kth, float("-inf"))
     if s.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        sorted_probs = sorted_logits.softmax(-1)
         # Drop a token when the tokens before it already reach p (the first token always stays).
-        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= s.top_p
-        logits = logits.masked_fill(drop_sorted.scatter(0, order, drop_sorted), float("-inf"))
+        drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= s.top_p
+        logits.masked_fill_(drop_sorted.scatter(0, order, drop_sorted), float("-inf"))
     if s.min_p > 0.0:
         probs = logits.softmax(-1)
-        logits = logits.masked_fill(probs < s.min_p * probs.max(), float("-inf"))
+        logits.masked_fill_(probs < s.min_p * probs.max(), float("-inf"))
     return logits
 
 
-def choose(logits: torch.Tensor, s: SamplingSettings, recent: list[int], gen: torch.Generator) -> int:
-    """Pick the next token id from 1-D logits under the settings."""
-    if s.temperature == 0:
+def penalize(logits: torch.Tensor, recent: list[int], penalty: float) -> torch.Tensor:
+    """CTRL-style repetition penalty on a copy of 1-D logits for the ids in `recent`."""
+    logits = logits.clone()
+    seen = torch.tensor(sorted(set(recent)), dtype=torch.long, device=logits.device)
+    vals = logits[seen]
+    logits[seen] = torch.where(vals > 0, vals / penalty, vals * penalty)
+    return logits
+
+
+def is_greedy(s: SamplingSettings) -> bool:
+    return s.temperature < GREEDY_BELOW
+
+
+def choose(logits: torch.Tensor, s: SamplingSettings, recent: list[int], gen: torch.Generator,
+           probs: torch.Tensor | None = None) -> int:
+    """Pick the next token id from 1-D logits under the settings.
+
+    `probs` (optional) is logits.softmax(-1), when the caller has it already:
+    with every filter off and temperature 1 it is the distribution to draw from.
+    """
+    if is_greedy(s):
         if s.repetition_penalty != 1.0 and recent:
-            logits = apply_filters(logits, replace(s, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0), recent)
+            logits = penalize(logits, recent[-s.repetition_window :], s.repetition_penalty)
         return int(torch.argmax(logits))
-    probs = apply_filters(logits, s, recent).softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=gen))
+    filters_off = (s.repetition_penalty == 1.0 or not recent) and not s.top_k and s.top_p >= 1.0 and s.min_p <= 0
+    if filters_off and s.temperature == 1.0 and probs is not None:
+        dist = probs
+    elif filters_off:
+        dist = (logits.float() / s.temperature).softmax(-1)
+    else:
+        dist = apply_filters(logits, s, recent).softmax(-1)
+    return draw(dist, gen)
+
+
+def draw(probs: torch.Tensor, gen: torch.Generator) -> int:
+    """One token from 1-D probabilities: argmax(p / q) with q ~ Exp(1) picks i with
+    probability p_i / sum(p). It is the very draw torch.multinomial(probs, 1) makes
+    (same random numbers, same result) without its validation passes, which cost
+    more than the draw; softmax output needs no validating."""
+    return int((probs / torch.empty_like(probs).exponential_(generator=gen)).argmax())
 
 
 def start_ids(tokenizer: Tokenizer) -> list[int]:
@@ -114,6 +170,7 @@ def start_ids(tokenizer: Tokenizer) -> list[int]:
 
 
 def prompt_warning(tokenizer: Tokenizer, prompt: str) -> str | None:
+    """One line naming the prompt's symbols the vocabulary lacks, or None."""
     unknown = tokenizer.unknown_symbols(prompt)
     if not unknown:
         return None
@@ -122,19 +179,54 @@ def prompt_warning(tokenizer: Tokenizer, prompt: str) -> str | None:
     return f"The model's vocabulary lacks the {what} {shown}; they are read as <unk>."
 
 
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under DDP / torch.compile wrappers (samplers call its methods directly)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0  # tokens the model read before the first new one
+    new_tokens: int = 0
+    prefill_s: float = 0.0  # reading the prompt and computing the first token's logits
+    decode_s: float = 0.0  # every later token (the sampler's own time, not the caller's)
+    finish_reason: str = ""  # "length", "stop", "cancelled" or "closed" (the caller stopped iterating)
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = self.prefill_s + self.decode_s
+        return self.new_tokens / elapsed if elapsed > 0 else 0.0
+
+
 class Sampler:
-    """Streams tokens from a model; `use_cache=False` recomputes the context every token."""
+    """Streams tokens from a model; `use_cache=False` recomputes the context every token.
+
+    `threads`: torch CPU threads while computing a token; 0 (the default) picks
+    one thread for models under SINGLE_THREAD_BELOW parameters and leaves torch's
+    setting alone for bigger ones.
+    """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
-                 settings: SamplingSettings | None = None, use_cache: bool = True):
-        self.model = model.eval()
+                 settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0):
+        self.model = plain_model(model).eval()
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
         self.use_cache = use_cache
-        self.device = next(model.parameters()).device
+        self.device = next(self.model.parameters()).device
         self.generator = torch.Generator(device="cpu")
-        self.tokens_per_s = 0.0  # of the last generation, prompt excluded
+        small = sum(p.numel() for p in self.model.parameters()) < SINGLE_THREAD_BELOW
+        self.threads = threads or (1 if small and self.device.type == "cpu" else 0)
+        self.stats = GenerationStats()
         self._reseed_pending = True
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Of the last (or current) generation: new tokens per second of the sampler's time."""
+        return self.stats.tokens_per_s
 
     def reseed(self, seed: int | None = None) -> None:
         """Restart the random stream (from `seed`, or the settings' seed) at the next token."""
@@ -142,52 +234,99 @@ class Sampler:
             self.settings.seed = seed
         self._reseed_pending = True
 
-    def _next_logits(self, ids: list[int], state, fresh: bool):
-        """Logits for the token after `ids` (1-D, on CPU) and the new model state."""
+    # ---- the model side -----------------------------------------------------------------------
+    def _prefill(self, ids: list[int]):
+        """Logits (V,) for the token after `ids`, and the model state to continue from."""
         model = self.model
-        if self.use_cache:
-            feed = ids if fresh else ids[-1:]
-            x = torch.tensor([feed], dtype=torch.long, device=self.device)
-            logits, state = model(x, state)
-        else:
-            window = getattr(model, "receptive_field", None)
-            ctx = ids[-window:] if window else ids  # an RNN re-reads everything
-            logits, _ = model(torch.tensor([ctx], dtype=torch.long, device=self.device), None)
-        return logits[0, -1].float().cpu(), state
+        if not self.use_cache:
+            return self._recompute(ids), None
+        state = model.new_state(1)
+        window = getattr(model, "receptive_field", None)
+        ctx = ids[-window:] if window else ids  # a Transformer's cache only needs these
+        logits, state = model(torch.tensor([ctx], dtype=torch.long, device=self.device), state)
+        return logits[0, -1], state
 
+    def _recompute(self, ids: list[int]) -> torch.Tensor:
+        window = getattr(self.model, "receptive_field", None)
+        ctx = ids[-window:] if window else ids  # an RNN re-reads everything
+        logits, _ = self.model(torch.tensor([ctx], dtype=torch.long, device=self.device), None)
+        return logits[0, -1]
+
+    def _step(self, ids: list[int], state):
+        """Logits (V,) after feeding the newest token of `ids`, and the new state."""
+        if not self.use_cache:
+            return self._recompute(ids), None
+        step = getattr(self.model, "decode_step", None)
+        if step is not None:
+            logits, state = step(ids[-1], state)
+            return logits[0], state
+        logits, state = self.model(torch.tensor([ids[-1:]], dtype=torch.long, device=self.device), state)
+        return logits[0, -1], state
+
+    # ---- the loop -------------------------------------------------------------------------------
     def generate(self, prompt: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """Yield one TokenEvent per new token until max_new_tokens, a stop string or cancel()."""
         tok = self.tokenizer
-        ids = tok.encode(prompt) or start_ids(tok)
-        state = self.model.new_state(1) if self.use_cache else None
-        text = ""  # generated so far (for stop strings)
-        prev = ids[-1] if prompt else None
-        started = time.perf_counter()
+        itos = tok.itos
+        encoded = tok.encode(prompt)
+        ids = encoded or start_ids(tok)
+        prev = ids[-1] if encoded else None  # the start token is context, not text
+        stats = self.stats = GenerationStats(prompt_tokens=len(ids))
         self._reseed_pending = True  # every generation starts from the seed: same settings, same text
-        fresh = True
+        text = ""  # generated so far (stop strings are searched in it)
+        state = None
+        logits = None
         index = 0
-        while index < self.settings.max_new_tokens:
-            if cancel is not None and cancel():
-                break
-            s = self.settings  # re-read: the app may have changed it
-            if self._reseed_pending:
-                self.generator.manual_seed(s.seed)
-                self._reseed_pending = False
-            with torch.inference_mode():
-                logits, state = self._next_logits(ids, state, fresh)
-                fresh = False
-                next_id = choose(logits, s, ids, self.generator)
-                probs = logits.softmax(-1)
-                top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
-            piece = tok.piece(next_id, prev)
-            event = TokenEvent(index, next_id, piece, float(probs[next_id]),
-                               [(tok.itos[i], float(p)) for p, i in zip(top_p.tolist(), top_i.tolist())])
-            ids.append(next_id)
-            prev = next_id
-            text += piece
-            index += 1
-            elapsed = time.perf_counter() - started
-            self.tokens_per_s = index / elapsed if elapsed > 0 else 0.0
-            yield event
-            if s.stop and any(stop and stop in text[-(len(stop) + len(piece)) :] for stop in s.stop):
-                break
+        try:
+            while index < self.settings.max_new_tokens:
+                if cancel is not None and cancel():
+                    stats.finish_reason = "cancelled"
+                    return
+                s = self.settings  # re-read: the app may have changed it
+                started = time.perf_counter()
+                saved_threads = torch.get_num_threads()
+                if self.threads and self.threads != saved_threads:
+                    torch.set_num_threads(self.threads)
+                try:
+                    with torch.inference_mode():
+                        if logits is None:
+                            logits, state = self._prefill(ids)
+                        else:
+                            logits, state = self._step(ids, state)
+                        if self._reseed_pending:
+                            self.generator.manual_seed(s.seed)
+                            self._reseed_pending = False
+                        logits = logits.float()
+                        if logits.device.type != "cpu":
+                            logits = logits.cpu()
+                        probs = logits.softmax(-1)
+                        next_id = choose(logits, s, ids, self.generator, probs)
+                        top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
+                        prob = float(probs[next_id])
+                        top = [(itos[i], p) for i, p in zip(top_i.tolist(), top_p.tolist())]
+                finally:
+                    if torch.get_num_threads() != saved_threads:
+                        torch.set_num_threads(saved_threads)
+                elapsed = time.perf_counter() - started
+                if index == 0:
+                    stats.prefill_s = elapsed
+                else:
+                    stats.decode_s += elapsed
+                piece = tok.piece(next_id, prev)
+                ids.append(next_id)
+                prev = next_id
+                stats.new_tokens = index = index + 1
+                event = TokenEvent(index - 1, next_id, piece, prob, top)
+                before = len(text)
+                text += piece
+                # A stop string completed by this token ends inside `piece`.
+                if s.stop and any(stop and text.find(stop, max(0, before - len(stop) + 1)) >= 0
+                                  for stop in s.stop):
+                    stats.finish_reason = "stop"
+                    yield event
+                    return
+                yield event
+            stats.finish_reason = "length"
+        except GeneratorExit:
+            stats.finish_reason = stats.finish_reason or "closed"
+            raise

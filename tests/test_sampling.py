@@ -1,0 +1,381 @@
+"""Samplers: exactness of the cached paths, the filters, and the streaming protocol.
+
+Tiny random models (a few thousand parameters) with large weights, so their
+distributions are peaked and a wrong position or a stale cache shows at once.
+Protocol tests use a scripted model whose logits are known in advance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import TINY_TEXT
+from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.models import build_model
+from minigpt_tui.core.models.transformer import Rotary
+from minigpt_tui.core.sampling import (
+    Sampler, SamplingSettings, TokenEvent, apply_filters, choose, draw, prompt_warning,
+)
+from minigpt_tui.core.tokenizer import CharTokenizer, WordTokenizer
+
+CHAR = CharTokenizer.train(TINY_TEXT)
+WORD = WordTokenizer.train(TINY_TEXT)
+
+
+def tiny_model(family: str = "transformer", vocab: int = CHAR.vocab_size, seed: int = 0, std: float = 0.4, **model):
+    torch.manual_seed(seed)
+    fields = {"family": family, "n_layer": 2, "n_head": 2, "n_embd": 16, "context_length": 8, **model}
+    m = build_model(ModelConfig(**fields), vocab)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, std)
+    return m.eval()
+
+
+def collect(sampler: Sampler, prompt: str = "", cancel=None) -> list[TokenEvent]:
+    return list(sampler.generate(prompt, cancel=cancel))
+
+
+def settings(**kw) -> SamplingSettings:
+    return SamplingSettings(**{"max_new_tokens": 30, **kw})
+
+
+# ---- exactness: the cache against full recomputation ---------------------------------------------
+
+
+def full_logits(model, ids: torch.Tensor, t: int) -> torch.Tensor:
+    """Logits for the token after ids[:, :t+1] by recomputing everything that can matter."""
+    window = model.receptive_field
+    return model(ids[:, max(0, t + 1 - window) : t + 1])[0][:, -1]
+
+
+@pytest.mark.parametrize("prompt_len", [1, 5, 8, 14, 15, 16, 40])  # W = 8, receptive field = 2 * 7 + 1 = 15
+@pytest.mark.parametrize("bias", [False, True])
+def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prompt_len, bias):
+    model = tiny_model(bias=bias)
+    assert model.receptive_field == 15
+    total = prompt_len + 60  # decode far past the window and the receptive field
+    ids = torch.randint(CHAR.vocab_size, (2, total), generator=torch.Generator().manual_seed(prompt_len))
+    with torch.inference_mode():
+        state = model.new_state(2)
+        logits, state = model(ids[:, :prompt_len], state)
+        cached = {prompt_len - 1: logits[:, -1]}
+        for t in range(prompt_len, total):
+            logits, state = model(ids[:, t : t + 1], state)  # batch of 2 through the ring buffer
+            cached[t] = logits[:, -1]
+        for t, got in cached.items():
+            assert torch.allclose(got, full_logits(model, ids, t), atol=1e-4, rtol=0), t
+        # the prompt's own positions come out of the prefill exactly as well
+        prefill, _ = model(ids[:, :prompt_len], model.new_state(2))
+        for t in range(prompt_len):
+            assert torch.allclose(prefill[:, t], full_logits(model, ids[:, :prompt_len], t), atol=1e-4, rtol=0)
+
+
+def test_decode_step_matches_forward_and_crosses_rotary_table_chunks(monkeypatch):
+    monkeypatch.setattr(Rotary, "CHUNK", 4)  # the cos/sin table is refilled every 4 positions
+    model = tiny_model()
+    ids = torch.randint(CHAR.vocab_size, (1, 50), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        logits, state = model(ids[:, :3], model.new_state(1))
+        for t in range(3, 50):
+            logits, state = model.decode_step(int(ids[0, t]), state)
+            assert torch.allclose(logits[0], full_logits(model, ids, t)[0], atol=1e-4, rtol=0), t
+
+
+def test_rotary_table_is_float64_accurate_at_large_positions():
+    rotary = Rotary(8)
+    cos, sin = rotary.cos_sin(1_000_000, 3, torch.float32)
+    angles = torch.outer(torch.arange(1_000_000, 1_000_003, dtype=torch.float64), rotary.inv_freq)
+    assert torch.allclose(cos.double(), angles.cos(), atol=1e-6) and torch.allclose(sin.double(), angles.sin(), atol=1e-6)
+    assert torch.equal(rotary.rotation(1_000_001), torch.complex(cos[1], sin[1]))
+
+
+@pytest.mark.parametrize("family", ["gru", "lstm"])
+def test_rnn_step_by_step_logits_equal_the_full_sequence_forward(family):
+    model = tiny_model(family)
+    ids = torch.randint(CHAR.vocab_size, (1, 40), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        full, _ = model(ids)
+        logits, state = model(ids[:, :4], model.new_state(1))
+        assert torch.allclose(logits, full[:, :4], atol=1e-5)
+        by_forward = state
+        for t in range(4, 40):
+            logits, state = model.decode_step(int(ids[0, t]), state)
+            assert torch.allclose(logits[0], full[0, t], atol=1e-4, rtol=0), t
+            step, by_forward = model(ids[:, t : t + 1], by_forward)
+            assert torch.allclose(step[0, -1], full[0, t], atol=1e-4, rtol=0), t
+
+
+@pytest.mark.parametrize("family", ["transformer", "gru"])
+@pytest.mark.parametrize("prompt", ["t", "the cat sat on the mat. the dog"])  # shorter / longer than W and R
+def test_cached_and_uncached_samplers_give_the_same_tokens(family, prompt):
+    model = tiny_model(family)
+    s = settings(temperature=0.9, max_new_tokens=50, seed=5)
+    cached = collect(Sampler(model, CHAR, s, use_cache=True), prompt)
+    naive = collect(Sampler(model, CHAR, replace(s), use_cache=False), prompt)
+    assert [e.token_id for e in cached] == [e.token_id for e in naive]
+    assert max(abs(a.prob - b.prob) for a, b in zip(cached, naive)) < 1e-5
+
+
+def test_new_weights_are_used_by_the_next_generation():
+    """The cache's decode plan is taken per generation, never reused across weight updates."""
+    model = tiny_model()
+    sampler = Sampler(model, CHAR, settings(temperature=0, max_new_tokens=20))
+    first = collect(sampler, "the")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.3)
+    again = collect(sampler, "the")
+    naive = collect(Sampler(model, CHAR, settings(temperature=0, max_new_tokens=20), use_cache=False), "the")
+    assert [e.token_id for e in again] == [e.token_id for e in naive] != [e.token_id for e in first]
+
+
+# ---- the filters, on a hand-made distribution -----------------------------------------------------
+
+PROBS = torch.tensor([0.05, 0.5, 0.1, 0.2, 0.15])  # sorted: 1 (0.5), 3 (0.2), 4 (0.15), 2 (0.1), 0 (0.05)
+LOGITS = PROBS.log()
+
+
+def kept(**kw) -> set[int]:
+    s = replace(SamplingSettings(temperature=1.0), **kw)
+    out = apply_filters(LOGITS, s, kw.pop("recent", None))
+    return {i for i, v in enumerate(out.tolist()) if v > float("-inf")}
+
+
+@pytest.mark.parametrize("top_p, expected", [
+    (0.45, {1}), (0.6, {1, 3}), (0.8, {1, 3, 4}), (0.9, {1, 3, 4, 2}), (0.99, {0, 1, 2, 3, 4}), (1.0, {0, 1, 2, 3, 4}),
+])
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p, expected):
+    assert kept(top_p=top_p) == expected
+
+
+@pytest.mark.parametrize("min_p, expected", [(0.05, {0, 1, 2, 3, 4}), (0.25, {1, 3, 4}), (0.35, {1, 3}), (0.5, {1})])
+def test_min_p_drops_tokens_below_min_p_times_the_top(min_p, expected):
+    assert kept(min_p=min_p) == expected
+
+
+def test_filters_apply_in_the_documented_order():
+    assert kept(top_k=2) == {1, 3}
+    # top-k first: among 0.5, 0.2, 0.15 renormalised (0.59, 0.24, 0.18), p = 0.8 is reached by two
+    assert kept(top_p=0.8) == {1, 3, 4} and kept(top_k=3, top_p=0.8) == {1, 3}
+    # temperature before min-p: T = 2 flattens to sqrt(p), so more tokens clear 0.35 x the top
+    assert kept(min_p=0.35) == {1, 3} and kept(min_p=0.35, temperature=2.0) == {1, 3, 4, 2}
+    out = apply_filters(LOGITS, replace(SamplingSettings(), temperature=2.0))
+    assert torch.allclose(out, LOGITS / 2)
+
+
+def test_repetition_penalty_lowers_recent_tokens_only():
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0, -0.5])
+    s = replace(SamplingSettings(temperature=1.0), repetition_penalty=2.0, repetition_window=3)
+    out = apply_filters(logits, s, recent=[3, 0, 1, 2])  # the window sees the last 3: 0, 1, 2
+    assert out.tolist() == [1.0, -2.0, 0.25, 3.0, -0.5]
+    assert logits.tolist() == [2.0, -1.0, 0.5, 3.0, -0.5]  # the input is untouched
+
+
+def test_greedy_never_divides_and_tiny_temperatures_are_greedy():
+    logits = torch.tensor([0.1, 3.0, 2.9])
+    gen = torch.Generator().manual_seed(0)
+    for t in (0.0, 1e-9):
+        assert choose(logits, SamplingSettings(temperature=t), [], gen) == 1
+    # greedy with a repetition penalty takes the argmax of the penalised logits
+    assert choose(logits, SamplingSettings(temperature=0, repetition_penalty=2.0), [1], gen) == 2
+
+
+def test_draw_is_the_same_draw_as_torch_multinomial():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    ours = [draw(probs, g1) for _ in range(300)]
+    assert ours == [int(torch.multinomial(probs, 1, generator=g2)) for _ in range(300)]
+    assert 1 not in ours and abs(ours.count(2) / 300 - 0.6) < 0.1
+
+
+# ---- the protocol, with a scripted model -----------------------------------------------------------
+
+
+class Scripted(torch.nn.Module):
+    """logits[t] = table[last token]; by default greedy walks the vocabulary in order,
+    from the last token around to the first after <unk> ("\n", " ", "a", "b", ...)."""
+
+    family = "scripted"
+
+    def __init__(self, vocab: int, table: torch.Tensor | None = None):
+        super().__init__()
+        if table is None:
+            table = torch.full((vocab, vocab), -5.0)
+            for i in range(vocab):
+                table[i, i + 1 if i + 1 < vocab else 1] = 5.0
+        self.table = torch.nn.Parameter(table, requires_grad=False)
+        self.calls: list[int] = []  # tokens fed per call
+
+    def new_state(self, batch_size=1):
+        return None
+
+    def forward(self, idx, state=None):
+        self.calls.append(idx.size(1))
+        return self.table[idx], (state or 0) + idx.size(1)
+
+
+ALPHA = CharTokenizer(["<unk>", "\n", " ", *"abcdefghijklmnopqrstuvwxyz"])
+
+
+def alpha_ids(text: str) -> list[int]:
+    return ALPHA.encode(text)
+
+
+def test_greedy_is_deterministic_and_equals_top_k_1():
+    for family in ("transformer", "gru"):
+        model = tiny_model(family)
+        greedy = [e.token_id for e in collect(Sampler(model, CHAR, settings(temperature=0)), "the ")]
+        again = [e.token_id for e in collect(Sampler(model, CHAR, settings(temperature=0)), "the ")]
+        top1 = [e.token_id for e in collect(Sampler(model, CHAR, settings(temperature=1.3, top_k=1, seed=9)), "the ")]
+        assert greedy == again == top1
+        assert len(set(greedy)) > 1
+
+
+def test_a_fixed_seed_gives_identical_text_and_another_seed_differs():
+    model = tiny_model()
+    text = lambda seed: "".join(e.text for e in collect(Sampler(model, CHAR, settings(temperature=1.5, seed=seed)), "a"))
+    assert text(1) == text(1)
+    assert text(1) != text(2)
+    sampler = Sampler(model, CHAR, settings(temperature=1.5, seed=1))
+    assert "".join(e.text for e in collect(sampler, "a")) == "".join(e.text for e in collect(sampler, "a"))
+
+
+def test_the_prompt_is_read_once_and_each_token_is_fed_alone():
+    model = Scripted(ALPHA.vocab_size)
+    events = collect(Sampler(model, ALPHA, settings(temperature=0, max_new_tokens=5)), "abc")
+    assert "".join(e.text for e in events) == "defgh"
+    assert model.calls == [3, 1, 1, 1, 1]  # the last token's logits are never computed needlessly
+
+
+@pytest.mark.parametrize("stops, prompt, expected", [
+    (["fg"], "a", "bcdefg"),
+    (["xyz", "de"], "a", "bcde"),  # the first stop string completed wins
+    (["b"], "ab", "cdefghijklmnopqrstuvwxyz\n ab"),  # the prompt is not searched; 'b' completes later
+    (["z\n a"], "w", "xyz\n a"),  # a stop string spanning tokens, with a newline
+])
+def test_stop_strings_stop_right_after_the_token_completing_them(stops, prompt, expected):
+    sampler = Sampler(Scripted(ALPHA.vocab_size), ALPHA, settings(temperature=0, max_new_tokens=100, stop=stops))
+    assert "".join(e.text for e in collect(sampler, prompt)) == expected
+    assert sampler.stats.finish_reason == "stop"
+
+
+def test_a_stop_string_inside_a_word_token_stops_after_that_token():
+    words = WordTokenizer(["<unk>", "\n", "one", "two", "three", "four", "five"])
+    table = torch.full((7, 7), -5.0)
+    for i in range(2, 7):
+        table[i, i + 1 if i < 6 else 2] = 5.0
+    sampler = Sampler(Scripted(7, table), words, settings(temperature=0, max_new_tokens=50, stop=["o th"]))
+    assert "".join(e.text for e in collect(sampler, "one")) == " two three"
+
+
+@pytest.mark.parametrize("tok", [CHAR, WORD], ids=["char", "word"])
+@pytest.mark.parametrize("prompt", ["the cat", "", "the zebra ate the mat", "a\ndog sat"])
+def test_streamed_text_equals_decoding_the_whole_sequence(tok, prompt):
+    model = tiny_model(vocab=tok.vocab_size, std=0.2)
+    events = collect(Sampler(model, tok, settings(temperature=1.2, max_new_tokens=40, seed=3)), prompt)
+    streamed = "".join(e.text for e in events)
+    prompt_ids = tok.encode(prompt)
+    generated = [e.token_id for e in events]
+    whole = tok.decode(prompt_ids + generated)
+    assert whole.startswith(tok.decode(prompt_ids))
+    assert streamed == whole[len(tok.decode(prompt_ids)) :]
+    assert len(events) == 40 and [e.index for e in events] == list(range(40))
+
+
+def test_events_carry_the_probability_and_the_top_five():
+    model = tiny_model()
+    sampler = Sampler(model, CHAR, settings(temperature=0.8, max_new_tokens=6))
+    events = collect(sampler, "the")
+    ids = CHAR.encode("the") + [e.token_id for e in events]
+    with torch.no_grad():
+        probs = model(torch.tensor([ids]))[0][0].softmax(-1)
+    for e in events:
+        p = probs[len(CHAR.encode("the")) - 1 + e.index]
+        assert e.prob == pytest.approx(float(p[e.token_id]), abs=1e-5)
+        assert len(e.top) == 5 and [t for t, _ in e.top] == [CHAR.itos[i] for i in p.topk(5).indices.tolist()]
+        assert all(a[1] >= b[1] for a, b in zip(e.top, e.top[1:]))
+        assert set(e.to_dict()) == {"index", "token_id", "text", "prob", "top"}
+
+
+def test_unknown_prompt_characters_give_a_one_line_warning_not_a_crash():
+    warning = prompt_warning(CHAR, "the zebra? Ω")
+    assert warning is not None and "\n" not in warning
+    assert "'z'" in warning and "'Ω'" in warning and "<unk>" in warning
+    assert prompt_warning(CHAR, "the cat") is None
+    assert "words" in prompt_warning(WORD, "the xylophone")
+    events = collect(Sampler(tiny_model(), CHAR, settings(max_new_tokens=5)), "zzz Ω")
+    assert len(events) == 5
+
+
+def test_an_empty_prompt_starts_from_a_new_line():
+    model = Scripted(ALPHA.vocab_size)
+    events = collect(Sampler(model, ALPHA, settings(temperature=0, max_new_tokens=3)), "")
+    assert [e.text for e in events] == [" ", "a", "b"]  # after "\n" the script gives " ", then letters
+    assert len(collect(Sampler(tiny_model(vocab=WORD.vocab_size), WORD, settings(max_new_tokens=4)), "")) == 4
+
+
+def test_settings_changed_mid_generation_apply_from_the_next_token():
+    a, b = 3, 4
+    table = torch.zeros(ALPHA.vocab_size, ALPHA.vocab_size)
+    table[:, a], table[:, b] = 5.0, 4.0  # always prefers a, then b
+    sampler = Sampler(Scripted(ALPHA.vocab_size, table), ALPHA, settings(temperature=0, max_new_tokens=8))
+    got = []
+    for event in sampler.generate("c"):
+        got.append(event.token_id)
+        if event.index == 2:
+            sampler.settings.repetition_penalty = 2.0  # a: 5 -> 2.5 < 4, once a has been seen
+        if event.index == 4:
+            sampler.settings = replace(sampler.settings, max_new_tokens=6)
+    assert got == [a, a, a, b, a, a]
+
+
+def test_cancel_between_tokens_and_closing_the_stream():
+    sampler = Sampler(tiny_model(), CHAR, settings(max_new_tokens=100))
+    seen = []
+    events = collect(sampler, "the", cancel=lambda: len(seen) >= 5 or seen.append(1))
+    assert len(events) == 5 and sampler.stats.finish_reason == "cancelled"
+    stream = sampler.generate("the")
+    assert next(stream).index == 0
+    stream.close()
+    assert sampler.stats.finish_reason == "closed" and sampler.stats.new_tokens == 1
+
+
+def test_max_new_tokens_zero_and_stats():
+    sampler = Sampler(tiny_model(), CHAR, settings(max_new_tokens=0))
+    assert collect(sampler, "the") == [] and sampler.stats.finish_reason == "length"
+    sampler.settings.max_new_tokens = 12
+    collect(sampler, "the")
+    s = sampler.stats
+    assert s.new_tokens == 12 and s.prompt_tokens == 3 and s.tokens_per_s > 0 and sampler.tokens_per_s == s.tokens_per_s
+
+
+def test_the_callers_torch_state_is_untouched_between_tokens():
+    threads = torch.get_num_threads()
+    for event in Sampler(tiny_model(), CHAR, settings(max_new_tokens=3)).generate("the"):
+        assert torch.get_num_threads() == threads
+        assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+
+
+def test_sampling_under_bfloat16_autocast_works():
+    """The trainer samples under autocast on GPUs; the CPU flavour exercises the same code."""
+    model = tiny_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        events = collect(Sampler(model, CHAR, settings(max_new_tokens=20)), "the cat sat")
+    assert len(events) == 20 and all(0 <= e.prob <= 1 for e in events)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("temperature", -1.0, "--temperature"), ("top_k", -1, "--top-k"), ("top_p", 0.0, "--top-p"),
+    ("top_p", 1.5, "--top-p"), ("min_p", 1.0, "--min-p"), ("repetition_penalty", 0.0, "--repetition-penalty"),
+    ("max_new_tokens", -3, "--max-new-tokens"), ("stop", [""], "--stop"), ("temperature", math.nan, "--temperature"),
+])
+def test_bad_settings_are_one_sentence(field, value, words):
+    with pytest.raises(ValueError) as err:
+        replace(SamplingSettings(), **{field: value}).validate()
+    assert str(err.value).startswith(words) and str(err.value).endswith(".") and "\n" not in str(err.value)
