@@ -47,20 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", choices=["jsonl"], help="print one JSON event per line instead of a progress bar")
     t.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
 
-    g = p.add_argument_group("generation")
+    # Generation values are read as text and checked by cmd_generate, so that a bad one
+    # ends in one sentence saying what the option accepts.
+    g = p.add_argument_group("generation (with --generate RUN)")
     g.add_argument("--prompt", default="", help="text to continue (default: start afresh)")
-    g.add_argument("--temperature", type=float, default=0.8, help="0 means greedy (default 0.8)")
-    g.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
-    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min-p x the top probability (0: off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="penalise recent tokens (1: off)")
-    g.add_argument("--repetition-window", type=int, default=64, help="how many recent tokens the penalty sees")
-    g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--max-new-tokens", type=int, default=500)
-    g.add_argument("--stop", action="append", default=[], help="stop after this string appears (repeatable)")
-    g.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    g.add_argument("--temperature", default="0.8", metavar="T", help="0 means greedy (default 0.8)")
+    g.add_argument("--top-k", default="0", metavar="K", help="keep the k most likely tokens (0: off)")
+    g.add_argument("--top-p", default="1.0", metavar="P", help="keep the most likely tokens until their probabilities sum to p (1: off)")
+    g.add_argument("--min-p", default="0.0", metavar="P", help="drop tokens below min-p x the top probability (0: off)")
+    g.add_argument("--repetition-penalty", default="1.0", metavar="X", help="penalise tokens seen recently (1: off; 1.1-1.3 is mild)")
+    g.add_argument("--repetition-window", default="64", metavar="N", help="how many recent tokens the penalty sees (default 64)")
+    g.add_argument("--seed", default="1337", metavar="N", help="random seed: same settings and seed, same text (default 1337)")
+    g.add_argument("--max-new-tokens", default="500", metavar="N", help="how many tokens to generate (default 500)")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop once the output contains TEXT (repeatable; \\n means a newline)")
+    g.add_argument("--checkpoint", default="best", metavar="best|last", help="which checkpoint to load (default best)")
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
-    g.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context for every token")
+    g.add_argument("--no-kv-cache", action="store_true",
+                   help="recompute the whole context for every token (slow; for comparison)")
     return p
 
 
@@ -235,41 +239,91 @@ def _escape(text: str) -> str:
 
 
 def cmd_generate(args) -> int:
+    """Stream a continuation of --prompt: plain text flushed token by token, or JSON lines.
+
+    Plain output is the prompt, then the continuation, then a newline; a summary
+    line goes to stderr. --json prints one object per token (index, token_id,
+    text, prob, top) and a last one {"done": true, ...}. Word-level output shows
+    WikiText's " @-@ " joins as "-" in plain text (JSON keeps the raw tokens).
+    """
     from minigpt_tui.core import checkpoint as ckpt
     from minigpt_tui.core.sampling import Sampler, SamplingSettings, prompt_warning
 
-    settings = SamplingSettings(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty, repetition_window=args.repetition_window,
-        seed=args.seed, max_new_tokens=args.max_new_tokens, stop=args.stop,
-    )
+    def number(option: str, text: str, kind: type):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{option} must be {what}, got {text!r}.") from None
+        return value
+
     try:
+        settings = SamplingSettings(
+            temperature=number("--temperature", args.temperature, float),
+            top_k=number("--top-k", args.top_k, int),
+            top_p=number("--top-p", args.top_p, float),
+            min_p=number("--min-p", args.min_p, float),
+            repetition_penalty=number("--repetition-penalty", args.repetition_penalty, float),
+            repetition_window=number("--repetition-window", args.repetition_window, int),
+            seed=number("--seed", args.seed, int),
+            max_new_tokens=number("--max-new-tokens", args.max_new_tokens, int),
+            # A shell passes "\n" literally; most people mean a newline.
+            stop=[stop.replace("\\n", "\n").replace("\\t", "\t") for stop in args.stop],
+        )
         settings.validate()
+        if args.checkpoint not in ckpt.CHECKPOINT_KINDS:
+            raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
     except ValueError as err:
         print(f"minigpt-tui: {err}", file=sys.stderr)
         return USER_ERROR
+
     run = ckpt.load_run(ckpt.resolve_run(args.generate), checkpoint=args.checkpoint)
     warning = prompt_warning(run.tokenizer, args.prompt)
     if warning:
         print(f"minigpt-tui: warning: {warning}", file=sys.stderr)
     sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache)
     out = sys.stdout
+    word_level = run.tokenizer.kind == "word"
+    joins = {" @-@": "-", " @.@": ".", " @,@": ","}  # WikiText's joined-word markers, as pieces
+    held = ""  # a join marker waiting for the next piece
+    try:
+        if args.json:
+            for event in sampler.generate(args.prompt):
+                out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+                out.flush()
+        else:
+            out.write(args.prompt)
+            out.flush()
+            for event in sampler.generate(args.prompt):
+                piece = event.text
+                if word_level:
+                    if held:
+                        piece = joins[held] + piece[1:] if piece.startswith(" ") else held + piece
+                        held = ""
+                    elif piece in joins:
+                        held, piece = piece, ""
+                out.write(piece)
+                out.flush()
+    except KeyboardInterrupt:
+        sampler.stats.finish_reason = "interrupted"
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit-time
+        # flush of stdout from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    stats = sampler.stats
     if args.json:
-        for event in sampler.generate(args.prompt):
-            out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-            out.flush()
-        out.write(json.dumps({"done": True, "tokens_per_s": sampler.tokens_per_s}) + "\n")
+        out.write(json.dumps({"done": True, "new_tokens": stats.new_tokens, "prompt_tokens": stats.prompt_tokens,
+                              "finish_reason": stats.finish_reason, "tokens_per_s": round(stats.tokens_per_s, 1),
+                              "checkpoint": run.checkpoint.stem, "step": run.step}) + "\n")
     else:
-        out.write(args.prompt)
-        out.flush()
-        for event in sampler.generate(args.prompt):
-            out.write(event.text)
-            out.flush()
-        out.write("\n")
-        print(f"[{sampler.tokens_per_s:,.0f} tokens/s, checkpoint {run.checkpoint.stem} at step {run.step}]",
-              file=sys.stderr)
+        out.write(held + "\n")
+        cache = "no KV cache" if args.no_kv_cache else "KV cache"
+        why = {"stop": ", stopped at a stop string", "interrupted": ", interrupted"}.get(stats.finish_reason, "")
+        print(f"[{stats.new_tokens} tokens at {stats.tokens_per_s:,.0f} tokens/s ({cache}){why}; "
+              f"checkpoint {run.checkpoint.stem} at step {run.step}]", file=sys.stderr)
     out.flush()
-    return 0
+    return 130 if stats.finish_reason == "interrupted" else 0
 
 
 # ---- --list --------------------------------------------------------------------------------
