@@ -26,8 +26,15 @@ RUN_ERROR = 1
 DEBUG_ENV = "MINIGPT_TUI_DEBUG"  # set to 1 to see tracebacks of unexpected errors
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (not the usage block), like every other error."""
+
+    def error(self, message: str):
+        self.exit(USER_ERROR, f"{self.prog}: {message[:1].upper()}{message[1:]}; see {self.prog} --help.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="minigpt-tui",
         description="Train a small language model on a laptop and play with it, all from the terminal.",
         epilog="With no mode flag, opens the full-screen app. Data lives in $MINIGPT_TUI_HOME "
@@ -109,9 +116,8 @@ def load_training_config(args) -> tuple["RunConfig", str, Path | None]:
     if args.device:
         overrides.append(f"train.device={json.dumps(args.device)}")
     if args.resume:
+        # A run killed before its first checkpoint resumes from step 0 (the trainer checks the files).
         run_dir = ckpt.resolve_run(args.resume)
-        if not ckpt.checkpoint_path(run_dir, "last").is_file():
-            raise ckpt.CheckpointError(f"Run {run_dir.name} has no checkpoint to resume from; start a new run instead.")
         config = ckpt.load_run_config(run_dir).with_overrides(overrides)
         return config, ckpt.read_meta(run_dir).get("recipe", run_dir.name), run_dir
     recipe = paths.find_recipe(args.train)
@@ -135,13 +141,14 @@ def cmd_train(args) -> int:
         return USER_ERROR
     trainer = Trainer(config, printer, recipe_name=recipe_name, resume_dir=resume_dir)
 
-    def request_stop(signum, frame):
+    def request_stop(signum=None, frame=None):
         trainer.stop_requested = True
         # A second Ctrl-C stops at once (the last checkpoint stays as it was).
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # Whoever reads the events going away (the app closed) is a stop request too: save, then exit.
+    printer.on_broken_pipe = request_stop
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         done = trainer.run()
     except USER_ERRORS as err:
@@ -152,6 +159,8 @@ def cmd_train(args) -> int:
         printer(ev.Error(message="Interrupted; the last checkpoint written is kept.", run_dir=str(trainer.run_dir or "")))
         return 130
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         printer.close()
         if trainer.dist.enabled:
             import torch.distributed as dist
@@ -165,10 +174,28 @@ def cmd_train(args) -> int:
 class JsonlPrinter:
     """--events jsonl: one event per line on stdout, flushed at once (the app reads it live)."""
 
+    on_broken_pipe = None  # called once if the reader goes away
+
+    def __init__(self):
+        self.broken = False
+
     def __call__(self, event) -> None:
         from minigpt_tui.core.events import encode
 
-        print(encode(event), flush=True)
+        if self.broken:
+            return
+        try:
+            print(encode(event), flush=True)
+        except BrokenPipeError:
+            self.broken = True
+            try:  # later writes (and the flush at exit) go nowhere instead of failing
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+            if self.on_broken_pipe is not None:
+                self.on_broken_pipe()
 
     def close(self) -> None:
         pass

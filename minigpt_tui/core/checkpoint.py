@@ -7,11 +7,16 @@ A run folder holds
     metrics.jsonl     one JSON object per logged step or evaluation
     checkpoints/last.pt, checkpoints/best.pt
 
+    .lock             held (flock) by the one trainer writing into the folder
+
 Every file is written to a temporary file in the same folder, flushed to disk and
 renamed over the old one, so a kill at any instant leaves the previous version
-readable. Checkpoints load with torch.load(weights_only=True): tensors and plain
-containers only, never arbitrary pickled objects. Listing reads meta.json and
-config.toml only, never the weights.
+readable. A new run folder is assembled under a hidden name and renamed into
+place with its config, tokenizer and meta inside, so a run that --list can see
+is never half made. Checkpoints load with torch.load(weights_only=True):
+tensors and plain containers only, never arbitrary pickled objects. Listing
+reads meta.json, config.toml and tokenizer.json, and peeks at the end of each
+checkpoint (the zip directory), never the weights.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +43,8 @@ if TYPE_CHECKING:  # torch is imported lazily: listing runs must stay fast and l
 
 CHECKPOINT_KINDS = ("best", "last")
 FORMAT_VERSION = 1
+LOCK_NAME = ".lock"
+TEMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(ValueError):
@@ -48,7 +57,7 @@ class CheckpointError(ValueError):
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write via `write(fileobj)` into a temporary sibling, fsync, then rename into place."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
@@ -61,6 +70,31 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
         except OSError:
             pass
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Delete the temporary files a killed writer left behind (call with the run's lock held)."""
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -76,24 +110,136 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 # ---- run folders ---------------------------------------------------------------------
 
 
-def create_run_dir(stem: str, root: Path | None = None) -> Path:
-    """A new, empty run folder named stem-YYYYmmdd-HHMMSS (with -2, -3... on a clash).
+def create_run_dir(stem: str, root: Path | None = None, files: dict[str, str] | None = None) -> Path:
+    """A new run folder named stem-YYYYmmdd-HHMMSS (with -2, -3... on a clash), holding `files`
+    (name -> text) and an empty checkpoints/ folder from the moment it appears.
 
-    os.mkdir either creates the folder or fails, so two trainers started at the
-    same instant can never share one.
+    The folder is built under a hidden name and renamed into place. A rename onto
+    a name that is already taken fails (another run's folder is never empty), so
+    two trainers started at the same instant can never share one.
     """
+    return _create_run_dir(stem, root, files, lock=False)[0]
+
+
+def create_locked_run_dir(stem: str, root: Path | None = None,
+                          files: dict[str, str] | None = None) -> tuple[Path, "RunLock"]:
+    """create_run_dir, with the run's lock taken before the folder appears."""
+    path, run_lock = _create_run_dir(stem, root, files, lock=True)
+    return path, run_lock
+
+
+def _create_run_dir(stem, root, files, lock):
     root = Path(root) if root is not None else paths.runs_dir()
     root.mkdir(parents=True, exist_ok=True)
-    base = f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    for n in range(1, 10_000):
-        candidate = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        (candidate / "checkpoints").mkdir()
-        return candidate
+    _remove_stale_staging(root)
+    staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".new", dir=root))
+    run_lock = None
+    try:
+        (staging / "checkpoints").mkdir()
+        for name, text in (files or {}).items():
+            atomic_write_text(staging / name, text)
+        run_lock = lock_run(staging) if lock else None
+        base = f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+        for n in range(1, 10_000):
+            candidate = root / (base if n == 1 else f"{base}-{n}")
+            if candidate.exists():
+                continue
+            try:
+                os.rename(staging, candidate)
+            except OSError:  # taken between the check and the rename (EEXIST / ENOTEMPTY)
+                continue
+            _fsync_dir(root)
+            return candidate, run_lock
+    except BaseException:
+        if run_lock is not None:
+            run_lock.release()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if run_lock is not None:
+        run_lock.release()
+    shutil.rmtree(staging, ignore_errors=True)
     raise CheckpointError(f"Could not create a run folder under {root}.")
+
+
+def _remove_stale_staging(root: Path, age_s: float = 3600.0) -> None:
+    """Hidden half-built run folders of trainers killed while creating them (older than an hour)."""
+    now = time.time()
+    for folder in root.glob(".*.new"):
+        try:
+            if now - folder.stat().st_mtime > age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
+
+
+# ---- the run lock ------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive flock on run_dir/.lock, held by the one process training the run.
+    The kernel drops it when the process ends, however it ends (SIGKILL included)."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    def __del__(self):
+        self.release()
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+def lock_run(run_dir: Path, wait_s: float = 2.0) -> RunLock:
+    """Take the run's lock, or raise CheckpointError when another process trains it.
+    (Where flock does not exist, e.g. on Windows, this is a no-op.)"""
+    try:
+        import fcntl
+    except ImportError:
+        return RunLock(None)
+    path = Path(run_dir) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s  # a listing may be peeking at the lock for a moment
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return RunLock(fd)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise CheckpointError(
+                    f"Run {Path(run_dir).name} is being trained by another process; stop that one first."
+                ) from None
+            time.sleep(0.05)
+        except OSError:  # a file system without locks: go on unlocked
+            return RunLock(fd)
+
+
+def is_training(run_dir: Path) -> bool | None:
+    """Whether a live process holds the run's lock (None where that cannot be told)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops a lock taken here
 
 
 def checkpoint_path(run_dir: Path, kind: str) -> Path:
@@ -114,7 +260,9 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"Run file {path} is missing.") from None
     except (OSError, ValueError):
-        raise CheckpointError(f"Run file {path} is unreadable or corrupt.") from None
+        raise CheckpointError(
+            f"Run file {path} is unreadable or corrupt; its checkpoints can still be used with --generate."
+        ) from None
 
 
 def append_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
@@ -157,15 +305,39 @@ def save_checkpoint(run_dir: Path, kind: str, state: dict[str, Any]) -> Path:
     return path
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint file cannot be a minigpt-tui checkpoint, from its size and its last
+    bytes only (torch.save writes a zip, whose directory sits at the end); None if it may be."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return f"Checkpoint file {path} does not exist."
+        if path.stat().st_size == 0:
+            return f"Checkpoint file {path} is empty; use the other checkpoint or retrain."
+        if zipfile.is_zipfile(path):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as err:
+        return f"Checkpoint file {path} cannot be read ({err.strerror or err})."
+    if head[:1] == b"\x80":  # a bare pickle: minigpt-tui never writes one, and it could run code
+        return (f"Checkpoint file {path} is a bare pickle, not a minigpt-tui checkpoint, and was refused "
+                "(loading it could run code); only load checkpoints written by minigpt-tui.")
+    return f"Checkpoint file {path} is truncated or corrupt; use the other checkpoint or retrain."
+
+
 def load_checkpoint(path: Path, map_location: "str | torch.device" = "cpu") -> dict[str, Any]:
     """Load a checkpoint without executing anything it might contain."""
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint file {path} does not exist.")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(problem)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes about pickle protocols are not for users
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"Checkpoint file {path} holds objects other than tensors (possibly code) and was refused; "
@@ -175,7 +347,8 @@ def load_checkpoint(path: Path, map_location: "str | torch.device" = "cpu") -> d
         raise CheckpointError(f"Checkpoint file {path} is truncated or corrupt; use the other checkpoint or retrain.") from None
     except Exception as err:  # any other failure of the unpickler is still a bad file
         raise CheckpointError(f"Checkpoint file {path} cannot be loaded ({type(err).__name__}).") from None
-    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+    if (not isinstance(state, dict) or not isinstance(state.get("model"), dict)
+            or not isinstance(state.get("step"), int) or isinstance(state.get("step"), bool)):
         raise CheckpointError(f"Checkpoint file {path} is not a minigpt-tui checkpoint.")
     return state
 
@@ -183,7 +356,7 @@ def load_checkpoint(path: Path, map_location: "str | torch.device" = "cpu") -> d
 def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.toml"
     try:
-        return RunConfig.load(path)
+        return RunConfig.load(path, complete=True)
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
 
@@ -247,8 +420,9 @@ def resolve_run(name_or_path: str, root: Path | None = None) -> Path:
     if (path / "config.toml").is_file() or (path / "meta.json").is_file():
         return path
     root = Path(root) if root is not None else paths.runs_dir()
+    plain_name = Path(name_or_path).name == name_or_path and name_or_path not in ("", ".", "..")
     candidate = root / name_or_path
-    if candidate.is_dir() and name_or_path not in ("", ".", ".."):
+    if plain_name and candidate.is_dir():  # a name is a folder right under the runs folder, nothing else
         return candidate
     raise CheckpointError(f"No run named {name_or_path!r}; minigpt-tui --list shows the runs.")
 
@@ -275,26 +449,39 @@ class RunInfo:
 
 
 def run_info(run_dir: Path) -> RunInfo:
-    """Facts about a run from its small files; problems go into .error, never raise."""
+    """Facts about a run from its small files; problems go into .error, never raise.
+
+    A run whose trainer died without saying so (killed, crashed) still reads
+    "training" in its meta.json; when no process holds its lock, its status is
+    reported as "interrupted" (it can be resumed).
+    """
     run_dir = Path(run_dir)
     info = RunInfo(name=run_dir.name, path=run_dir)
     try:
         info.created = run_dir.stat().st_mtime
         meta = read_meta(run_dir)
-        info.family = str(meta.get("family", "?"))
-        info.tokenizer = str(meta.get("tokenizer", "?"))
-        info.corpus = str(meta.get("corpus", "?"))
-        info.params = int(meta.get("params", 0))
-        info.step = int(meta.get("step", 0))
-        info.max_steps = int(meta.get("max_steps", 0))
-        best = meta.get("best_val_loss")
-        info.best_val_loss = float(best) if best is not None else None
-        info.created = float(meta.get("created", info.created))
-        info.status = str(meta.get("status", ""))
+        try:
+            info.family = str(meta.get("family", "?"))
+            info.tokenizer = str(meta.get("tokenizer", "?"))
+            info.corpus = str(meta.get("corpus", "?"))
+            info.params = int(meta.get("params", 0))
+            info.step = int(meta.get("step", 0))
+            info.max_steps = int(meta.get("max_steps", 0))
+            best = meta.get("best_val_loss")
+            info.best_val_loss = float(best) if best is not None else None
+            info.created = float(meta.get("created", info.created))
+            info.status = str(meta.get("status", ""))
+        except (ValueError, TypeError, OverflowError):
+            raise CheckpointError(f"Run file {run_dir / 'meta.json'} holds values of the wrong type.") from None
         load_run_config(run_dir)  # small; catches a corrupt config.toml early
-        info.has_checkpoint = available_checkpoint(run_dir) is not None
-        if not (run_dir / "tokenizer.json").is_file():
-            raise CheckpointError(f"Tokenizer file {run_dir / 'tokenizer.json'} is missing.")
+        load_run_tokenizer(run_dir)  # small too (a vocabulary)
+        present = [checkpoint_path(run_dir, k) for k in CHECKPOINT_KINDS if checkpoint_path(run_dir, k).is_file()]
+        problems = [checkpoint_problem(p) for p in present]
+        info.has_checkpoint = any(p is None for p in problems)
+        if present and not info.has_checkpoint:
+            raise CheckpointError(problems[0])
+        if info.status == "training" and is_training(run_dir) is False:
+            info.status = "interrupted"
     except CheckpointError as err:
         info.error = str(err)
     except (OSError, ValueError, TypeError) as err:

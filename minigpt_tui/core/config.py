@@ -117,15 +117,38 @@ class RunConfig:
         return cls.from_dict(raw)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path, complete: bool = False) -> "RunConfig":
+        """A config from a TOML file; every problem is one sentence naming the file.
+
+        complete=True is for a run's own config.toml, which lists every field: a
+        missing section or model field means the file was damaged, and filling
+        it with defaults would describe a different model than the weights."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             raise ConfigError(f"Config file {path} does not exist.") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"Config file {path} cannot be read ({err}).") from None
-        return cls.from_toml(text, source=f"Config file {path}")
+        except IsADirectoryError:
+            raise ConfigError(f"Config file {path} is a folder, not a TOML file.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"Config file {path} is not UTF-8 text; it is damaged or not a config file.") from None
+        except OSError as err:
+            raise ConfigError(f"Config file {path} cannot be read ({err.strerror or err}).") from None
+        if not text.strip():
+            raise ConfigError(f"Config file {path} is empty.")
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"Config file {path} is not valid TOML ({err}).") from None
+        if complete:
+            missing = _missing_fields(raw)
+            if missing:
+                raise ConfigError(f"Config file {path} is incomplete ({missing} is missing); it was damaged.")
+        try:
+            return cls.from_dict(raw)
+        except ConfigError as err:
+            message = str(err)
+            raise ConfigError(f"In config file {path}, {message[:1].lower()}{message[1:]}") from None
 
     def with_overrides(self, overrides: list[str]) -> "RunConfig":
         """Apply `section.key=value` strings (values parsed as TOML, else strings)."""
@@ -181,6 +204,18 @@ class RunConfig:
             t.device.startswith("cuda:") and t.device[5:].isdigit()
         )
         _check(device_ok, "train.device", '"auto", "cpu", "cuda", "cuda:N" or "mps"', t.device)
+
+
+def _missing_fields(raw: dict[str, Any]) -> str | None:
+    """The first field a complete run config lacks (sections, every [model] field, the data source)."""
+    for section in ("data", "model", "train"):
+        if not isinstance(raw.get(section), dict):
+            return f"[{section}]"
+    needed = [("data", "path"), ("data", "tokenizer"), *[("model", f.name) for f in fields(ModelConfig)]]
+    for section, key in needed:
+        if key not in raw[section]:
+            return f"{section}.{key}"
+    return None
 
 
 def _build_section(section: str, klass: type, values: dict[str, Any]) -> Any:

@@ -71,6 +71,8 @@ def read_text_file(path: Path) -> str:
         raise CorpusError(f"Corpus file {path} does not exist; check the path.")
     if path.is_dir():
         raise CorpusError(f"{path} is a folder, not a text file.")
+    if not path.is_file():  # a pipe would block and /dev/zero would never end
+        raise CorpusError(f"Corpus path {path} is not a regular file (a device, pipe or socket); give a plain UTF-8 text file.")
     try:
         raw = path.read_bytes()
     except OSError as err:

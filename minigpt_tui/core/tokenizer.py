@@ -26,11 +26,11 @@ class Tokenizer:
 
     def __init__(self, tokens: list[str]):
         if not tokens or tokens[0] != UNK:
-            raise TokenizerError(f"A tokenizer vocabulary must start with {UNK}.")
+            raise TokenizerError(f"a tokenizer vocabulary must start with {UNK}")
         self.itos = list(tokens)
         self.stoi = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
-            raise TokenizerError("A tokenizer vocabulary must not repeat a token.")
+            raise TokenizerError("a tokenizer vocabulary must not repeat a token")
 
     # ---- building -----------------------------------------------------------
     @classmethod
@@ -87,16 +87,29 @@ class Tokenizer:
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
-        return klass(tokens)
+        try:
+            return klass(tokens)
+        except TokenizerError as err:
+            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file ({err}).") from None
 
     @staticmethod
     def load(path: Path) -> "Tokenizer":
         path = Path(path)
+        source = f"Tokenizer file {path}"
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise TokenizerError(f"Tokenizer file {path} is missing or unreadable.") from None
-        return Tokenizer.from_json(text, source=f"Tokenizer file {path}")
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            raise TokenizerError(f"{source} is missing; the run cannot be used without it.") from None
+        except UnicodeDecodeError:
+            raise TokenizerError(f"{source} is not UTF-8 text, so it is damaged; "
+                                 "restore it from a backup or train the run again.") from None
+        except OSError as err:
+            raise TokenizerError(f"{source} cannot be read ({err.strerror or err}).") from None
+        try:
+            return Tokenizer.from_json(text, source=source)
+        except TokenizerError:
+            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file (it is damaged); "
+                                 "restore it from a backup or train the run again.") from None
 
 
 class CharTokenizer(Tokenizer):

@@ -17,6 +17,8 @@ averaged over ranks and only rank 0 writes files or emits events.
 
 from __future__ import annotations
 
+import errno
+import json
 import math
 import os
 import time
@@ -114,6 +116,7 @@ class Trainer:
         self.stop_requested = False  # set from a signal handler: save and exit at the next step
         self.dist = Distributed.from_env()
         self.run_dir: Path | None = None
+        self._lock: ckpt.RunLock | None = None  # held while this process writes into run_dir
 
     def emit(self, event: ev.Event) -> None:
         if self.dist.is_main:
@@ -148,8 +151,13 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.step = 0
         self.best_val = math.inf
-        if self.resume_dir:
+        if self.resume_dir and ckpt.checkpoint_path(self.resume_dir, "last").is_file():
             self._restore(self.resume_dir)
+        elif self.resume_dir and ckpt.checkpoint_path(self.resume_dir, "best").is_file():
+            raise ckpt.CheckpointError(
+                f"Run {self.resume_dir.name} has best.pt but no last.pt (which holds the optimizer state), "
+                "so it cannot be resumed; generate from it or start a new run.")
+        # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         if self.dist.is_main:
             self._prepare_run_dir()
         if self.dist.enabled:
@@ -214,16 +222,15 @@ class Trainer:
     def _prepare_run_dir(self):
         cfg = self.config
         if self.resume_dir:
+            self._lock = ckpt.lock_run(self.resume_dir)  # one trainer per run folder
             self.run_dir = self.resume_dir
+            ckpt.remove_temp_files(self.run_dir)  # left by a writer that was killed
             # Records logged after the checkpoint we resume from are re-logged by this run.
             ckpt.truncate_metrics(self.run_dir, self.step - 1)
             self.meta = ckpt.read_meta(self.run_dir)
         else:
-            self.run_dir = ckpt.create_run_dir(self.recipe_name, self.runs_root)
-            ckpt.atomic_write_text(self.run_dir / "config.toml", cfg.to_toml())
-            ckpt.atomic_write_text(self.run_dir / "tokenizer.json", self.tokenizer.to_json())
             self.meta = {
-                "name": self.run_dir.name,
+                "name": "",
                 "recipe": self.recipe_name,
                 "family": cfg.model.family,
                 "tokenizer": cfg.data.tokenizer,
@@ -231,7 +238,18 @@ class Trainer:
                 "vocab_size": self.tokenizer.vocab_size,
                 "params": self.params,
                 "created": time.time(),
+                "status": "training",
+                "max_steps": cfg.train.max_steps,
+                "step": 0,
+                "best_val_loss": None,
             }
+            # The folder appears with its config, tokenizer and meta inside, already locked.
+            self.run_dir, self._lock = ckpt.create_locked_run_dir(self.recipe_name, self.runs_root, {
+                "config.toml": cfg.to_toml(),
+                "tokenizer.json": self.tokenizer.to_json(),
+                "meta.json": json.dumps(self.meta, indent=1),
+            })
+            self.meta["name"] = self.run_dir.name
         self.meta.update(status="training", max_steps=cfg.train.max_steps, device=str(self.device),
                          world_size=self.dist.world_size)
         self.meta.setdefault("step", self.step)
@@ -242,6 +260,27 @@ class Trainer:
     def run(self) -> ev.Done:
         """Train to max_steps (or until stop_requested). Raises TrainingError and the core's
         user-facing errors (ConfigError, CorpusError, CheckpointError, ...) for the caller to report."""
+        try:
+            done = self._run()
+        except OSError as err:  # a full disk or an unwritable folder, outside the checkpoint writes
+            raise TrainingError(self._write_failure(err)) from None
+        except MemoryError:
+            raise TrainingError("Out of memory; make the model (model.n_embd, model.n_layer) or "
+                                "train.batch_size smaller.") from None
+        self.release()
+        return done
+
+    def _write_failure(self, err: OSError) -> str:
+        where = err.filename or self.run_dir or ckpt.paths.runs_dir()
+        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        if self.run_dir is None:
+            advice = "free some disk space" if full else "check that the data home is writable"
+            return f"Could not write {where} ({err.strerror or err}); {advice} and start again."
+        advice = "free some disk space" if full else "check the run folder"
+        return (f"Could not write {where} ({err.strerror or err}); the last checkpoint written is intact. "
+                f"To go on, {advice} and resume the run.")
+
+    def _run(self) -> ev.Done:
         self._setup()
         cfg, t = self.config, self.config.train
         tokens_per_step = t.batch_size * t.grad_accum * cfg.model.context_length * self.dist.world_size
@@ -268,7 +307,9 @@ class Trainer:
                     break
                 step = self.step
                 if step % t.eval_interval == 0 or step == t.max_steps:
-                    pending += self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
+                    if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
+                        ckpt.append_metrics(self.run_dir, pending)
+                    pending = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
                     if self.dist.is_main:
                         ckpt.append_metrics(self.run_dir, pending)
                     pending = []
@@ -396,6 +437,8 @@ class Trainer:
             self.emit(ev.Sample(step=step, text=self.sample()))
         if step > 0 and not resumed_here:
             self._save(step, improved)
+        elif step > 0 and improved:  # resumed here: last.pt is this very state, but best.pt may lag
+            self._save(step, improved, last=False)
         return [{"step": step, "val_loss": val_loss, "train_loss": train_loss}]
 
     def sample(self) -> str:
@@ -405,7 +448,7 @@ class Trainer:
         with self.autocast():
             return "".join(e.text for e in sampler.generate(""))
 
-    def _save(self, step: int, improved: bool) -> None:
+    def _save(self, step: int, improved: bool, last: bool = True) -> None:
         if not self.dist.is_main:
             return
         model = unwrap(self.model)
@@ -426,8 +469,9 @@ class Trainer:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         try:
-            path = ckpt.save_checkpoint(self.run_dir, "last", state)
-            self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="last"))
+            if last:
+                path = ckpt.save_checkpoint(self.run_dir, "last", state)
+                self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="last"))
             if improved:
                 path = ckpt.save_checkpoint(self.run_dir, "best", {"model": model_state, "step": step, "best_val_loss": best})
                 self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="best"))
@@ -445,8 +489,15 @@ class Trainer:
         ckpt.write_meta(self.run_dir, self.meta)
 
     def fail(self, message: str) -> None:
-        """Record a failed run in its meta (the caller reports the message)."""
+        """Record a failed run in its meta (the caller reports the message) and let go of it."""
         try:
             self._update_meta(status="failed", error=message)
         except OSError:
             pass
+        self.release()
+
+    def release(self) -> None:
+        """Let another process train this run folder (the lock also goes when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
