@@ -1,0 +1,415 @@
+"""The full-screen app: Train, Checkpoints and Generate tabs.
+
+Start-up imports no torch (the first frame comes fast); loading a model and
+generating happen in thread workers, training in a child process.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from minigpt_tui.core import events as ev
+from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+from minigpt_tui.tui.generate_tab import GeneratePane
+from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen, RunPickerScreen
+from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
+from minigpt_tui.tui.train_tab import TrainPane
+
+TABS = Binding.Group("Tabs", compact=False)
+TAB_IDS = ("train", "checkpoints", "generate")
+NOT_IN_PALETTE = {"leave_field", "leave_prompt"}  # about where the focus is; meaningless from the palette
+TAB_TITLES = {"train": "Train", "checkpoints": "Checkpoints", "generate": "Generate"}
+
+HELP_INTRO = (
+    "Single keys act when the focus is not in a text field. In a field, Esc leaves it "
+    "(in Generate, Enter generates and moves the focus to the output). Tab and Shift+Tab move "
+    "between widgets; the mouse works too. Ctrl+P opens the command palette, which lists every action."
+)
+
+
+class MainScreen(Screen):
+    """The app's screen; lists the tab keys first in the Footer so they never scroll out of sight."""
+
+    @property
+    def active_bindings(self):
+        bindings = super().active_bindings
+        first = {k: v for k, v in bindings.items() if v.binding.group is TABS}
+        return {**first, **{k: v for k, v in bindings.items() if k not in first}}
+
+
+class MiniGPTApp(App[int]):
+    """Train a small language model, browse its checkpoints, play with it."""
+
+    TITLE = "minigpt-tui"
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    BINDINGS = [
+        Binding("1", "show_tab('train')", "Train", group=TABS, id="app.tab.train",
+                tooltip="Show the Train tab"),
+        Binding("2", "show_tab('checkpoints')", "Checkpoints", group=TABS, id="app.tab.checkpoints",
+                tooltip="Show the Checkpoints tab"),
+        Binding("3", "show_tab('generate')", "Generate", group=TABS, id="app.tab.generate",
+                tooltip="Show the Generate tab"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of the app"),
+        Binding("f1", "help", "Help", id="app.help_f1", tooltip="Every key of the app"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False,
+                tooltip="Quit (asks first while a run is training)"),
+    ]
+
+    def __init__(self, run: Path | None = None, settings: AppSettings | None = None,
+                 save: bool = True) -> None:
+        super().__init__()
+        warning = None
+        if settings is None:
+            settings, warning = load_settings()
+        self.settings = settings
+        self.settings_warning = warning
+        self.start_run = Path(run) if run else None
+        self.save_enabled = save
+        self._save_timer = None
+        self._dirty_settings = False
+        self._generate_offered = False
+
+    # ---- layout -----------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="main")
+
+    def compose(self) -> ComposeResult:
+        initial = "generate" if self.start_run else "train"
+        with TabbedContent(initial=initial, id="tabs"):
+            for tab_id, key in zip(TAB_IDS, "123"):
+                with TabPane(f"{key} {TAB_TITLES[tab_id]}", id=tab_id):
+                    if tab_id == "train":
+                        yield TrainPane(recipe=self.settings.recipe, id="train-pane")
+                    elif tab_id == "checkpoints":
+                        yield CheckpointsPane(id="checkpoints-pane")
+                    else:
+                        s = self.settings
+                        yield GeneratePane(prefs=s.sampling, checkpoint=s.checkpoint,
+                                           confidence=s.confidence, id="generate-pane")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self.settings.keymap:
+            try:
+                self.set_keymap(self.settings.keymap)
+            except Exception:
+                self.notify("The [keymap] in config.toml could not be applied; using the default keys.",
+                            severity="warning")
+        if self.settings_warning:
+            self.notify(self.settings_warning, severity="warning")
+        self._update_narrow(self.size.width)
+        self.checkpoints.refresh_runs()
+        if self.start_run is not None:
+            self.generate.load(self.start_run)
+            self._generate_offered = True
+        self.call_after_refresh(self._focus_active)
+
+    def on_resize(self, event) -> None:
+        self._update_narrow(event.size.width)
+
+    def _update_narrow(self, width: int) -> None:
+        self.screen.set_class(width < 90, "-narrow")
+
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.query_one("#tabs", TabbedContent)
+
+    @property
+    def train(self) -> TrainPane:
+        return self.query_one(TrainPane)
+
+    @property
+    def checkpoints(self) -> CheckpointsPane:
+        return self.query_one(CheckpointsPane)
+
+    @property
+    def generate(self) -> GeneratePane:
+        return self.query_one(GeneratePane)
+
+    def pane(self, tab: str):
+        return {"train": self.train, "checkpoints": self.checkpoints, "generate": self.generate}[tab]
+
+    # ---- tabs -----------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_tab" and parameters:
+            try:
+                return None if self.tabs.active == parameters[0] else True
+            except Exception:
+                return True
+        return True
+
+    def action_show_tab(self, tab: str) -> None:
+        if tab not in TAB_IDS:
+            return
+        if self.tabs.active == tab:
+            self._focus_active()
+        else:
+            self.tabs.active = tab
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_active()
+        tab = self.tabs.active
+        if tab == "checkpoints":
+            self.checkpoints.refresh_runs()
+        elif tab == "generate":
+            self._offer_run()
+        self.refresh_bindings()
+
+    def _focus_active(self) -> None:
+        try:
+            self.pane(self.tabs.active).focus_default()
+        except Exception:
+            pass
+
+    def _offer_run(self) -> None:
+        """With nothing loaded, Generate loads the last used run, else the newest with a checkpoint."""
+        gen = self.generate
+        if gen.sampler is not None or gen.loading or self._generate_offered:
+            return
+        self._generate_offered = True
+        from minigpt_tui.core.checkpoint import list_runs
+
+        runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
+        if not runs:
+            self._generate_offered = False  # offer again once a run has a checkpoint
+            return
+        last = next((r for r in runs if r.name == self.settings.last_run), None)
+        gen.load((last or runs[0]).path)
+
+    # ---- cross-tab events -------------------------------------------------------------------------
+    @on(TrainPane.RunEvent)
+    def _train_event(self, message: TrainPane.RunEvent) -> None:
+        event = message.event
+        if isinstance(event, (ev.Started, ev.Done)):
+            self.checkpoints.refresh_runs()
+        elif isinstance(event, ev.CheckpointSaved):
+            if event.kind == "last":
+                self.checkpoints.refresh_runs()
+            gen = self.generate
+            if gen.sampler is None and not gen.loading:
+                if self.tabs.active == "generate":
+                    self._generate_offered = False
+                    self._offer_run()
+                else:
+                    self._generate_offered = False
+
+    @on(TrainPane.Ended)
+    def _train_ended(self, message: TrainPane.Ended) -> None:
+        self.checkpoints.refresh_runs()
+        self.refresh_bindings()
+
+    @on(TrainPane.RecipeChosen)
+    def _recipe_chosen(self, message: TrainPane.RecipeChosen) -> None:
+        self.settings.recipe = message.recipe
+        self.schedule_save()
+
+    @on(CheckpointsPane.OpenRun)
+    def _open_run(self, message: CheckpointsPane.OpenRun) -> None:
+        if message.action == "generate":
+            self._generate_offered = True
+            self.generate.load(message.run_dir)
+            self.tabs.active = "generate"
+        elif message.action == "resume":
+            self.resume(message.run_dir)
+
+    def resume(self, run_dir: Path) -> None:
+        from minigpt_tui.core.checkpoint import CheckpointError, load_run_config, read_meta
+
+        if self.train.is_running:
+            self.notify("A run is already training; stop it first.", severity="warning")
+            return
+        try:
+            config = load_run_config(run_dir)
+            step = int(read_meta(run_dir).get("step", 0))
+        except (CheckpointError, ValueError, TypeError) as err:
+            self.notify(str(err), severity="error")
+            return
+        self.tabs.active = "train"
+        self.train.prepare_resume(run_dir, config, step)
+        self.notify(f"Ready to resume {Path(run_dir).name} from step {step:,}: press s "
+                    "(raise max_steps to train longer).", timeout=6)
+
+    @on(CheckpointsPane.RunDeleted)
+    def _run_deleted(self, message: CheckpointsPane.RunDeleted) -> None:
+        gen = self.generate
+        if gen.info is not None and gen.info.run_dir is not None and \
+                Path(gen.info.run_dir).resolve() == Path(message.run_dir).resolve():
+            gen.unload()
+        if self.settings.last_run == Path(message.run_dir).name:
+            self.settings.last_run = ""
+            self.schedule_save()
+
+    @on(GeneratePane.SettingsChanged)
+    def _generate_settings(self, message: GeneratePane.SettingsChanged) -> None:
+        gen = self.generate
+        self.settings.sampling = gen.prefs
+        self.settings.checkpoint = gen.checkpoint_kind
+        self.settings.confidence = gen.confidence
+        if gen.info is not None and gen.info.run_dir is not None:
+            self.settings.last_run = gen.info.run_name
+        self.schedule_save()
+
+    def is_training(self) -> bool:
+        return self.train.is_running
+
+    def run_in_use(self, run_dir: Path) -> bool:
+        """Is this run being trained right now (by this app, or by any process holding its lock)?"""
+        from minigpt_tui.core import checkpoint as ckpt
+
+        held = getattr(ckpt, "is_training", None)
+        if held is not None and held(run_dir):
+            return True
+        state = self.train.state
+        if not self.train.is_running:
+            return False
+        try:
+            if state.run_dir and Path(state.run_dir).resolve() == Path(run_dir).resolve():
+                return True
+            resume = self.train.resume_dir
+            return resume is not None and resume.resolve() == Path(run_dir).resolve()
+        except OSError:
+            return False
+
+    def action_pick_run(self) -> None:
+        from minigpt_tui.core.checkpoint import list_runs
+        from minigpt_tui.tui.checkpoints_tab import fmt_params
+
+        runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
+        if not runs:
+            self.notify("No run has a checkpoint yet; train one on the Train tab.", severity="warning")
+            return
+        current = self.generate.info.run_name if self.generate.info else ""
+        choices = [(r.name, f"{r.family} {fmt_params(r.params)}, step {r.step:,}, {r.corpus}") for r in runs]
+
+        def chosen(name: str | None) -> None:
+            if name:
+                run = next(r for r in runs if r.name == name)
+                self._generate_offered = True
+                self.generate.load(run.path)
+                self.tabs.active = "generate"
+
+        self.push_screen(RunPickerScreen(choices, current), chosen)
+
+    # ---- settings ---------------------------------------------------------------------------------
+    def schedule_save(self) -> None:
+        self._dirty_settings = True
+        if not self.save_enabled:
+            return
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(1.0, self.save_now)
+
+    def save_now(self) -> None:
+        self._save_timer = None
+        self._dirty_settings = False
+        if not self.save_enabled:
+            return
+        error = save_settings(self.settings)
+        if error:
+            self.notify(error, severity="warning")
+
+    # ---- help, palette, quit ------------------------------------------------------------------------
+    def key_for(self, binding: Binding) -> str:
+        keys = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+        shown = []
+        for key in keys.split(","):
+            key = key.strip()
+            display = self.get_key_display(Binding(key, binding.action)) if key else key
+            shown.append("ctrl+" + display[1:] if display.startswith("^") and len(display) > 1 else display)
+        return " / ".join(dict.fromkeys(shown))
+
+    def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        sections = []
+        for title, cls in (("Everywhere", type(self)), ("Train", TrainPane), ("Checkpoints", CheckpointsPane),
+                           ("Generate", GeneratePane)):
+            merged: dict[tuple[str, str], list[str]] = {}
+            for binding in Binding.make_bindings(cls.BINDINGS):
+                keys = merged.setdefault((binding.action, binding.tooltip or binding.description), [])
+                shown = self.key_for(binding)
+                if shown not in keys:
+                    keys.append(shown)
+            rows = [(" / ".join(keys), what) for (_, what), keys in merged.items()]
+            if title == "Everywhere":
+                rows.insert(3, ("ctrl+p", "Command palette: every action, searchable"))
+            if title == "Train":
+                rows.append(("enter", "In a form field: start training"))
+            if title == "Checkpoints":
+                rows.append(("enter", "Open the selected run in Generate"))
+                rows.append(("click header", "Sort by that column (again: reverse)"))
+            if title == "Generate":
+                rows.insert(0, ("enter", "In the prompt: generate"))
+            sections.append((title, rows))
+        return sections
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(HelpScreen(self.help_sections(), HELP_INTRO))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for tab in TAB_IDS:
+            yield SystemCommand(f"Go to {TAB_TITLES[tab]}", f"Switch to the {TAB_TITLES[tab]} tab",
+                                partial(self.action_show_tab, tab))
+        yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
+        for tab, cls in (("train", TrainPane), ("checkpoints", CheckpointsPane), ("generate", GeneratePane)):
+            seen = set()
+            for binding in Binding.make_bindings(cls.BINDINGS):
+                if binding.action in seen or binding.action in NOT_IN_PALETTE:
+                    continue
+                seen.add(binding.action)
+                title = f"{TAB_TITLES[tab]}: {binding.description}"
+                help_text = f"{binding.tooltip or binding.description} (key: {self.key_for(binding)})"
+                yield SystemCommand(title, help_text, partial(self._palette_action, tab, binding.action))
+
+    def _palette_action(self, tab: str, action: str) -> None:
+        if self.tabs.active != tab:
+            self.tabs.active = tab
+        pane = self.pane(tab)
+        self.call_after_refresh(self.run_action, action, pane)
+
+    async def action_quit(self) -> None:
+        if self.train.is_running:
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.run_worker(self._stop_and_exit(), group="quit", exit_on_error=False)
+
+            self.push_screen(ConfirmScreen(
+                "A run is training. Stop it (the trainer saves a checkpoint first) and quit?",
+                yes="Stop and quit", no="Keep training"), answer)
+            return
+        self.exit(0)
+
+    async def _stop_and_exit(self) -> None:
+        self.notify("Stopping the trainer; it saves a checkpoint first…", timeout=30)
+        await self.train.stop_and_wait()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        """Settings are saved on the way out as well (a pending debounced save included)."""
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        if self._dirty_settings:
+            self.save_now()
+
+
+def run_app(run: str | None) -> int:
+    """`minigpt-tui [--run RUN]`: the full-screen app (a bad run name is an error before it opens)."""
+    run_dir = None
+    if run:
+        from minigpt_tui.core.checkpoint import resolve_run
+
+        run_dir = resolve_run(run)  # CheckpointError: the CLI prints its sentence
+    app = MiniGPTApp(run=run_dir)
+    result = app.run()
+    return int(result or app.return_code or 0)

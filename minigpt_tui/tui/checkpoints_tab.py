@@ -1,0 +1,338 @@
+"""The Checkpoints tab: every run in a sortable table, its config and its loss curves.
+
+Listing reads only the small files of each run (core.checkpoint.list_runs), in a
+thread worker; a run whose files are broken is listed with the reason instead of
+breaking the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from minigpt_tui.core.checkpoint import RunInfo
+from minigpt_tui.tui.screens import ConfirmScreen
+from minigpt_tui.tui.widgets.loss_plot import LossPlot
+
+# (key, label, sort key), most telling first so they stay in view at 80 columns
+COLUMNS = [
+    ("name", "Name", lambda r: r.name.lower()),
+    ("steps", "Steps", lambda r: r.step),
+    ("best", "Best val", lambda r: (r.best_val_loss is None, r.best_val_loss or 0.0)),
+    ("params", "Params", lambda r: r.params),
+    ("family", "Family", lambda r: (bool(r.error), r.family)),
+    ("tokenizer", "Tok", lambda r: r.tokenizer),
+    ("corpus", "Corpus", lambda r: r.corpus.lower()),
+    ("date", "Date", lambda r: r.created),
+]
+
+
+def fmt_params(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.0f}k"
+    return str(n)
+
+
+class CheckpointsPane(Vertical):
+    """A table of runs; the selected one's config and curves; open, resume, delete."""
+
+    BINDINGS = [
+        Binding("g", "open_generate", "Generate", id="checkpoints.generate",
+                tooltip="Open the selected run in the Generate tab (Enter works too)"),
+        Binding("r", "resume", "Resume", id="checkpoints.resume",
+                tooltip="Resume training the selected run (switches to Train)"),
+        Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
+                tooltip="Delete the selected run and its checkpoints (asks first)"),
+        Binding("o", "sort", "Sort", id="checkpoints.sort",
+                tooltip="Sort by the next column; pressing on the sorted column's header reverses"),
+        Binding("O", "reverse", "Reverse", show=False, id="checkpoints.reverse",
+                tooltip="Reverse the sort order"),
+    ]
+
+    class OpenRun(Message):
+        def __init__(self, run_dir: Path, action: str) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+            self.action = action  # "generate" | "resume"
+
+    class RunDeleted(Message):
+        def __init__(self, run_dir: Path) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs: list[RunInfo] = []
+        self.sort_column = "date"
+        self.sort_reverse = True
+        self.loaded = False
+        self._detail_for: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="runs-empty")
+        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table.show_row_labels = False
+        yield table
+        with Horizontal(id="run-details"):
+            yield LossPlot(id="run-plot", empty_message="Select a run to see its loss curves.")
+            with VerticalScroll(id="run-config-box"):
+                yield Static("", id="run-config")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, _ in COLUMNS:
+            table.add_column(label, key=key)
+        self._update_headers()
+
+    # ---- listing ---------------------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        self._list_worker()
+
+    @work(thread=True, exclusive=True, group="list-runs", exit_on_error=False)
+    def _list_worker(self) -> None:
+        from minigpt_tui.core.checkpoint import list_runs
+
+        try:
+            runs = list_runs()
+        except OSError as err:
+            self.app.call_from_thread(self.app.notify, f"Cannot list runs ({err.strerror or err}).", severity="error")
+            return
+        self.app.call_from_thread(self.show_runs, runs)
+
+    def show_runs(self, runs: list[RunInfo]) -> None:
+        table = self.query_one(DataTable)
+        current = self.selected_name
+        self.runs = runs
+        self.loaded = True
+        sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
+        ordered = sorted(runs, key=sort_key, reverse=self.sort_reverse)
+        table.clear()
+        for r in ordered:
+            table.add_row(*self._cells(r), key=r.name)
+        empty = self.query_one("#runs-empty", Static)
+        if not runs:
+            empty.update(Text("No runs yet. Train one on the Train tab (press 1, then s).", style="dim"))
+        empty.display = not runs
+        self.query_one("#run-details").display = bool(runs)
+        if current and any(r.name == current for r in ordered):
+            table.move_cursor(row=table.get_row_index(current), animate=False)
+        self._show_details(force=True)
+        self.refresh_bindings()
+
+    def _cells(self, r: RunInfo) -> list[Text | str]:
+        if r.error:
+            return [Text(r.name, style="dim"), Text("⚠ unreadable", style="red"), "", "", "", "", "", r.date]
+        # (for an unreadable run the reason shows beside the table when it is selected)
+        best = f"{r.best_val_loss:.3f}" if r.best_val_loss is not None else "-"
+        steps = f"{r.step:,}/{r.max_steps:,}" if r.max_steps else f"{r.step:,}"
+        name = Text(r.name)
+        if r.status == "training":
+            name.append(" ●", "green")
+        return [name, Text(steps, justify="right"), Text(best, justify="right"),
+                Text(fmt_params(r.params), justify="right"), r.family, r.tokenizer, r.corpus, r.date]
+
+    def _update_headers(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, _ in COLUMNS:
+            column = table.columns.get(key)
+            if column is None:
+                continue
+            arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_column else ""
+            column.label = Text(label + arrow)
+        table.refresh()
+
+    @property
+    def selected(self) -> RunInfo | None:
+        table = self.query_one(DataTable)
+        if not self.runs or table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return next((r for r in self.runs if r.name == key), None)
+
+    @property
+    def selected_name(self) -> str | None:
+        run = self.selected
+        return run.name if run else None
+
+    def select_run(self, name: str) -> None:
+        table = self.query_one(DataTable)
+        try:
+            table.move_cursor(row=table.get_row_index(name), animate=False)
+        except Exception:
+            pass
+
+    # ---- details ---------------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_details()
+        self.refresh_bindings()
+
+    def _show_details(self, force: bool = False) -> None:
+        run = self.selected
+        name = run.name if run else None
+        if name == self._detail_for and not force:
+            return
+        self._detail_for = name
+        config_view = self.query_one("#run-config", Static)
+        plot = self.query_one("#run-plot", LossPlot)
+        if run is None:
+            config_view.update("")
+            plot.clear()
+            return
+        if run.error:
+            config_view.update(Text.assemble(("Unreadable run\n", "bold red"), run.error))
+            plot.clear()
+            return
+        self._details_worker(run)
+
+    @work(thread=True, exclusive=True, group="run-details", exit_on_error=False)
+    def _details_worker(self, run: RunInfo) -> None:
+        from minigpt_tui.core.checkpoint import CheckpointError, load_run_config
+        from minigpt_tui.tui.train_tab import metrics_series
+
+        try:
+            config_text = load_run_config(run.path).to_toml()
+        except CheckpointError as err:
+            config_text = f"# {err}"
+        train, val = metrics_series(run.path)
+        import math
+
+        ln_v = None
+        try:
+            from minigpt_tui.core.checkpoint import read_meta
+
+            vocab = int(read_meta(run.path).get("vocab_size", 0))
+            ln_v = math.log(vocab) if vocab > 1 else None
+        except Exception:
+            pass
+        self.app.call_from_thread(self._apply_details, run, config_text, train, val, ln_v)
+
+    def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v) -> None:
+        if self._detail_for != run.name:
+            return
+        head = Text.assemble((run.name, "bold"), "\n")
+        status = run.status or "?"
+        head.append(f"{status}, step {run.step:,}", "dim")
+        head.append(", checkpoint saved\n\n" if run.has_checkpoint else ", no checkpoint yet\n\n", "dim")
+        body = Text()
+        for line in config_text.splitlines():
+            if line.startswith("["):
+                body.append(line + "\n", "bold")
+            else:
+                body.append(line + "\n")
+        self.query_one("#run-config", Static).update(head + body)
+        self.query_one("#run-plot", LossPlot).set_data(train, val, ln_v, run.max_steps)
+
+    # ---- actions -------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        run = self.selected
+        if action in ("open_generate", "resume"):
+            if run is None or run.error or not run.has_checkpoint:
+                return None
+            if action == "resume" and self.app.is_training():
+                return None
+        if action == "delete":
+            if run is None or self.app.run_in_use(run.path):
+                return None
+        return True
+
+    def action_open_generate(self) -> None:
+        run = self._usable_run("open in Generate")
+        if run is not None:
+            self.post_message(CheckpointsPane.OpenRun(run.path, "generate"))
+
+    def action_resume(self) -> None:
+        run = self._usable_run("resume")
+        if run is None:
+            return
+        if self.app.is_training():
+            self.app.notify("A run is already training; stop it first.", severity="warning")
+            return
+        self.post_message(CheckpointsPane.OpenRun(run.path, "resume"))
+
+    def _usable_run(self, what: str) -> RunInfo | None:
+        run = self.selected
+        if run is None:
+            self.app.notify(f"No run selected to {what}.", severity="warning")
+            return None
+        if run.error:
+            self.app.notify(f"Run {run.name} is unreadable: {run.error}", severity="error")
+            return None
+        if not run.has_checkpoint:
+            self.app.notify(f"Run {run.name} has no checkpoint yet.", severity="warning")
+            return None
+        return run
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_generate()
+
+    def action_delete(self) -> None:
+        run = self.selected
+        if run is None:
+            self.app.notify("No run selected to delete.", severity="warning")
+            return
+        if self.app.run_in_use(run.path):
+            self.app.notify(f"Run {run.name} is training; stop it before deleting it.", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(run)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete run {run.name} and all its checkpoints?\nThis cannot be undone.",
+            yes="Delete", no="Keep", danger=True), answer)
+
+    def _delete(self, run: RunInfo) -> None:
+        from minigpt_tui.core.checkpoint import delete_run
+
+        try:
+            delete_run(run.path)
+        except OSError as err:
+            self.app.notify(f"Could not delete {run.name} ({err.strerror or err}).", severity="error")
+            return
+        self.app.notify(f"Deleted run {run.name}.")
+        self.runs = [r for r in self.runs if r.name != run.name]
+        self.post_message(CheckpointsPane.RunDeleted(run.path))
+        self.show_runs(self.runs)
+
+    def action_sort(self) -> None:
+        keys = [k for k, _, _ in COLUMNS]
+        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
+        self.sort_reverse = self.sort_column in ("date", "params", "steps")
+        self._resort()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._resort()
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = event.column_key.value
+        if key == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = key, key in ("date", "params", "steps")
+        self._resort()
+
+    def _resort(self) -> None:
+        self._update_headers()
+        self.show_runs(self.runs)
+
+    def focus_default(self) -> None:
+        self.query_one(DataTable).focus()

@@ -1,0 +1,237 @@
+"""A scrolling view of streamed text that only ever appends.
+
+Text arrives as pieces (tokens), each with an optional probability. The view keeps
+logical lines (split at newlines) and their soft-wrapped rows; appending a piece
+re-wraps only the last row of the last line (greedy word wrap never moves an
+earlier row when text is added at the end), so streaming costs the same per token
+however long the output grows, and only the rows that changed are repainted.
+
+With `confidence` on, each token is coloured by its probability. The view follows
+the end while the user is at the bottom and stays put once they scroll up.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but \n shows as a space
+
+# Probability thresholds and colours for confidence mode (low -> high).
+CONFIDENCE_LEVELS: list[tuple[float, str, str]] = [
+    (0.10, "#ff5f5f", "< 10%"),
+    (0.30, "#ffaf5f", "10-30%"),
+    (0.60, "#ffd75f", "30-60%"),
+    (1.01, "#87d787", ">= 60%"),
+]
+
+
+def confidence_colour(prob: float) -> str:
+    for limit, colour, _ in CONFIDENCE_LEVELS:
+        if prob < limit:
+            return colour
+    return CONFIDENCE_LEVELS[-1][1]
+
+
+@dataclass
+class _Line:
+    text: str = ""
+    starts: list[int] = field(default_factory=list)  # offset of each span in text
+    probs: list[float | None] = field(default_factory=list)  # None: prompt text
+    rows: list[int] = field(default_factory=lambda: [0])  # offset where each wrapped row starts
+
+
+def wrap_rows(text: str, start: int, width: int) -> list[int]:
+    """Row start offsets for text[start:] wrapped greedily at spaces into `width` cells."""
+    rows = [start]
+    pos, n = start, len(text)
+    width = max(1, width)
+    while n - pos > width:
+        cut = text.rfind(" ", pos + 1, pos + width + 1)
+        pos = pos + width if cut <= pos else cut + 1  # the space at a break is not drawn
+        rows.append(pos)
+    return rows
+
+
+class StreamView(ScrollView, can_focus=True):
+    """Append-only text with soft wrapping, optional per-token colouring and follow-the-end."""
+
+    DEFAULT_CSS = """
+    StreamView {
+        background: $surface;
+        color: $text;
+        scrollbar-gutter: stable;
+        overflow-y: scroll;
+        overflow-x: hidden;
+        padding: 0 1;
+    }
+    """
+
+    confidence = reactive(False)
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._parts: list[str] = []
+        self._text_cache: str | None = ""
+        self._lines: list[_Line] = [_Line()]
+        self._row_index: list[tuple[int, int]] = [(0, 0)]  # visual row -> (line, row within line)
+        self._wrap_width = 0
+        self._cache: LRUCache[int, Strip] = LRUCache(2048)
+        self.appends = 0  # calls to append_many (tests check the drain batches tokens)
+
+    # ---- content ----------------------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        """Everything appended, exactly."""
+        if self._text_cache is None:
+            self._text_cache = "".join(self._parts)
+        return self._text_cache
+
+    def rendered_text(self) -> str:
+        """The text as the view holds it for drawing (lines joined by newlines)."""
+        return "\n".join(line.text for line in self._lines)
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self._text_cache = ""
+        self._lines = [_Line()]
+        self._row_index = [(0, 0)]
+        self._cache.clear()
+        self.virtual_size = Size(self._content_width(), 1)
+        self.scroll_to(0, 0, animate=False)
+        self.refresh()
+
+    def append(self, text: str, prob: float | None = None) -> None:
+        self.append_many([(text, prob)])
+
+    def append_many(self, pieces: list[tuple[str, float | None]]) -> None:
+        """Append pieces (text, probability or None for prompt text) in one repaint."""
+        if not pieces:
+            return
+        self.appends += 1
+        follow = self._at_end()
+        first_line = len(self._lines) - 1
+        lines = self._lines
+        for text, prob in pieces:
+            if not text:
+                continue
+            self._parts.append(text)
+            clean = _CONTROL.sub(" ", text)
+            segments = clean.split("\n")
+            for i, seg in enumerate(segments):
+                if i:
+                    lines.append(_Line())
+                if seg:
+                    line = lines[-1]
+                    line.starts.append(len(line.text))
+                    line.probs.append(prob)
+                    line.text += seg
+        self._text_cache = None
+        self._rewrap_from(first_line)
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    # ---- wrapping -----------------------------------------------------------------------------
+    def _content_width(self) -> int:
+        return max(1, self.scrollable_content_region.width)
+
+    def _rewrap_from(self, first_line: int) -> None:
+        """Re-wrap lines from `first_line` on (its kept rows stay), update rows and repaint them."""
+        width = self._wrap_width or self._content_width()
+        self._wrap_width = width
+        lines = self._lines
+        first = lines[first_line]
+        keep = len(first.rows) - 1  # rows of the old last line before its last row are final
+        first.rows = first.rows[:keep] + wrap_rows(first.text, first.rows[keep], width)
+        for line in lines[first_line + 1 :]:
+            line.rows = wrap_rows(line.text, 0, width)
+        # Drop the visual rows of first_line onwards and rebuild them.
+        index = self._row_index
+        start_row = len(index)
+        while start_row and index[start_row - 1][0] >= first_line:
+            start_row -= 1
+        del index[start_row:]
+        for li in range(first_line, len(lines)):
+            index.extend((li, r) for r in range(len(lines[li].rows)))
+        for y in range(start_row, len(index)):
+            self._cache.discard(y)
+        self.virtual_size = Size(width, len(index))
+        self.refresh_lines(start_row, len(index) - start_row)
+
+    def _rewrap_all(self) -> None:
+        self._wrap_width = self._content_width()
+        for line in self._lines:
+            line.rows = wrap_rows(line.text, 0, self._wrap_width)
+        self._row_index = [(li, r) for li, line in enumerate(self._lines) for r in range(len(line.rows))]
+        self._cache.clear()
+        self.virtual_size = Size(self._wrap_width, len(self._row_index))
+        self.refresh()
+
+    def on_resize(self) -> None:
+        if self._content_width() != self._wrap_width:
+            follow = self._at_end()
+            self._rewrap_all()
+            if follow:
+                self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+
+    def _at_end(self) -> bool:
+        return self.scroll_offset.y >= self.max_scroll_y - 1 and not self.is_vertical_scrollbar_grabbed
+
+    def watch_confidence(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()
+
+    # ---- drawing --------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        row = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if row >= len(self._row_index):
+            return Strip.blank(width, base)
+        strip = self._cache.get(row)
+        if strip is None:
+            strip = self._render_row(row, base)
+            self._cache[row] = strip
+        return strip.crop_extend(0, width, base)
+
+    def _render_row(self, row: int, base: Style) -> Strip:
+        li, r = self._row_index[row]
+        line = self._lines[li]
+        start = line.rows[r]
+        end = line.rows[r + 1] if r + 1 < len(line.rows) else len(line.text)
+        text = line.text
+        if end > start and text[end - 1] == " " and r + 1 < len(line.rows):
+            end -= 1  # the break space
+        segments: list[Segment] = []
+        bold = base + Style(bold=True)
+        i = max(0, bisect_right(line.starts, start) - 1)
+        pos = start
+        colour = self.confidence
+        while pos < end and i < len(line.starts):
+            span_end = line.starts[i + 1] if i + 1 < len(line.starts) else len(text)
+            stop = min(span_end, end)
+            if stop > pos:
+                prob = line.probs[i]
+                if prob is None:
+                    style = bold
+                elif colour:
+                    style = base + Style(color=confidence_colour(prob))
+                else:
+                    style = base
+                segments.append(Segment(text[pos:stop], style))
+            pos = max(pos, stop)
+            i += 1
+        return Strip(segments)

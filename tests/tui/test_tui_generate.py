@@ -1,0 +1,228 @@
+"""The Generate tab: streaming, Esc, sampling keys mid-generation, the output view."""
+
+from __future__ import annotations
+
+import random
+
+from textual.widgets import Input
+from tui_helpers import FakeSampler, focus_id, wait_for
+
+from minigpt_tui.core.tokenizer import prettify
+from minigpt_tui.tui.app import MiniGPTApp
+from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.widgets.stream_view import StreamView, wrap_rows
+
+
+def use_fake(app, sampler, word_level=False):
+    app.generate.use_sampler(sampler, LoadedInfo("fake-run", None, "best", 400, "transformer", 812_672, word_level))
+
+
+async def open_generate(pilot, app):
+    await pilot.press("3")
+    assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
+
+
+async def submit(pilot, app, prompt: str):
+    app.query_one("#prompt", Input).value = prompt
+    await pilot.press("enter")
+    # Under load the Submitted message can still be on its way when press() returns.
+    assert await wait_for(pilot, lambda: app.generate.gen is not None or app.generate.last_prompt == prompt)
+
+
+async def test_generate_with_a_real_tiny_run(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        gen = app.generate
+        assert await wait_for(pilot, lambda: gen.sampler is not None, timeout=30)
+        gen.prefs.max_new_tokens = 60
+        gen.sampler.settings.max_new_tokens = 60
+        await submit(pilot, app, "And the")
+        assert await wait_for(pilot, lambda: app.focused is gen.output)  # focus left the prompt: single keys act
+        assert await wait_for(pilot, lambda: not gen.generating, timeout=30)
+        text = gen.output.text
+        assert text.startswith("And the") and len(text) > len("And the")
+        assert gen.last_count == 60
+        assert "tok/s" in gen.status_text()
+        # Temperature keys change the shown value and the sampler's setting.
+        await pilot.press("right_square_bracket")
+        assert "temp 0.9" in gen.status_text() and gen.sampler.settings.temperature == 0.9
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert "temp 0.7" in gen.status_text() and gen.sampler.settings.temperature == 0.7
+        # Same seed and settings give the same text: regenerate is reproducible.
+        await pilot.press("right_square_bracket")
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: not gen.generating, timeout=30)
+        assert gen.output.text == text
+
+
+async def test_escape_stops_at_once_and_shows_what_was_made():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        sampler = FakeSampler(["a", "b", " ", "c", "\n"], delay=0.002, endless=True)
+        use_fake(app, sampler)
+        gen = app.generate
+        await submit(pilot, app, "x")
+        assert await wait_for(pilot, lambda: len(gen.output.text) > 50)
+        assert app.screen.active_bindings["escape"].binding.action == "stop"
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: not gen.generating, timeout=2)
+        made = len(sampler.yielded)
+        await pilot.pause(0.1)
+        assert len(sampler.yielded) == made  # the worker stopped
+        assert gen.output.text == "x" + "".join(sampler.yielded)
+        assert gen.stopped and "stopped" in str(app.query_one("#gen-status").render())
+        # Back to the prompt with one key; brackets can still be typed there.
+        await pilot.press("i")
+        assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
+        await pilot.press("left_square_bracket", "right_square_bracket")
+        assert app.query_one("#prompt", Input).value.endswith("[]")
+        assert gen.prefs.temperature == 0.8
+
+
+async def test_settings_keys_take_effect_mid_generation():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        sampler = FakeSampler(["z"], delay=0.003, endless=True)
+        use_fake(app, sampler)
+        gen = app.generate
+        await submit(pilot, app, "")
+        assert await wait_for(pilot, lambda: len(sampler.seen_temperatures) > 5)
+        await pilot.press("right_square_bracket")
+        assert await wait_for(pilot, lambda: sampler.seen_temperatures[-1] == 0.9)
+        assert sampler.seen_temperatures[0] == 0.8  # the change applied from a later token on
+        gen.action_stop()
+        assert await wait_for(pilot, lambda: not gen.generating)
+        # (pressed while idle: pilot.press waits for an idle CPU, which a running generation never gives)
+        await pilot.press("K")  # top-k: off -> stays off (most permissive)
+        await pilot.press("k")
+        assert sampler.settings.top_k == 100 and "top-k 100" in gen.status_text()
+        await pilot.press("p")
+        assert sampler.settings.top_p == 0.95 and "top-p 0.95" in gen.status_text()
+        await pilot.press("s")
+        assert sampler.reseeds and sampler.settings.seed == gen.prefs.seed
+        await pilot.press("minus")
+        assert sampler.settings.max_new_tokens == 200
+        gen.action_temperature(-2.5)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert gen.prefs.temperature == 0.0 and "temp 0.0 (greedy)" in gen.status_text()
+
+
+async def test_streaming_2000_tokens_shows_exactly_the_generated_text():
+    rng = random.Random(7)
+    words = ["In", "the", "beginning", "God", "created", "heaven", "earth", ",", ".", "\n", "\t", "ünïcode", "ΑΩ"]
+    pieces = [(" " if rng.random() < 0.8 else "") + rng.choice(words) for _ in range(2000)]
+    pieces[500] = "x" * 300  # a token longer than a row
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        sampler = FakeSampler(pieces)
+        use_fake(app, sampler)
+        gen = app.generate
+        gen.prefs.max_new_tokens = 2000
+        await submit(pilot, app, "Prompt:")
+        assert await wait_for(pilot, lambda: not gen.generating, timeout=30)
+        expected = "Prompt:" + "".join(pieces)
+        assert gen.last_count == 2000
+        assert gen.output.text == expected
+        assert gen.output.rendered_text() == expected.replace("\t", " ")  # what the rows are drawn from
+        assert gen.output.appends < 200  # drained in batches, not one repaint per token
+        assert "1,234 tok/s" in gen.status_text()
+        # Every row fits the view and the rows cover the text in order.
+        view = gen.output
+        width = view.scrollable_content_region.width
+        for line in view._lines:
+            ends = line.rows[1:] + [len(line.text)]
+            for a, b in zip(line.rows, ends):
+                drawn = b - a - (1 if b < len(line.text) and line.text[b - 1] == " " else 0)  # a break space
+                assert drawn <= width
+        # Copy and clear.
+        await pilot.press("c")
+        assert app.clipboard == expected
+        await pilot.press("x")
+        assert gen.output.text == ""
+
+
+async def test_output_follows_the_end_only_at_the_bottom():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        view = app.generate.output
+        view.append_many([(f"line {i}\n", 0.5) for i in range(100)])
+        await pilot.pause()
+        assert view.scroll_offset.y == view.max_scroll_y > 0
+        view.scroll_to(y=10, animate=False)
+        await pilot.pause()
+        view.append_many([(f"more {i}\n", 0.5) for i in range(20)])
+        await pilot.pause()
+        assert view.scroll_offset.y == 10  # the user scrolled up: stay put
+        view.scroll_end(animate=False)
+        await pilot.pause()
+        view.append_many([("again\n", 0.5)])
+        await pilot.pause()
+        assert view.scroll_offset.y == view.max_scroll_y
+
+
+async def test_confidence_mode_and_alternatives_panel():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_generate(pilot, app)
+        use_fake(app, FakeSampler(list("abcd")))
+        await submit(pilot, app, "")
+        assert await wait_for(pilot, lambda: not app.generate.generating)
+        panel = str(app.query_one("#alternatives").render())
+        assert "Latest" in panel and "92%" not in panel and "5%" in panel  # the last token, d, had p=0.05
+        await pilot.press("v")
+        assert app.generate.output.confidence
+        assert "Colour = probability" in str(app.query_one("#alternatives").render())
+
+
+async def test_generate_without_a_run_says_what_to_do():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        await pilot.press("enter")
+        assert any("No run is loaded" in n.message for n in app._notifications)
+        await pilot.press("escape", "o")
+        assert any("No run has a checkpoint" in n.message for n in app._notifications)
+
+
+def test_word_level_display_matches_prettify():
+    from minigpt_tui.tui.generate_tab import GeneratePane
+
+    pane = GeneratePane()
+    pane.info = LoadedInfo("w", None, "best", 1, word_level=True)
+    rng = random.Random(3)
+    vocab = [" the", " @-@", " @.@", " @,@", " 3", " well", " known", "\n", "\n", " ="]
+    for _ in range(50):
+        tokens = [rng.choice(vocab) for _ in range(60)]
+        pane._pending_join = None
+        shown = "".join(pane._display(t) for t in tokens) + (pane._pending_join or "")
+        assert shown == prettify("".join(tokens))
+
+
+def test_wrapping_is_stable_under_appends():
+    rng = random.Random(1)
+    for width in (1, 5, 17, 40):
+        text = ""
+        rows = [0]
+        for _ in range(300):
+            text += rng.choice(["a", "bb ", " ", "ccc", "dddddddddd", "  "])
+            keep = len(rows) - 1
+            rows = rows[:keep] + wrap_rows(text, rows[keep], width)
+            assert rows == wrap_rows(text, 0, width)
+
+
+async def test_stream_view_rewraps_on_resize():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        view: StreamView = app.generate.output
+        view.append_many([("word " * 200, 0.9)])
+        await pilot.pause()
+        rows_wide = len(view._row_index)
+        await pilot.resize_terminal(50, 24)
+        await pilot.pause()
+        assert len(view._row_index) > rows_wide
+        assert view.rendered_text() == "word " * 200

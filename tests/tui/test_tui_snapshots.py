@@ -1,0 +1,112 @@
+"""Snapshot tests (pytest-textual-snapshot) of each tab in a pinned state at 80x24.
+
+Everything that could change between runs is pinned: runs are written by hand with
+fixed dates (UTC), the recipe is a fixed file, trainer events are fed in directly,
+and generation comes from a fake token source with a fixed tokens/s.
+Update with: pytest tests/tui/test_tui_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from tui_helpers import PINNED_TIME, FakeSampler, make_fake_run, wait_for
+
+from minigpt_tui.core import events as ev
+from minigpt_tui.core import paths
+from minigpt_tui.tui.app import MiniGPTApp
+from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.settings import AppSettings
+
+PINNED_RECIPE = """\
+[data]
+path = ""
+tokenizer = "char"
+vocab_size = 256
+
+[model]
+family = "transformer"
+n_layer = 4
+n_head = 4
+n_embd = 128
+context_length = 128
+
+[train]
+max_steps = 5000
+batch_size = 16
+learning_rate = 2e-3
+eval_interval = 200
+"""
+
+
+@pytest.fixture(autouse=True)
+def pinned_recipes(tmp_path, monkeypatch):
+    """One recipe with fixed contents, whatever models/ holds today."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / f"{paths.DEFAULT_RECIPE}.toml").write_text(PINNED_RECIPE)
+    monkeypatch.setattr(paths, "list_recipes", lambda: sorted(folder.glob("*.toml")))
+
+
+def app() -> MiniGPTApp:
+    return MiniGPTApp(settings=AppSettings(), save=False)
+
+
+def test_train_tab_first_launch(snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24))
+
+
+def test_train_tab_during_a_run(snap_compare):
+    async def run_before(pilot):
+        train = pilot.app.train
+        train.handle_event(ev.Started("kjv-char-transformer-20260101-000000", "/runs/x", "transformer", "char", "kjv",
+                                      65, math.log(65), 812_672, 0, 5000, 2048, "cpu", "float32"))
+        for step in range(0, 1201, 10):
+            loss = 1.6 + 2.6 * 0.996 ** step
+            train.handle_event(ev.Step(step, loss, 1e-3, 8432.0, step * 0.2, 785.0))
+            if step % 200 == 0:
+                train.handle_event(ev.Eval(step, loss, loss + 0.07, loss + 0.07))
+        train.handle_event(ev.Sample(1200, "\n1:3 And God said unto them, Let there be light: and there was light.\n"
+                                           "1:4 And the LORD spake unto Moses, saying,"))
+        train._render_status()
+        train.plot.request_redraw(now=True)
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_checkpoints_tab(snap_compare, tui_home, corrupt_run):
+    make_fake_run(tui_home, "kjv-char-transformer-20260101", created=PINNED_TIME, step=400, max_steps=1000)
+    make_fake_run(tui_home, "kjv-char-gru-20251231", created=PINNED_TIME - 86400, step=1000, max_steps=1000,
+                  best=2.01, family="gru", params=1_234_567)
+
+    async def run_before(pilot):
+        await pilot.press("2")
+        assert await wait_for(pilot, lambda: len(pilot.app.checkpoints.runs) == 3)
+        assert await wait_for(pilot, lambda: pilot.app.query_one("#run-plot").train)
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_generate_tab(snap_compare):
+    text = ("\n1:1 In the beginning God created the heaven and the earth.\n"
+            "1:2 And the earth was without form, and void; and darkness was upon the face of the deep.\n")
+
+    async def run_before(pilot):
+        await pilot.press("3")
+        sampler = FakeSampler(list(text), tokens_per_s=1234.0)
+        pilot.app.generate.use_sampler(sampler, LoadedInfo("kjv-char-transformer-20260101", None, "best", 400,
+                                                           "transformer", 812_672))
+        pilot.app.query_one("#prompt").value = "Genesis"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: not pilot.app.generate.generating)
+        await pilot.press("v")
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), press=["question_mark"])

@@ -1,0 +1,186 @@
+"""The Train tab: the form, a real tiny training run in a child process, stop, crash, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from textual.widgets import Input, Static
+from tui_helpers import make_fake_run, wait_for
+
+from minigpt_tui.core import events as ev
+from minigpt_tui.tui.app import MiniGPTApp
+from minigpt_tui.tui.train_tab import describe_corpus, fmt_duration
+
+
+def fill(app, **fields) -> None:
+    """Set form fields by config key (train__max_steps=...) or 'extra'."""
+    for key, value in fields.items():
+        widget_id = "f-extra" if key == "extra" else "f-" + key.replace("__", "-").replace("_", "-")
+        app.query_one("#" + widget_id, Input).value = str(value)
+
+
+def tiny_form(app, corpus, max_steps=100_000) -> None:
+    fill(app, data__path=corpus, model__n_layer=1, model__n_head=2, model__n_embd=16, model__context_length=16,
+         train__max_steps=max_steps, train__batch_size=4, train__eval_interval=20, train__device="cpu",
+         extra="train.log_interval=1 train.sample_tokens=20 train.eval_batches=2 train.warmup_steps=2")
+
+
+async def test_form_errors_show_next_to_the_field_and_block_start():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        fill(app, train__max_steps=0)
+        await pilot.pause()
+        error = app.query_one("#f-train-max-steps-error", Static)
+        assert error.display and "train.max_steps must be an integer >= 1, got 0." in str(error.render())
+        fill(app, train__max_steps="lots")
+        await pilot.pause()
+        assert "train.max_steps must be an integer" in str(error.render())
+        await pilot.press("s")
+        assert not app.train.is_running
+        assert any("train.max_steps" in n.message for n in app._notifications)
+        fill(app, train__max_steps=200)
+        await pilot.pause()
+        assert not error.display and app.train.config is not None
+        # A cross-field rule is reported at the field it names.
+        fill(app, model__n_embd=18)
+        await pilot.pause()
+        head_error = app.query_one("#f-model-n-head-error", Static)
+        assert head_error.display and "model.n_head must be a divisor of model.n_embd (18)" in str(head_error.render())
+        fill(app, model__n_embd=128, extra="train.bogus=1")
+        await pilot.pause()
+        assert "Unknown config key train.bogus" in str(app.query_one("#f-extra-error", Static).render())
+
+
+async def test_corpus_path_is_checked_as_you_type(tmp_path, tiny_corpus):
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        hint = app.query_one("#corpus-hint", Static)
+        fill(app, data__path=tmp_path / "nope.txt")
+        await pilot.pause()
+        assert "no such file" in str(hint.render())
+        assert app.train.config is None
+        fill(app, data__path=tiny_corpus)
+        await pilot.pause()
+        assert "text file" in str(hint.render()) and app.train.config is not None
+        (tmp_path / "wiki").mkdir()
+        fill(app, data__path=tmp_path / "wiki")
+        await pilot.pause()
+        assert "without wiki.train.tokens" in str(hint.render())
+        fill(app, data__path="")
+        await pilot.pause()
+        assert "built-in" in str(hint.render())
+
+
+def test_corpus_and_duration_helpers(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert describe_corpus(str(empty)) == (False, "empty.txt is empty")
+    (tmp_path / "wt").mkdir()
+    (tmp_path / "wt" / "wiki.train.tokens").write_text("a")
+    (tmp_path / "wt" / "wiki.valid.tokens").write_text("a")
+    assert describe_corpus(str(tmp_path / "wt")) == (True, "WikiText folder (.tokens)")
+    assert fmt_duration(5) == "5s" and fmt_duration(125) == "2m 05s" and fmt_duration(7260) == "2h 01m"
+    assert fmt_duration(math.nan) == "-"
+
+
+@pytest.mark.slow
+async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tiny_form(app, tiny_corpus)
+        await pilot.pause()
+        assert app.train.config is not None, app.train.errors
+        await pilot.press("s")
+        train = app.train
+        assert train.is_running
+        assert await wait_for(pilot, lambda: len(train.plot.train) >= 3 and train.plot.val, timeout=60)
+        s = train.state
+        assert s.status == "training" and s.run_name.startswith("kjv-char-transformer")
+        assert s.step >= 2 and s.loss is not None and s.ln_vocab == pytest.approx(math.log(s_vocab(s)), rel=1e-6)
+        status = app.query_one("#train-status", Static)
+        assert await wait_for(pilot, lambda: f"/{100_000:,}" in str(status.render()))  # the 4 Hz display tick
+        assert "ln V" in str(status.render())
+        assert await wait_for(pilot, lambda: s.checkpoints, timeout=60)  # first checkpoint (step 20)
+        assert app.screen.active_bindings["x"].enabled and not app.screen.active_bindings["s"].enabled
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: not train.is_running, timeout=60)
+        assert s.status == "stopped"
+        assert (tui_home / "runs" / s.run_name / "checkpoints" / "last.pt").is_file()
+        assert any("Stopped" in n.message for n in app._notifications)
+        # The new run is listed on the Checkpoints tab.
+        await pilot.press("2")
+        assert await wait_for(pilot, lambda: any(r.name == s.run_name for r in app.checkpoints.runs))
+
+
+def s_vocab(state) -> int:
+    return round(math.exp(state.ln_vocab))
+
+
+@pytest.mark.slow
+async def test_a_crashing_trainer_is_a_message_and_the_app_keeps_running(tmp_path):
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tiny_form(app, binary, max_steps=10)
+        await pilot.pause()
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: not app.train.is_running and app.train.state.status == "failed",
+                              timeout=60)
+        message = app.train.state.message
+        assert "binary" in message and "Traceback" not in message
+        assert any(n.severity == "error" and "binary" in n.message for n in app._notifications)
+        await pilot.press("2")  # still alive and responsive
+        assert app.tabs.active == "checkpoints"
+
+
+async def test_events_update_state_and_the_plot_is_throttled():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        train = app.train
+        plot = train.plot
+        train.handle_event(ev.Started("r", "/nowhere/r", "transformer", "char", "kjv", 65, math.log(65), 1000, 0, 5000,
+                                      1024, "cpu", "float32"))
+        await pilot.pause(0.3)
+        before = plot.redraws
+        for i in range(2000):  # far faster than any trainer
+            train.handle_event(ev.Step(i, 4.0 - i / 1000, 1e-3, 5000.0, i / 100, 100.0))
+        await pilot.pause(0.6)
+        assert len(plot.train) == 2000
+        assert plot.redraws - before <= 6  # a few redraws, not 2000
+        train.handle_event(ev.Eval(2000, 2.1, 2.2, 2.2))
+        train.handle_event(ev.Sample(2000, "And God said"))
+        train._render_status()
+        assert "And God said" in str(app.query_one("#train-sample", Static).render())
+        assert plot.val == [(2000, 2.2)]
+
+
+async def test_resume_from_checkpoints_fills_the_form(tui_home):
+    make_fake_run(tui_home, "old-run", step=400, max_steps=1000)
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        assert await wait_for(pilot, lambda: app.checkpoints.runs)
+        await pilot.press("r")
+        assert app.tabs.active == "train"
+        train = app.train
+        assert train.resume_dir == tui_home / "runs" / "old-run"
+        assert app.query_one("#f-model-n-layer", Input).disabled
+        assert not app.query_one("#f-train-max-steps", Input).disabled
+        fill(app, train__max_steps=2000)
+        await pilot.pause()
+        assert train.command_line() == ["--train", "--resume", str(tui_home / "runs" / "old-run"),
+                                        "--set", "train.max_steps=2000"]
+        await pilot.press("n")  # back to a new run from the recipe
+        assert train.resume_dir is None and not app.query_one("#f-model-n-layer", Input).disabled
+
+
+async def test_command_line_lists_only_changed_fields():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        fill(app, train__max_steps=300, extra="train.sample_tokens=50")
+        await pilot.pause()
+        args = app.train.command_line()
+        assert args[0] == "--train" and args[1].endswith("kjv-char-transformer.toml")
+        assert args[2:] == ["--set", "train.max_steps=300", "--set", "train.sample_tokens=50"]
