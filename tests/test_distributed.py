@@ -49,3 +49,27 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_co
     loaded = ckpt.load_run(multi_run, "last")
     text = "".join(e.text for e in Sampler(loaded.model, loaded.tokenizer).generate("the "))
     assert text
+
+
+def test_saved_keys_carry_no_compile_or_ddp_prefix():
+    from minigpt_tui.core.config import ModelConfig
+    from minigpt_tui.core.models import build_model
+    from minigpt_tui.core.trainer import unwrap
+
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, context_length=8), 20)
+    compiled = torch.compile(model)  # wrapping only; nothing is compiled until it runs
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    assert unwrap(compiled) is model
+    assert list(unwrap(compiled).state_dict()) == list(model.state_dict())
+
+
+def test_bf16_autocast_trains_and_is_recorded(tiny_corpus, tmp_path):
+    from conftest import tiny_config
+    from minigpt_tui.core.trainer import Trainer
+
+    seen = []
+    trainer = Trainer(tiny_config(tiny_corpus, max_steps=6, precision="bf16"), seen.append, runs_root=tmp_path)
+    trainer.run()
+    assert seen[0].dtype == "bfloat16"
+    assert json.loads((trainer.run_dir / "meta.json").read_text())["precision"] == "bfloat16"
+    assert ckpt.load_run(trainer.run_dir, "last").model(torch.zeros(1, 4, dtype=torch.long))[0].dtype == torch.float32

@@ -71,6 +71,7 @@ class TrainConfig:
     sample_tokens: int = 200  # length of the sample shown at every evaluation
     seed: int = 1337
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    precision: str = "auto"  # "auto" (bf16 on CUDA, else fp32) | "fp32" | "bf16" | "fp16"
     compile: bool = False  # torch.compile the model
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
 
@@ -203,6 +204,8 @@ class RunConfig:
         device_ok = t.device in ("auto", "cpu", "cuda", "mps") or (
             t.device.startswith("cuda:") and t.device[5:].isdigit()
         )
+        _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "train.precision",
+               '"auto", "fp32", "bf16" or "fp16"', t.precision)
         _check(device_ok, "train.device", '"auto", "cpu", "cuda", "cuda:N" or "mps"', t.device)
 
 

@@ -55,6 +55,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype: "auto" is bf16 on CUDA where supported (fp16 with a grad
+    scaler on older GPUs) and fp32 elsewhere (CPU autocast rarely pays at this size)."""
+    if name == "fp32":
+        return torch.float32
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name == "fp16" and device.type != "cuda":
+        raise TrainingError("train.precision fp16 needs a CUDA GPU; use auto, fp32 or bf16.")
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
 def lr_at(step: int, cfg) -> float:
     """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -133,6 +147,7 @@ class Trainer:
         else:
             self.device = resolve_device(t.device)
         torch.manual_seed(t.seed + self.dist.rank)
+        self.dtype = resolve_precision(t.precision, self.device)
 
         # Everything a user can get wrong is checked before the run folder exists.
         corpus = load_corpus(cfg.data)
@@ -174,14 +189,13 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-            bf16 = torch.cuda.is_bf16_supported()
-            self.dtype = torch.bfloat16 if bf16 else torch.float16
-            self.autocast = lambda: torch.autocast("cuda", dtype=self.dtype)
-            self.scaler = torch.amp.GradScaler("cuda", enabled=not bf16)
-        else:
-            self.dtype = torch.float32
+        if self.dtype == torch.float32:
             self.autocast = nullcontext
             self.scaler = None
+        else:
+            self.autocast = lambda: torch.autocast(self.device.type, dtype=self.dtype)
+            # fp16 gradients underflow without loss scaling; bf16 has fp32's range.
+            self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
 
     def _init_distributed(self):
         import torch.distributed as dist
@@ -251,7 +265,7 @@ class Trainer:
             })
             self.meta["name"] = self.run_dir.name
         self.meta.update(status="training", max_steps=cfg.train.max_steps, device=str(self.device),
-                         world_size=self.dist.world_size)
+                         precision=str(self.dtype).removeprefix("torch."), world_size=self.dist.world_size)
         self.meta.setdefault("step", self.step)
         self.meta.setdefault("best_val_loss", None)
         ckpt.write_meta(self.run_dir, self.meta)
@@ -309,6 +323,7 @@ class Trainer:
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
                         ckpt.append_metrics(self.run_dir, pending)
+                    pending = []
                     pending = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
                     if self.dist.is_main:
                         ckpt.append_metrics(self.run_dir, pending)
