@@ -50,6 +50,15 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_co
     text = "".join(e.text for e in Sampler(loaded.model, loaded.tokenizer).generate("the "))
     assert text
 
+    # ...and the other way round: a single-process run resumes under torchrun.
+    single_run = json.loads(single.stdout.splitlines()[0])["run_dir"]
+    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "minigpt_tui", "--train", "--resume", single_run, "--set", "train.max_steps=14",
+                              "--set", "train.batch_size=4", "--events", "jsonl"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(losses(resumed.stdout)) == [12, 13]
+
 
 def test_saved_keys_carry_no_compile_or_ddp_prefix():
     from minigpt_tui.core.config import ModelConfig
