@@ -18,6 +18,10 @@ from typing import Any
 import tomli_w
 
 
+RUN_CONFIG_HEAD = "# minigpt-tui run config (the closing comment marks a whole file)\n"
+RUN_CONFIG_TAIL = "# end of run config\n"
+
+
 class ConfigError(ValueError):
     """A user-facing configuration problem; str(err) is one sentence."""
 
@@ -89,6 +93,11 @@ class RunConfig:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    def to_run_toml(self) -> str:
+        """The TOML of a run's config.toml: framed by two comment lines, so that a file cut
+        short anywhere (even between two lines) is told from a whole one."""
+        return RUN_CONFIG_HEAD + self.to_toml() + RUN_CONFIG_TAIL
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
         if not isinstance(raw, dict):
@@ -137,6 +146,8 @@ class RunConfig:
             raise ConfigError(f"Config file {path} cannot be read ({err.strerror or err}).") from None
         if not text.strip():
             raise ConfigError(f"Config file {path} is empty.")
+        if complete and text.startswith(RUN_CONFIG_HEAD) and not text.rstrip().endswith(RUN_CONFIG_TAIL.strip()):
+            raise ConfigError(f"Config file {path} is cut short (its closing line is missing); it was damaged.")
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:

@@ -259,7 +259,7 @@ class Trainer:
             }
             # The folder appears with its config, tokenizer and meta inside, already locked.
             self.run_dir, self._lock = ckpt.create_locked_run_dir(self.recipe_name, self.runs_root, {
-                "config.toml": cfg.to_toml(),
+                "config.toml": cfg.to_run_toml(),
                 "tokenizer.json": self.tokenizer.to_json(),
                 "meta.json": json.dumps(self.meta, indent=1),
             })
