@@ -10,11 +10,13 @@ up to the chosen instant. Faults come from $HARDEN_FAULTS, separated by ";":
     enospc:NAME:N         the N-th atomic write of NAME fails half-way with ENOSPC (disk full)
     append:N:FRAC         the N-th metrics append writes FRAC of its text, then hangs
     staging               hang with the new run folder built but not yet renamed into place
+    renamebarrier:PATH    with the new run folder built, say ready, then wait until PATH exists
     made                  hang right after the run folder appeared (before any checkpoint)
-    signal:STEP:SIG       send SIG (SIGINT or SIGTERM) to itself when step STEP is reported
+    signal:STEP:SIG       send SIG (SIGINT or SIGTERM) to itself once training step STEP is done
     delay:SECONDS         sleep this long in every training step (makes kills at random times land
                           at different steps)
-    nan:STEP              from step STEP on the weights turn NaN and the loss with them
+    nan:STEP[:VALUE]      from step STEP on the weights and the loss turn NaN (or VALUE, e.g. inf)
+    enospcappend:N        the N-th metrics append fails with ENOSPC
     fixedtime             every run folder gets the same timestamp (forces a name clash)
     waitfor:PATH          import everything, then wait until PATH exists (a start barrier)
 
@@ -40,7 +42,6 @@ import torch
 
 from minigpt_tui import cli
 from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core import events as ev
 from minigpt_tui.core.trainer import Trainer
 
 
@@ -94,6 +95,8 @@ def install(faults: list[list[str]]) -> None:
         if records:
             appends[0] += 1
             for f in faults:
+                if f[0] == "enospcappend" and int(f[1]) == appends[0]:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(run_dir) / "metrics.jsonl"))
                 if f[0] == "append" and int(f[1]) == appends[0]:
                     import json
 
@@ -107,12 +110,20 @@ def install(faults: list[list[str]]) -> None:
     ckpt.append_metrics = append_metrics
 
     kinds = {f[0] for f in faults}
-    if "staging" in kinds:
+    barrier = next((Path(":".join(f[1:])) for f in faults if f[0] == "renamebarrier"), None)
+    if "staging" in kinds or barrier:
         real_rename = os.rename
+        waited = []
 
         def rename(src, dst, *a, **kw):
             if str(src).endswith(".new"):
-                hang()
+                if "staging" in kinds:
+                    hang()
+                if not waited:
+                    waited.append(True)
+                    Path(os.environ["HARDEN_READY"]).write_text(str(os.getpid()))
+                    while not barrier.exists():
+                        time.sleep(0.001)
             return real_rename(src, dst, *a, **kw)
 
         os.rename = rename
@@ -133,19 +144,10 @@ def install(faults: list[list[str]]) -> None:
         ckpt.datetime = FixedDatetime
 
     signals = {int(f[1]): getattr(signal, f[2]) for f in faults if f[0] == "signal"}
-    if signals:
-        real_emit = Trainer.emit
-
-        def emit(self, event):
-            real_emit(self, event)
-            if isinstance(event, ev.Step) and event.step in signals:
-                os.kill(os.getpid(), signals[event.step])
-
-        Trainer.emit = emit
-
     delay = sum(float(f[1]) for f in faults if f[0] == "delay")
     nan_from = min((int(f[1]) for f in faults if f[0] == "nan"), default=None)
-    if delay or nan_from is not None:
+    bad_value = next((float(f[2]) for f in faults if f[0] == "nan" and len(f) > 2), float("nan"))
+    if signals or delay or nan_from is not None:
         real_step = Trainer._train_step
 
         def train_step(self, step, lr):
@@ -155,8 +157,10 @@ def install(faults: list[list[str]]) -> None:
             if nan_from is not None and step >= nan_from:
                 with torch.no_grad():
                     for p in self.model.parameters():
-                        p.fill_(float("nan"))
-                return torch.tensor(float("nan"))
+                        p.fill_(bad_value)
+                loss = torch.tensor(bad_value)
+            if step in signals:  # the handler runs before the trainer goes on
+                os.kill(os.getpid(), signals[step])
             return loss
 
         Trainer._train_step = train_step

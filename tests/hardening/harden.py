@@ -38,18 +38,18 @@ MAX_STEPS = 15
 EVAL_INTERVAL = 5
 
 
-def write_recipe(folder: Path, corpus: Path, **train) -> Path:
+def write_recipe(folder: Path, corpus: Path, family: str = "transformer", name: str = "tiny", **train) -> Path:
     """A recipe of a model with a few thousand parameters; a run takes well under a second."""
     settings = {"max_steps": MAX_STEPS, "batch_size": 4, "eval_interval": EVAL_INTERVAL, "eval_batches": 1,
                 "log_interval": 1, "sample_tokens": 8, "warmup_steps": 2, "learning_rate": 3e-3,
                 "device": "cpu", "threads": 1, **train}
     lines = [
         "[data]", f"path = {json.dumps(str(corpus))}", 'tokenizer = "char"', "",
-        "[model]", 'family = "transformer"', "n_layer = 1", "n_head = 2", "n_embd = 16",
+        "[model]", f"family = {json.dumps(family)}", "n_layer = 1", "n_head = 2", "n_embd = 16",
         "context_length = 16", "dropout = 0.1", "",
         "[train]", *[f"{k} = {json.dumps(v)}" for k, v in settings.items()],
     ]
-    path = folder / "tiny.toml"
+    path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -121,7 +121,7 @@ class Child:
                 raise AssertionError(f"process {self.pid} still ran after {timeout} s: {self.output()}")
             time.sleep(0.01)
         rc = int(self.rc.read_text()) if self.rc.exists() else -signal.SIGKILL
-        return Result(rc, self.out.read_text(), self.err.read_text())
+        return Result(rc, self.out.read_text() if self.out.is_file() else "", self.err.read_text())
 
     def kill(self) -> None:
         """SIGKILL, and wait until it is gone."""
@@ -138,11 +138,11 @@ class Child:
         os.kill(self.pid, sig)
 
     def output(self) -> str:
-        read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
+        read = lambda p: p.read_text() if p.is_file() else ""  # noqa: E731
         return f"stdout: {read(self.out)[-2000:]}\nstderr: {read(self.err)[-2000:]}"
 
     def events(self) -> list[dict]:
-        lines = self.out.read_text().splitlines() if self.out.exists() else []
+        lines = self.out.read_text().splitlines() if self.out.is_file() else []
         events = []
         for line in lines:
             try:
@@ -162,18 +162,22 @@ class Zygote:
         self.count = 0
 
     def spawn(self, args: list[str], home: Path, faults: str = "", ready: Path | None = None,
-              extra_env: dict[str, str] | None = None) -> Child:
+              extra_env: dict[str, str] | None = None, stdout: Path | None = None) -> Child:
         with self.lock:
             self.count += 1
             folder = Path(tempfile.mkdtemp(prefix=f"child{self.count}-"))
+            child = Child(0, folder)
+            if stdout is not None:  # e.g. a named pipe the test reads
+                child.out = stdout
             req = {"args": list(args), "env": {**env_for(home, faults, ready), **(extra_env or {})},
-                   "stdout": str(folder / "stdout"), "stderr": str(folder / "stderr"), "rc": str(folder / "rc")}
+                   "stdout": str(child.out), "stderr": str(child.err), "rc": str(child.rc)}
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
             if not line:
                 raise AssertionError("the zygote died")
-            return Child(int(line), folder)
+            child.pid = int(line)
+            return child
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -260,3 +264,38 @@ def losses(run_dir: Path) -> dict[int, float]:
 
 def eval_steps(run_dir: Path) -> list[int]:
     return [r["step"] for r in ckpt.read_metrics(run_dir) if "val_loss" in r]
+
+
+# ---- a reference run, to compare an interrupted one with ---------------------------------------------
+
+
+class Reference:
+    """What a recipe gives when nothing goes wrong: final and best weights, losses, evaluations."""
+
+    def __init__(self, recipe: Path, home: Path):
+        saved = os.environ.get("MINIGPT_TUI_HOME")
+        os.environ["MINIGPT_TUI_HOME"] = str(home)
+        try:
+            result = run_cli("--train", str(recipe), "--events", "jsonl")
+        finally:
+            os.environ["MINIGPT_TUI_HOME"] = saved or ""
+        assert result.returncode == 0, result
+        self.recipe = recipe
+        self.run_dir = Path(result.events[0]["run_dir"])
+        self.last = model_state(ckpt.checkpoint_path(self.run_dir, "last"))
+        self.best = model_state(ckpt.checkpoint_path(self.run_dir, "best"))
+        self.losses = losses(self.run_dir)
+        self.evals = eval_steps(self.run_dir)
+        self.meta = ckpt.read_meta(self.run_dir)
+
+    def assert_matches(self, run_dir: Path, losses_from: int = 0) -> None:
+        """The run, once finished, is the reference run bit for bit (the losses logged from
+        step `losses_from` on, for a run that logged at another interval before)."""
+        assert same_tensors(model_state(ckpt.checkpoint_path(run_dir, "last")), self.last), "last.pt differs"
+        assert same_tensors(model_state(ckpt.checkpoint_path(run_dir, "best")), self.best), "best.pt differs"
+        logged = {s: v for s, v in losses(run_dir).items() if s >= losses_from}
+        assert logged == {s: v for s, v in self.losses.items() if s >= losses_from}
+        assert eval_steps(run_dir) == self.evals
+        meta = ckpt.read_meta(run_dir)
+        assert (meta["step"], meta["best_val_loss"], meta["status"]) == (
+            self.meta["step"], self.meta["best_val_loss"], "finished")

@@ -195,3 +195,43 @@ def test_a_killed_trainer_leaves_a_run_that_lists_generates_and_resumes(scenario
     assert eval_steps(run) == lab.ref_evals
     assert list(run.rglob("*.tmp")) == []  # the killed writer's temporary file was cleaned up
     assert ckpt.run_info(run).status == "finished"
+
+
+@pytest.mark.slow
+def test_end_to_end_the_real_command_killed_then_listed_generated_and_resumed(lab, tmp_path):
+    """No wrapper and no fork server: `python -m minigpt_tui` itself, killed with SIGKILL after its
+    first checkpoint, then each follow-up command in a fresh interpreter."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from harden import env_for, run_process
+
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt_tui", "--train", str(lab.recipe), "--events", "jsonl",
+                             "--set", "train.max_steps=100000"], stdout=subprocess.PIPE, text=True, env=env_for(home))
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["type"] == "checkpoint":
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    (run,) = runs_in(home)
+
+    listing = run_process("--list", home=home)
+    assert listing.returncode == 0
+    (row,) = [line for line in listing.stdout.splitlines() if line.startswith(run.name)]
+    assert "unreadable" not in row and "transformer" in row
+
+    generated = run_process("--generate", run.name, "--prompt", "the ", "--max-new-tokens", "5", home=home)
+    assert generated.returncode == 0 and len(generated.stdout.strip()) > len("the"), generated
+
+    start = ckpt.load_checkpoint(ckpt.checkpoint_path(run, "last"))["step"]
+    resumed = run_process("--train", "--resume", run.name, "--events", "jsonl", "--set", f"train.max_steps={start + 5}",
+                          home=home)
+    assert resumed.returncode == 0, resumed
+    events = resumed.events
+    assert events[0]["start_step"] == start and events[-1]["type"] == "done" and events[-1]["step"] == start + 5

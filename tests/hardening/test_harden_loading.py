@@ -186,11 +186,28 @@ def test_one_damaged_checkpoint_leaves_the_other_usable(run):
     assert result.returncode != 0 and "best.pt" in one_sentence(result.stderr)
 
 
-def test_a_config_that_lost_its_model_section_is_not_filled_with_defaults(run):
+def test_a_config_cut_short_at_any_line_is_refused_not_filled_with_defaults(run):
     text = (run / "config.toml").read_text()
-    (run / "config.toml").write_text(text[: text.index("[model]")])
+    cuts = [i + 1 for i, c in enumerate(text[:-1]) if c == "\n"]
+    assert len(cuts) > 20
+    for cut in cuts:
+        (run / "config.toml").write_text(text[:cut])
+        with pytest.raises(ckpt.CheckpointError, match="config.toml"):
+            ckpt.load_run_config(run)
     result = run_cli("--generate", RUN)
-    assert "config.toml" in one_sentence(result.stderr) and "[model]" in result.stderr
+    assert "config.toml" in one_sentence(result.stderr) and "cut short" in result.stderr
+
+
+def test_a_config_without_the_closing_line_still_needs_every_model_field(run):
+    """A config.toml from before the closing line existed is read, but a missing model field
+    is still refused (defaults would describe another model than the weights)."""
+    config = ckpt.load_run_config(run)
+    plain = config.to_toml()
+    (run / "config.toml").write_text(plain)
+    assert ckpt.load_run_config(run) == config
+    (run / "config.toml").write_text(plain.replace("n_embd = 16\n", ""))
+    result = run_cli("--generate", RUN)
+    assert "model.n_embd is missing" in one_sentence(result.stderr)
 
 
 @pytest.mark.parametrize("name", ["config.toml", "tokenizer.json", "meta.json", "checkpoints/last.pt"])
