@@ -6,13 +6,14 @@ generating happen in thread workers, training in a child process.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Iterable
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -33,6 +34,20 @@ HELP_INTRO = (
     "(in Generate, Enter generates and moves the focus to the output). Tab and Shift+Tab move "
     "between widgets; the mouse works too. Ctrl+P opens the command palette, which lists every action."
 )
+
+
+def closing_safe(handler):
+    """A message can arrive after the widgets it would touch are gone (the app is closing)."""
+
+    @wraps(handler)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return handler(self, *args, **kwargs)
+        except NoMatches:
+            if self.is_running and self.screen.is_mounted:
+                raise
+
+    return wrapper
 
 
 class MainScreen(Screen):
@@ -83,17 +98,17 @@ class MiniGPTApp(App[int]):
 
     def compose(self) -> ComposeResult:
         initial = "generate" if self.start_run else "train"
+        s = self.settings
+        self._panes = {
+            "train": TrainPane(recipe=s.recipe, id="train-pane"),
+            "checkpoints": CheckpointsPane(id="checkpoints-pane"),
+            "generate": GeneratePane(prefs=s.sampling, checkpoint=s.checkpoint, confidence=s.confidence,
+                                     id="generate-pane"),
+        }
         with TabbedContent(initial=initial, id="tabs"):
             for tab_id, key in zip(TAB_IDS, "123"):
                 with TabPane(f"{key} {TAB_TITLES[tab_id]}", id=tab_id):
-                    if tab_id == "train":
-                        yield TrainPane(recipe=self.settings.recipe, id="train-pane")
-                    elif tab_id == "checkpoints":
-                        yield CheckpointsPane(id="checkpoints-pane")
-                    else:
-                        s = self.settings
-                        yield GeneratePane(prefs=s.sampling, checkpoint=s.checkpoint,
-                                           confidence=s.confidence, id="generate-pane")
+                    yield self._panes[tab_id]
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -105,7 +120,7 @@ class MiniGPTApp(App[int]):
                             severity="warning")
         if self.settings_warning:
             self.notify(self.settings_warning, severity="warning")
-        self._update_narrow(self.size.width)
+        self._update_width(self.size.width)
         self.checkpoints.refresh_runs()
         if self.start_run is not None:
             self.generate.load(self.start_run)
@@ -113,26 +128,32 @@ class MiniGPTApp(App[int]):
         self.call_after_refresh(self._focus_active)
 
     def on_resize(self, event) -> None:
-        self._update_narrow(event.size.width)
+        self._update_width(event.size.width)
 
-    def _update_narrow(self, width: int) -> None:
-        self.screen.set_class(width < 90, "-narrow")
+    def _update_width(self, width: int) -> None:
+        """The stylesheet is written for 80 columns; from 100 the side panels get wider.
+        (A class change restyles the whole screen, so it is only made when it changes.)"""
+        wide = width >= 100
+        if self.screen.has_class("-wide") != wide:
+            self.screen.set_class(wide, "-wide")
 
     @property
     def tabs(self) -> TabbedContent:
         return self.query_one("#tabs", TabbedContent)
 
+    # The panes live as long as the app; holding them (rather than querying) keeps the
+    # handlers of messages that arrive while the app shuts down from failing.
     @property
     def train(self) -> TrainPane:
-        return self.query_one(TrainPane)
+        return self._panes["train"]
 
     @property
     def checkpoints(self) -> CheckpointsPane:
-        return self.query_one(CheckpointsPane)
+        return self._panes["checkpoints"]
 
     @property
     def generate(self) -> GeneratePane:
-        return self.query_one(GeneratePane)
+        return self._panes["generate"]
 
     def pane(self, tab: str):
         return {"train": self.train, "checkpoints": self.checkpoints, "generate": self.generate}[tab]
@@ -155,6 +176,7 @@ class MiniGPTApp(App[int]):
             self.tabs.active = tab
 
     @on(TabbedContent.TabActivated)
+    @closing_safe
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._focus_active()
         tab = self.tabs.active
@@ -187,6 +209,7 @@ class MiniGPTApp(App[int]):
 
     # ---- cross-tab events -------------------------------------------------------------------------
     @on(TrainPane.RunEvent)
+    @closing_safe
     def _train_event(self, message: TrainPane.RunEvent) -> None:
         event = message.event
         if isinstance(event, (ev.Started, ev.Done)):
@@ -203,16 +226,19 @@ class MiniGPTApp(App[int]):
                     self._generate_offered = False
 
     @on(TrainPane.Ended)
+    @closing_safe
     def _train_ended(self, message: TrainPane.Ended) -> None:
         self.checkpoints.refresh_runs()
         self.refresh_bindings()
 
     @on(TrainPane.RecipeChosen)
+    @closing_safe
     def _recipe_chosen(self, message: TrainPane.RecipeChosen) -> None:
         self.settings.recipe = message.recipe
         self.schedule_save()
 
     @on(CheckpointsPane.OpenRun)
+    @closing_safe
     def _open_run(self, message: CheckpointsPane.OpenRun) -> None:
         if message.action == "generate":
             self._generate_offered = True
@@ -239,6 +265,7 @@ class MiniGPTApp(App[int]):
                     "(raise max_steps to train longer).", timeout=6)
 
     @on(CheckpointsPane.RunDeleted)
+    @closing_safe
     def _run_deleted(self, message: CheckpointsPane.RunDeleted) -> None:
         gen = self.generate
         if gen.info is not None and gen.info.run_dir is not None and \
@@ -249,8 +276,9 @@ class MiniGPTApp(App[int]):
             self.schedule_save()
 
     @on(GeneratePane.SettingsChanged)
+    @closing_safe
     def _generate_settings(self, message: GeneratePane.SettingsChanged) -> None:
-        gen = self.generate
+        gen = self.generate  # (reads plain attributes only: this may arrive while the app closes)
         self.settings.sampling = gen.prefs
         self.settings.checkpoint = gen.checkpoint_kind
         self.settings.confidence = gen.confidence

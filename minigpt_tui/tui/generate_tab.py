@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -26,12 +28,14 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from minigpt_tui.tui.settings import SamplingPrefs
+from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.stream_view import CONFIDENCE_LEVELS, StreamView, confidence_colour
 
 TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissive
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
 MAX_TEMPERATURE = 3.0
 DRAIN_HZ = 30
+PANEL_INTERVAL = 0.15  # the odds panel and the settings line repaint at most ~7 times a second
 WORDPIECE_JOINS = (" @-@", " @.@", " @,@")  # WikiText's joined hyphens, decimal points and commas
 
 TEMP = Binding.Group("Temp", compact=True)
@@ -139,6 +143,7 @@ class GeneratePane(Vertical):
         self.stopped = False
         self._pending_join: str | None = None
         self._last_event = None
+        self._panel_drawn = 0.0
         self._drain_timer = None
 
     def compose(self) -> ComposeResult:
@@ -147,8 +152,8 @@ class GeneratePane(Vertical):
                     select_on_focus=False)
         with Horizontal(id="gen-body"):
             yield StreamView(id="output")
-            yield Static("", id="alternatives")
-        yield Static("", id="gen-status")
+            yield LiveText("", id="alternatives")
+        yield LiveText("", id="gen-status")
 
     def on_mount(self) -> None:
         self.output.confidence = self._confidence
@@ -198,12 +203,15 @@ class GeneratePane(Vertical):
             info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
                               params, run.tokenizer.kind == "word")
         except USER_ERRORS as err:
-            self.app.call_from_thread(self._load_failed, run_dir, str(err))
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
-            self.app.call_from_thread(self._load_failed, run_dir,
-                                      f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._load_failed, run_dir,
+                                          f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
         else:
-            self.app.call_from_thread(self.use_sampler, sampler, info)
+            if not get_current_worker().is_cancelled:  # a later load replaced this one
+                self.app.call_from_thread(self.use_sampler, sampler, info)
 
     def _load_failed(self, run_dir: Path, message: str) -> None:
         self.loading = ""
@@ -295,9 +303,14 @@ class GeneratePane(Vertical):
             self.output.append_many(pieces)
             gen.count += n
             gen.drains += 1
-            self._render_alternatives(events[-1])
-            if gen.drains % 8 == 1:
-                self._render_status()
+            now = time.monotonic()
+            if now - self._panel_drawn >= PANEL_INTERVAL:  # nobody reads odds at 30 Hz
+                self._panel_drawn = now
+                self._render_alternatives(events[-1])
+                if gen.drains % 3 == 1:
+                    self._render_status()
+            else:
+                self._last_event = events[-1]
         if gen.done and not buffer:
             self._finish(gen)
 
@@ -318,6 +331,9 @@ class GeneratePane(Vertical):
         if self._pending_join:
             self.output.append(self._pending_join, None)
             self._pending_join = None
+        self.output.settle()
+        if self._last_event is not None:
+            self._render_alternatives(None, keep=True)
         self._drain_timer.pause()
         self.gen = None
         self.last_count = gen.count
@@ -435,7 +451,8 @@ class GeneratePane(Vertical):
         self.app.notify(f"Copied {len(text):,} characters to the clipboard.", timeout=2)
 
     def action_confidence(self) -> None:
-        self.output.confidence = not self.output.confidence
+        self._confidence = not self._confidence
+        self.output.confidence = self._confidence
         self._render_status()
         self._render_alternatives(None, keep=True)
         self.post_message(GeneratePane.SettingsChanged())
@@ -458,7 +475,7 @@ class GeneratePane(Vertical):
     # ---- display -----------------------------------------------------------------------------------------------
     @property
     def confidence(self) -> bool:
-        return self.output.confidence
+        return self._confidence
 
     def _render_header(self) -> None:
         header = self.query_one("#gen-header", Static)
@@ -499,13 +516,13 @@ class GeneratePane(Vertical):
             text.append(" │ stopped", "yellow")
         elif self.gen is not None and self.gen.stop.is_set():
             text.append(" │ stopping", "yellow")
-        self.query_one("#gen-status", Static).update(text)
+        self.query_one("#gen-status", LiveText).update(text)
 
     def _render_alternatives(self, event, keep: bool = False) -> None:
         if keep:
             event = self._last_event
         self._last_event = event
-        panel = self.query_one("#alternatives", Static)
+        panel = self.query_one("#alternatives", LiveText)
         out = Text(no_wrap=True, overflow="ellipsis")
         if event is None:
             out.append("Top alternatives\n", "bold")

@@ -179,6 +179,8 @@ class TrainPane(Vertical):
         self._dirty = False
         self._ui_timer = None
         self._loading_form = False
+        self._validation_pending = False
+        self._shown_errors: dict[str, str] = {}
 
     # ---- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -328,22 +330,26 @@ class TrainPane(Vertical):
             except ConfigError as err:
                 errors[self._field_for(str(err), "form")] = str(err)
         ok, hint = describe_corpus(self.query_one("#" + field_id("data.path"), Input).value)
-        corpus_hint = self.query_one("#corpus-hint", Static)
-        corpus_hint.update(Text(("✓ " if ok else "✗ ") + hint, style="green" if ok else "red"))
         if not ok and "data.path" not in errors:
             errors["data.path"] = f"Corpus path {self.query_one('#' + field_id('data.path'), Input).value.strip()} " \
                                   f"is not usable ({hint}); give a text file, a WikiText folder, or leave it empty."
-            corpus_hint.update(Text("✗ " + hint, style="red"))
             config = None
+        shown_hint = ("✓ " if ok else "✗ ") + hint
+        if self._shown_errors.get("corpus-hint") != shown_hint:
+            self._shown_errors["corpus-hint"] = shown_hint
+            self.query_one("#corpus-hint", Static).update(Text(shown_hint, style="green" if ok else "red"))
         self.errors = errors
         if self.state.status == "idle" and self.is_mounted:
             self._dirty = True
             self.call_after_refresh(self._tick)
         for key, _, _ in [*FORM_FIELDS, (EXTRA, "", None), ("form", "", None)]:
-            target = self.query_one("#form-error" if key == "form" else "#" + field_id(key) + "-error", Static)
             message = errors.get(key, "")
             if key == "data.path" and message and not ok:
                 message = ""  # the hint line already says it
+            if self._shown_errors.get(key, "") == message:
+                continue  # repaint only what changed
+            self._shown_errors[key] = message
+            target = self.query_one("#form-error" if key == "form" else "#" + field_id(key) + "-error", Static)
             target.update(Text(message, style="red"))
             target.display = bool(message)
         self.config = config
@@ -358,13 +364,19 @@ class TrainPane(Vertical):
         return default if default != "form" else "form"
 
     @on(Input.Changed, ".form-field")
-    def _field_changed(self, event: Input.Changed) -> None:
-        if not self._loading_form:
-            self.validate_form()
-
     @on(Select.Changed, ".form-field")
-    def _select_changed(self, event: Select.Changed) -> None:
-        if not self._loading_form:
+    def _field_changed(self, event) -> None:
+        self._schedule_validation()
+
+    def _schedule_validation(self) -> None:
+        """Validate once for a burst of changes (filling the form changes every field at once)."""
+        if not self._validation_pending:
+            self._validation_pending = True
+            self.call_later(self._run_pending_validation)
+
+    def _run_pending_validation(self) -> None:
+        if self._validation_pending:
+            self._validation_pending = False
             self.validate_form()
 
     @on(Select.Changed, "#recipe")

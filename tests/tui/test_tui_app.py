@@ -81,6 +81,7 @@ async def test_help_screen_lists_every_key():
 async def test_command_palette_lists_every_action():
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for cls, tab in ((TrainPane, "Train"), (CheckpointsPane, "Checkpoints"), (GeneratePane, "Generate")):
             for binding in Binding.make_bindings(cls.BINDINGS):

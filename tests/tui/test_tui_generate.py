@@ -151,7 +151,11 @@ async def test_output_follows_the_end_only_at_the_bottom():
         view = app.generate.output
         view.append_many([(f"line {i}\n", 0.5) for i in range(100)])
         await pilot.pause()
-        assert view.scroll_offset.y == view.max_scroll_y > 0
+        assert view.scroll_offset.y == view._end_y() > 0  # the last row is at the bottom
+        assert view.max_scroll_y > view._end_y()  # while streaming there is headroom below
+        view.settle()
+        await pilot.pause()
+        assert view.scroll_offset.y == view.max_scroll_y == view._end_y()
         view.scroll_to(y=10, animate=False)
         await pilot.pause()
         view.append_many([(f"more {i}\n", 0.5) for i in range(20)])
@@ -161,7 +165,7 @@ async def test_output_follows_the_end_only_at_the_bottom():
         await pilot.pause()
         view.append_many([("again\n", 0.5)])
         await pilot.pause()
-        assert view.scroll_offset.y == view.max_scroll_y
+        assert view.scroll_offset.y == view._end_y()
 
 
 async def test_confidence_mode_and_alternatives_panel():

@@ -8,6 +8,11 @@ however long the output grows, and only the rows that changed are repainted.
 
 With `confidence` on, each token is coloured by its probability. The view follows
 the end while the user is at the bottom and stays put once they scroll up.
+
+Cheap to stream into: a change of virtual size makes Textual lay out the whole
+screen, so while text streams the virtual height grows a screenful at a time (the
+blank headroom is trimmed by `settle()` when the stream ends), and finished rows
+are cached as strips cut to the view's width.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
@@ -85,8 +91,10 @@ class StreamView(ScrollView, can_focus=True):
         self._lines: list[_Line] = [_Line()]
         self._row_index: list[tuple[int, int]] = [(0, 0)]  # visual row -> (line, row within line)
         self._wrap_width = 0
-        self._cache: LRUCache[int, Strip] = LRUCache(2048)
+        self._virtual_rows = 1  # >= the rows there are: headroom while streaming
+        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(2048)
         self.appends = 0  # calls to append_many (tests check the drain batches tokens)
+        self.layouts = 0  # virtual-size changes (each costs a screen layout)
 
     # ---- content ----------------------------------------------------------------------------
     @property
@@ -106,7 +114,8 @@ class StreamView(ScrollView, can_focus=True):
         self._lines = [_Line()]
         self._row_index = [(0, 0)]
         self._cache.clear()
-        self.virtual_size = Size(self._content_width(), 1)
+        self._virtual_rows = 1
+        self._set_virtual(self._wrap_width or self._content_width(), 1)
         self.scroll_to(0, 0, animate=False)
         self.refresh()
 
@@ -136,15 +145,36 @@ class StreamView(ScrollView, can_focus=True):
                     line.probs.append(prob)
                     line.text += seg
         self._text_cache = None
-        self._rewrap_from(first_line)
+        self._rewrap_from(first_line, headroom=True)
         if follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._follow()
+
+    def settle(self) -> None:
+        """The stream has ended: drop the blank headroom below the last row."""
+        follow = self._at_end()
+        self._virtual_rows = len(self._row_index)
+        self._set_virtual(self._wrap_width or self._content_width(), self._virtual_rows)
+        if follow:
+            self.call_after_refresh(self._follow)
+
+    def _follow(self) -> None:
+        self.scroll_to(y=self._end_y(), animate=False, immediate=True)
+
+    def _end_y(self) -> int:
+        """The scroll offset that shows the last row at the bottom."""
+        return max(0, len(self._row_index) - self.scrollable_content_region.height)
+
+    def _set_virtual(self, width: int, rows: int) -> None:
+        size = Size(width, rows)
+        if self.virtual_size != size:
+            self.layouts += 1
+            self.virtual_size = size
 
     # ---- wrapping -----------------------------------------------------------------------------
     def _content_width(self) -> int:
         return max(1, self.scrollable_content_region.width)
 
-    def _rewrap_from(self, first_line: int) -> None:
+    def _rewrap_from(self, first_line: int, headroom: bool = False) -> None:
         """Re-wrap lines from `first_line` on (its kept rows stay), update rows and repaint them."""
         width = self._wrap_width or self._content_width()
         self._wrap_width = width
@@ -162,9 +192,13 @@ class StreamView(ScrollView, can_focus=True):
         del index[start_row:]
         for li in range(first_line, len(lines)):
             index.extend((li, r) for r in range(len(lines[li].rows)))
+        width_now = self.scrollable_content_region.width
         for y in range(start_row, len(index)):
-            self._cache.discard(y)
-        self.virtual_size = Size(width, len(index))
+            self._cache.discard((y, width_now))
+        if len(index) > self._virtual_rows or not headroom:
+            room = max(8, self.scrollable_content_region.height) if headroom else 0
+            self._virtual_rows = len(index) + room
+        self._set_virtual(width, self._virtual_rows)
         self.refresh_lines(start_row, len(index) - start_row)
 
     def _rewrap_all(self) -> None:
@@ -173,7 +207,8 @@ class StreamView(ScrollView, can_focus=True):
             line.rows = wrap_rows(line.text, 0, self._wrap_width)
         self._row_index = [(li, r) for li, line in enumerate(self._lines) for r in range(len(line.rows))]
         self._cache.clear()
-        self.virtual_size = Size(self._wrap_width, len(self._row_index))
+        self._virtual_rows = len(self._row_index)
+        self._set_virtual(self._wrap_width, self._virtual_rows)
         self.refresh()
 
     def on_resize(self) -> None:
@@ -181,10 +216,10 @@ class StreamView(ScrollView, can_focus=True):
             follow = self._at_end()
             self._rewrap_all()
             if follow:
-                self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+                self.call_after_refresh(self._follow)
 
     def _at_end(self) -> bool:
-        return self.scroll_offset.y >= self.max_scroll_y - 1 and not self.is_vertical_scrollbar_grabbed
+        return self.scroll_offset.y >= self._end_y() - 1 and not self.is_vertical_scrollbar_grabbed
 
     def watch_confidence(self) -> None:
         self._cache.clear()
@@ -201,11 +236,12 @@ class StreamView(ScrollView, can_focus=True):
         base = self.rich_style
         if row >= len(self._row_index):
             return Strip.blank(width, base)
-        strip = self._cache.get(row)
+        key = (row, width)
+        strip = self._cache.get(key)
         if strip is None:
-            strip = self._render_row(row, base)
-            self._cache[row] = strip
-        return strip.crop_extend(0, width, base)
+            strip = self._render_row(row, base).crop_extend(0, width, base)
+            self._cache[key] = strip
+        return strip
 
     def _render_row(self, row: int, base: Style) -> Strip:
         li, r = self._row_index[row]
@@ -234,4 +270,4 @@ class StreamView(ScrollView, can_focus=True):
                 segments.append(Segment(text[pos:stop], style))
             pos = max(pos, stop)
             i += 1
-        return Strip(segments)
+        return Strip(segments, sum(cell_len(seg.text) for seg in segments))
