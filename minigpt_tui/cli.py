@@ -363,14 +363,15 @@ def cmd_list() -> int:
     if not runs:
         print(f"No runs yet in {paths.runs_dir()}; start one with minigpt-tui --train.")
         return 0
-    header = ("NAME", "FAMILY", "TOKENIZER", "CORPUS", "PARAMS", "STEPS", "BEST VAL", "DATE")
+    header = ("NAME", "FAMILY", "TOKENIZER", "CORPUS", "PARAMS", "STEPS", "BEST VAL", "DATE", "STATUS")
     rows = []
     for r in runs:
         if r.error:
             continue
         best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
         steps = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step)
-        rows.append((r.name, r.family, r.tokenizer, r.corpus, f"{r.params:,}", steps, best, r.date))
+        # "interrupted": its trainer died without saying so (killed, crashed); --resume continues it
+        rows.append((r.name, r.family, r.tokenizer, r.corpus, f"{r.params:,}", steps, best, r.date, r.status or "-"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for row in rows:

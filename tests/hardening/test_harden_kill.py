@@ -159,7 +159,7 @@ def test_a_killed_trainer_leaves_a_run_that_lists_generates_and_resumes(scenario
 
     # --list shows it as a normal run, interrupted (its trainer is gone)
     row = [line for line in listing.stdout.splitlines() if line.startswith(run.name)]
-    assert row and "unreadable" not in row[0], listing.stdout
+    assert row and "unreadable" not in row[0] and row[0].endswith("interrupted"), listing.stdout
     info = ckpt.run_info(run)
     assert info.error == "" and info.status == "interrupted", info
 
