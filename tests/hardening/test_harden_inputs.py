@@ -32,8 +32,7 @@ def assert_refused(result, *must_name: str, home: Path) -> str:
     for name in must_name:
         assert name in message, message
     assert message.endswith("."), message
-    runs = home / "runs"
-    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
+    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))  # not even a folder
     return message
 
 

@@ -10,6 +10,7 @@ afterwards call the same cli.main in-process.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +54,8 @@ SCENARIOS = [
              then_resume_faults="partial:metrics.jsonl:1:0.5"),
     Scenario("resume-killed-inside-its-checkpoint", "after:last.pt:1", start=EVAL_INTERVAL,
              then_resume_faults="partial:last.pt:1:0.5"),
-    # Kills at moments spread over the run (each step sleeps 40 ms, so the run lasts > 0.6 s).
-    *[Scenario(f"random-moment-{i}", "delay:0.04", kill_after_s=round(0.04 + 0.12 * i + _rng.uniform(0, 0.05), 3))
+    # Kills at moments spread over the run (each step sleeps 80 ms, so the run lasts > 1.2 s).
+    *[Scenario(f"random-moment-{i}", "delay:0.08", kill_after_s=round(0.04 + 0.2 * i + _rng.uniform(0, 0.05), 3))
       for i in range(5)],
 ]
 
@@ -72,8 +73,6 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Lab:
     """The recipe, and the run it gives when nothing goes wrong."""
-    import os
-
     folder = tmp_path_factory.mktemp("kill")
     recipe = write_recipe(folder, make_corpus(folder))
     saved = os.environ.get("MINIGPT_TUI_HOME")
@@ -151,8 +150,13 @@ def test_a_killed_trainer_leaves_a_run_that_lists_generates_and_resumes(scenario
     if not scenario.run_made:
         # Killed while the folder was being built: nothing half-made is visible, and a new run works.
         assert runs == [] and "No runs yet" in listing.stdout
+        (staging,) = (home / "runs").glob(".*.new")  # the half-built folder, hidden
         fresh = run_cli("--train", str(lab.recipe), "--events", "jsonl", "--set", "train.max_steps=2")
         assert fresh.returncode == 0, fresh
+        assert staging.exists()  # young: it might belong to a trainer still starting
+        os.utime(staging, (time.time() - 7200, time.time() - 7200))
+        assert run_cli("--train", str(lab.recipe), "--events", "jsonl", "--set", "train.max_steps=2").returncode == 0
+        assert not staging.exists()  # an hour old: cleaned up by the next new run
         return
     assert len(runs) == 1, runs
     run = runs[0]

@@ -56,7 +56,7 @@ def _resume_and_compare(ref: Reference, home, monkeypatch, start: int) -> None:
 def test_a_signal_from_outside_saves_and_the_resumed_run_is_exact(sig, family, refs, tmp_path, monkeypatch):
     ref = refs[family]
     home = tmp_path / "home"
-    child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, "delay:0.03")
+    child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, "delay:0.05")
     events = wait_for_event(child, "checkpoint")  # past the first checkpoint, mid-interval
     child.signal(sig)
     done, events = _stopped(child)
@@ -108,7 +108,7 @@ def test_the_event_reader_going_away_is_a_stop_request(refs, tmp_path, monkeypat
     home = tmp_path / "home"
     fifo = tmp_path / "events"
     os.mkfifo(fifo)
-    child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, "delay:0.03", stdout=fifo)
+    child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, "delay:0.05", stdout=fifo)
     with open(fifo, encoding="utf-8") as reader:
         for line in reader:
             if '"type": "checkpoint"' in line:
