@@ -1,0 +1,194 @@
+"""Training benchmarks on the real corpora in ../shared/data (not a test; run it by hand).
+
+    python benchmarks/train_bench.py throughput            # shakespeare-char-transformer: tokens/s, ms/step, peak memory
+    python benchmarks/train_bench.py reference             # the same recipe, 2000 steps: wall time, final val loss
+    python benchmarks/train_bench.py best-char --budget 600    # best char recipe: time to val 1.88, best val in 10 min
+    python benchmarks/train_bench.py best-word --budget 300    # best word recipe on WikiText-2 (partial): val perplexity in 5 min
+    python benchmarks/train_bench.py plot                  # loss-versus-time PNG from the saved results
+
+Each prints a table and writes JSON to benchmarks/results/. The data folder defaults to ../shared/data
+next to the repository; --data moves it. Runs go to a temporary data home, never the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def shakespeare(data: Path) -> list[str]:
+    return [f"data.path={data / 'tinyshakespeare' / 'input.txt'}", "data.val_fraction=0.1"]
+
+
+def wikitext(data: Path, tmp: Path) -> list[str]:
+    """Train on wiki.valid.tokens; validate on the first half of wiki.test.tokens' lines."""
+    lines = (data / "wikitext-2-partial" / "wiki.test.tokens").read_text(encoding="utf-8").splitlines(keepends=True)
+    val = tmp / "wiki.test.first-half.tokens"
+    val.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    return [f"data.path={data / 'wikitext-2-partial' / 'wiki.valid.tokens'}", f"data.val_path={val}"]
+
+
+def train(recipe: str, overrides: list[str], budget_s: float | None = None, target: float | None = None,
+          label: str = "") -> dict:
+    """Run the real trainer in-process; record every event with its wall-clock time."""
+    from minigpt_tui.core import events as ev
+    from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.paths import find_recipe
+    from minigpt_tui.core.trainer import Trainer
+
+    config = RunConfig.load(find_recipe(recipe)).with_overrides(overrides)
+    log: dict = {"label": label or recipe, "recipe": recipe, "overrides": overrides, "evals": [], "steps": []}
+    state = {"t0": None, "step_t": None}
+
+    def on_event(e):
+        now = time.perf_counter()
+        if isinstance(e, ev.Started):
+            state["t0"] = now
+            log.update(params=e.params, vocab_size=e.vocab_size, tokens_per_step=e.tokens_per_step)
+        elif isinstance(e, ev.Step):
+            log["steps"].append({"step": e.step, "loss": e.loss, "t": now - state["t0"]})
+        elif isinstance(e, ev.Eval):
+            log["evals"].append({"step": e.step, "val_loss": e.val_loss, "train_loss": e.train_loss,
+                                 "t": now - state["t0"]})
+            if target is not None and e.val_loss <= target and "time_to_target_s" not in log:
+                log["time_to_target_s"] = now - state["t0"]
+                log["steps_to_target"] = e.step
+        if budget_s is not None and state["t0"] is not None and now - state["t0"] > budget_s:
+            trainer.stop_requested = True
+
+    trainer = Trainer(config, on_event, recipe_name=recipe)
+    done = trainer.run()
+    log["wall_s"] = done.elapsed_s
+    log["steps_done"] = done.step
+    log["final_val_loss"] = log["evals"][-1]["val_loss"] if log["evals"] else None
+    log["best_val_loss"] = done.best_val_loss
+    log["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return log
+
+
+def step_times(log: dict) -> list[float]:
+    """Per-step wall times between logged steps (log_interval=1), evaluation steps excluded."""
+    steps = log["steps"]
+    eval_steps = {e["step"] for e in log["evals"]}
+    return [(b["t"] - a["t"]) / (b["step"] - a["step"]) for a, b in zip(steps, steps[1:])
+            if b["step"] not in eval_steps and b["step"] - a["step"] >= 1]
+
+
+def cmd_throughput(args, tmp: Path) -> dict:
+    overrides = shakespeare(args.data) + [f"train.max_steps={args.steps}", "train.log_interval=1",
+                                          f"train.eval_interval={args.steps}", *args.set]
+    log = train("shakespeare-char-transformer", overrides, label="throughput")
+    times = step_times(log)[10:]  # skip warm-up
+    ms = statistics.median(times) * 1000
+    return {"benchmark": "throughput", "recipe": "shakespeare-char-transformer", "overrides": args.set,
+            "median_ms_per_step": round(ms, 2), "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
+            "peak_rss_mb": round(log["peak_rss_mb"]), "params": log["params"]}
+
+
+def cmd_reference(args, tmp: Path) -> dict:
+    log = train("shakespeare-char-transformer", shakespeare(args.data) + ["train.log_interval=1", *args.set],
+                target=1.88, label="shakespeare-char-transformer")
+    times = step_times(log)[10:]
+    ms = statistics.median(times) * 1000
+    return {"benchmark": "reference", "recipe": "shakespeare-char-transformer", "overrides": args.set,
+            "median_ms_per_step": round(ms, 2), "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
+            "wall_s": round(log["wall_s"], 1), "final_val_loss": round(log["final_val_loss"], 4),
+            "time_to_1.88_s": round(log["time_to_target_s"], 1) if "time_to_target_s" in log else None,
+            "curve": log["evals"]}
+
+
+def cmd_best_char(args, tmp: Path) -> dict:
+    log = train(args.recipe or "shakespeare-char-best", shakespeare(args.data) + list(args.set),
+                budget_s=args.budget, target=1.88)
+    return {"benchmark": "best-char", "recipe": log["recipe"], "overrides": args.set, "budget_s": args.budget,
+            "params": log["params"], "steps": log["steps_done"], "wall_s": round(log["wall_s"], 1),
+            "time_to_1.88_s": round(log["time_to_target_s"], 1) if "time_to_target_s" in log else None,
+            "best_val_loss": round(log["best_val_loss"], 4), "curve": log["evals"]}
+
+
+def cmd_best_word(args, tmp: Path) -> dict:
+    log = train(args.recipe or "wikitext2-word-best", wikitext(args.data, tmp) + list(args.set), budget_s=args.budget)
+    best = log["best_val_loss"]
+    return {"benchmark": "best-word", "recipe": log["recipe"], "overrides": args.set, "budget_s": args.budget,
+            "params": log["params"], "vocab_size": log["vocab_size"], "steps": log["steps_done"],
+            "wall_s": round(log["wall_s"], 1), "best_val_loss": round(best, 4),
+            "val_perplexity": round(math.exp(best), 1), "curve": log["evals"]}
+
+
+def cmd_plot(args, tmp: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name in ("reference", "best-char"):
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        curve = result["curve"]
+        ax.plot([c["t"] for c in curve], [c["val_loss"] for c in curve], marker="o", ms=3,
+                label=f"{result['recipe']} ({result.get('params', '?'):,} params)" if "params" in result else result["recipe"])
+    ax.axhline(1.88, color="grey", ls="--", lw=1, label="val loss 1.88")
+    ax.set_xlabel("wall time (s), 2-core CPU")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_title("tiny Shakespeare, character level")
+    ax.set_ylim(1.3, 3.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = ROOT / "benchmarks" / "loss_vs_time.png"
+    fig.tight_layout()
+    fig.savefig(out)
+    return {"benchmark": "plot", "image": str(out.relative_to(ROOT))}
+
+
+COMMANDS = {"throughput": cmd_throughput, "reference": cmd_reference, "best-char": cmd_best_char,
+            "best-word": cmd_best_word, "plot": cmd_plot}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("benchmark", choices=COMMANDS)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--steps", type=int, default=300, help="steps for the throughput benchmark")
+    p.add_argument("--budget", type=float, default=600.0, help="wall-time budget in seconds")
+    p.add_argument("--recipe", help="recipe for best-char / best-word")
+    p.add_argument("--set", action="append", default=[], help="extra config overrides")
+    p.add_argument("--tag", default="", help="suffix for the results file name")
+    args = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MINIGPT_TUI_HOME"] = tmp
+        result = COMMANDS[args.benchmark](args, Path(tmp))
+    result["machine"] = machine()
+    name = args.benchmark + (f"-{args.tag}" if args.tag else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    width = max(map(len, result))
+    for key, value in result.items():
+        if key != "curve":
+            print(f"{key.ljust(width)}  {value}")
+    print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
