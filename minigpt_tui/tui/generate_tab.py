@@ -11,6 +11,7 @@ worker that loads a run.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -35,7 +36,10 @@ TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissiv
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
 MAX_TEMPERATURE = 3.0
 DRAIN_HZ = 30
-PANEL_INTERVAL = 0.15  # the odds panel and the settings line repaint at most ~7 times a second
+# While tokens stream, the odds panel repaints at most 4 times a second and the settings
+# line (live tokens/s) twice: each repaint costs the UI thread a frame, and the
+# generation worker waits for the UI thread (the GIL) during frames.
+PANEL_INTERVAL = 0.25
 WORDPIECE_JOINS = (" @-@", " @.@", " @,@")  # WikiText's joined hyphens, decimal points and commas
 
 TEMP = Binding.Group("Temp", compact=True)
@@ -144,6 +148,7 @@ class GeneratePane(Vertical):
         self._pending_join: str | None = None
         self._last_event = None
         self._panel_drawn = 0.0
+        self._panel_draws = 0
         self._drain_timer = None
 
     def compose(self) -> ComposeResult:
@@ -253,10 +258,11 @@ class GeneratePane(Vertical):
             self.app.notify(what, severity="warning")
             return
         self.stop_generation()
+        # (core.sampling is already imported by the worker that loaded the run; never import
+        # torch on the UI thread just for this)
+        sampling = sys.modules.get("minigpt_tui.core.sampling")
         try:
-            from minigpt_tui.core.sampling import prompt_warning
-
-            warning = prompt_warning(self.sampler.tokenizer, prompt)
+            warning = sampling.prompt_warning(self.sampler.tokenizer, prompt) if sampling else None
         except Exception:
             warning = None
         if warning:
@@ -307,7 +313,8 @@ class GeneratePane(Vertical):
             if now - self._panel_drawn >= PANEL_INTERVAL:  # nobody reads odds at 30 Hz
                 self._panel_drawn = now
                 self._render_alternatives(events[-1])
-                if gen.drains % 3 == 1:
+                self._panel_draws += 1
+                if self._panel_draws % 2 == 1:
                     self._render_status()
             else:
                 self._last_event = events[-1]

@@ -32,6 +32,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
 from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.loss_plot import LossPlot
 
 # (config key, label, choices or None). The labels are the TOML names, so what a person
@@ -214,8 +215,8 @@ class TrainPane(Vertical):
                 with Horizontal(id="train-buttons"):
                     yield Button("Start (s)", id="start", compact=True, variant="success")
                     yield Button("Stop (x)", id="stop", compact=True, variant="error")
-                    yield Static("", id="train-badge")
-                yield Static("", id="train-status")
+                    yield LiveText("", id="train-badge")
+                yield LiveText("", id="train-status")
                 yield LossPlot(id="train-plot", empty_message="The loss curves appear here once training starts.")
                 yield Static("", id="train-sample")
 
@@ -712,7 +713,7 @@ class TrainPane(Vertical):
             "stopping": ("● stopping, saving a checkpoint", "yellow"), "finished": ("✓ finished", "green"),
             "stopped": ("■ stopped", "yellow"), "failed": ("✗ failed", "red"),
         }.get(s.status, (s.status, ""))
-        self.query_one("#train-badge", Static).update(Text(badge[0], style=badge[1]))
+        self.query_one("#train-badge", LiveText).update(Text(badge[0], style=badge[1], justify="right"))
         lines = Text(no_wrap=True, overflow="ellipsis")
         if s.status == "idle":
             name = self.recipe if self.resume_dir is None else self.resume_dir.name
@@ -755,7 +756,7 @@ class TrainPane(Vertical):
             if s.message and s.status == "failed":
                 lines.append("\n")
                 lines.append(s.message, "red")
-        self.query_one("#train-status", Static).update(lines)
+        self.query_one("#train-status", LiveText).update(lines)
         sample = self.query_one("#train-sample", Static)
         if s.sample:
             from minigpt_tui.core.tokenizer import prettify

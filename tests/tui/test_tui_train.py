@@ -98,7 +98,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         s = train.state
         assert s.status == "training" and s.run_name.startswith("kjv-char-transformer")
         assert s.step >= 2 and s.loss is not None and s.ln_vocab == pytest.approx(math.log(s_vocab(s)), rel=1e-6)
-        status = app.query_one("#train-status", Static)
+        status = app.query_one("#train-status")
         assert await wait_for(pilot, lambda: f"/{100_000:,}" in str(status.render()))  # the 4 Hz display tick
         assert "ln V" in str(status.render())
         assert await wait_for(pilot, lambda: s.checkpoints, timeout=60)  # first checkpoint (step 20)

@@ -10,14 +10,15 @@ With `confidence` on, each token is coloured by its probability. The view follow
 the end while the user is at the bottom and stays put once they scroll up.
 
 Cheap to stream into: a change of virtual size makes Textual lay out the whole
-screen, so while text streams the virtual height grows a screenful at a time (the
-blank headroom is trimmed by `settle()` when the stream ends), and finished rows
+screen, so while text streams the virtual height grows a few screenfuls at a time
+(the blank headroom is trimmed by `settle()` when the stream ends), and finished rows
 are cached as strips cut to the view's width.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
@@ -29,7 +30,9 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
+FOLLOW_HZ = 8
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but \n shows as a space
 
 # Probability thresholds and colours for confidence mode (low -> high).
@@ -95,6 +98,9 @@ class StreamView(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(2048)
         self.appends = 0  # calls to append_many (tests check the drain batches tokens)
         self.layouts = 0  # virtual-size changes (each costs a screen layout)
+        self.scrolls = 0  # follow-the-end scrolls (each repaints the whole view)
+        self._last_follow = 0.0
+        self._follow_timer: Timer | None = None
 
     # ---- content ----------------------------------------------------------------------------
     @property
@@ -115,6 +121,9 @@ class StreamView(ScrollView, can_focus=True):
         self._row_index = [(0, 0)]
         self._cache.clear()
         self._virtual_rows = 1
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+            self._follow_timer = None
         self._set_virtual(self._wrap_width or self._content_width(), 1)
         self.scroll_to(0, 0, animate=False)
         self.refresh()
@@ -155,10 +164,29 @@ class StreamView(ScrollView, can_focus=True):
         self._virtual_rows = len(self._row_index)
         self._set_virtual(self._wrap_width or self._content_width(), self._virtual_rows)
         if follow:
-            self.call_after_refresh(self._follow)
+            self.call_after_refresh(self._follow_now)
 
     def _follow(self) -> None:
-        self.scroll_to(y=self._end_y(), animate=False, immediate=True)
+        """Keep the last row in view. A scroll repaints the whole view, so while text streams
+        in it happens at most FOLLOW_HZ times a second (new rows show within 1/FOLLOW_HZ s)."""
+        if self._end_y() == self.scroll_offset.y:
+            return
+        wait = 1.0 / FOLLOW_HZ - (time.monotonic() - self._last_follow)
+        if wait > 0:
+            if self._follow_timer is None:
+                self._follow_timer = self.set_timer(wait, self._follow_now)
+            return
+        self._follow_now()
+
+    def _follow_now(self) -> None:
+        if self._follow_timer is not None:
+            self._follow_timer.stop()
+            self._follow_timer = None
+        y = self._end_y()
+        if y != self.scroll_offset.y:
+            self._last_follow = time.monotonic()
+            self.scrolls += 1
+            self.scroll_to(y=y, animate=False, immediate=True)
 
     def _end_y(self) -> int:
         """The scroll offset that shows the last row at the bottom."""
@@ -196,7 +224,7 @@ class StreamView(ScrollView, can_focus=True):
         for y in range(start_row, len(index)):
             self._cache.discard((y, width_now))
         if len(index) > self._virtual_rows or not headroom:
-            room = max(8, self.scrollable_content_region.height) if headroom else 0
+            room = max(64, 3 * self.scrollable_content_region.height) if headroom else 0
             self._virtual_rows = len(index) + room
         self._set_virtual(width, self._virtual_rows)
         self.refresh_lines(start_row, len(index) - start_row)
@@ -216,10 +244,13 @@ class StreamView(ScrollView, can_focus=True):
             follow = self._at_end()
             self._rewrap_all()
             if follow:
-                self.call_after_refresh(self._follow)
+                self.call_after_refresh(self._follow_now)
 
     def _at_end(self) -> bool:
-        return self.scroll_offset.y >= self._end_y() - 1 and not self.is_vertical_scrollbar_grabbed
+        """Is the user following the end (or is a follow scroll on its way)?"""
+        if self.is_vertical_scrollbar_grabbed:
+            return False
+        return self._follow_timer is not None or self.scroll_offset.y >= self._end_y() - 1
 
     def watch_confidence(self) -> None:
         self._cache.clear()
