@@ -302,8 +302,9 @@ class Sampler:
                         probs = logits.softmax(-1)
                         next_id = choose(logits, s, ids, self.generator, probs)
                         top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
-                        prob = float(probs[next_id])
-                        top = [(itos[i], p) for i, p in zip(top_i.tolist(), top_p.tolist())]
+                        top_ids, top_probs = top_i.tolist(), top_p.tolist()
+                        prob = top_probs[top_ids.index(next_id)] if next_id in top_ids else float(probs[next_id])
+                        top = [(itos[i], p) for i, p in zip(top_ids, top_probs)]
                 finally:
                     if torch.get_num_threads() != saved_threads:
                         torch.set_num_threads(saved_threads)

@@ -310,14 +310,14 @@ class Transformer(nn.Module):
             qk = qkv[:, : 2 * C]  # queries then keys, each head's dimensions in (x1, x2) pairs
             if qk.dtype != torch.float32:  # reduced precision: rotate in float32
                 qk = qk.float()
-            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, D)
+            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, 1, D)
             if qk.dtype != keys.dtype:
                 qk = qk.to(keys.dtype)
-            keys.select(2, slot).copy_(qk[:, H:])
-            values.select(2, slot).copy_(qkv[:, 2 * C :].view(B, H, D))
+            keys.narrow(2, slot, 1).copy_(qk[:, H:])
+            values.narrow(2, slot, 1).copy_(qkv[:, 2 * C :].view(B, H, 1, D))
             if filled < W:
-                keys, values = keys[:, :, :filled], values[:, :, :filled]
-            y = F.scaled_dot_product_attention(qk[:, :H].unsqueeze(2), keys, values).view(B, C)
+                keys, values = keys.narrow(2, 0, filled), values.narrow(2, 0, filled)
+            y = F.scaled_dot_product_attention(qk[:, :H], keys, values).view(B, C)
             if fused and b_proj is None:
                 x = addmm(x, y, w_proj)
             else:
