@@ -172,3 +172,31 @@ def test_the_cli_streams_tokens_before_generation_ends(run):
         proc.stdout.close()
     assert proc.returncode == 0 and b"".join(reads).startswith(b"the")
     assert running_when_text_came and len(reads) >= 5
+
+
+def test_word_level_plain_text_shows_wikitext_joins_as_the_app_does(run, capsys, monkeypatch):
+    """' @-@ ' between words reads back as '-' in plain output; --json keeps the raw tokens."""
+    from minigpt_tui.core import checkpoint as ckpt
+    from minigpt_tui.core import sampling
+    from minigpt_tui.core.sampling import GenerationStats, TokenEvent
+    from minigpt_tui.core.tokenizer import WordTokenizer
+
+    loaded = ckpt.load_run(run)
+    words = WordTokenizer(["<unk>", "\n", "@-@", "@.@", "3", "5", "known", "well"])
+    monkeypatch.setattr(ckpt, "load_run", lambda *a, **k: ckpt.LoadedRun(
+        loaded.run_dir, loaded.config, words, loaded.model, loaded.checkpoint, loaded.step))
+
+    class Scripted:
+        def __init__(self, model, tokenizer, settings, use_cache=True):
+            self.stats = GenerationStats()
+
+        def generate(self, prompt):
+            for i, piece in enumerate([" well", " @-@", " known", " 3", " @.@", " 5", " @-@"]):
+                self.stats.new_tokens += 1
+                yield TokenEvent(i, 0, piece, 1.0, [])
+
+    monkeypatch.setattr(sampling, "Sampler", Scripted)
+    code, out, _ = generate(capsys, run.name, "--prompt", "a")
+    assert code == 0 and out == "a well-known 3.5 @-@\n"
+    code, out, _ = generate(capsys, run.name, "--prompt", "a", "--json")
+    assert "".join(json.loads(line)["text"] for line in out.splitlines()[:-1]) == " well @-@ known 3 @.@ 5 @-@"
