@@ -182,7 +182,9 @@ def prompt_warning(tokenizer: Tokenizer, prompt: str) -> str | None:
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model under DDP / torch.compile wrappers (samplers call its methods directly)."""
     while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
         if not isinstance(inner, torch.nn.Module):
             return model
         model = inner
