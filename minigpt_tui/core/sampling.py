@@ -40,7 +40,7 @@ caller's torch settings are untouched while it holds an event.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
