@@ -153,10 +153,11 @@ def cmd_train(args) -> int:
         done = trainer.run()
     except USER_ERRORS as err:
         trainer.fail(str(err))
-        printer(ev.Error(message=str(err), run_dir=str(trainer.run_dir or "")))
+        trainer.emit(ev.Error(message=str(err), run_dir=str(trainer.run_dir or "")))  # rank 0 only
         return USER_ERROR if trainer.run_dir is None else RUN_ERROR
     except KeyboardInterrupt:
-        printer(ev.Error(message="Interrupted; the last checkpoint written is kept.", run_dir=str(trainer.run_dir or "")))
+        trainer.emit(ev.Error(message="Interrupted; the last checkpoint written is kept.",
+                              run_dir=str(trainer.run_dir or "")))
         return 130
     finally:
         for sig, handler in previous.items():
@@ -167,7 +168,7 @@ def cmd_train(args) -> int:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
-    printer(done)
+    trainer.emit(done)
     return 0
 
 
