@@ -136,6 +136,7 @@ class MiniGPTApp(App[int]):
         wide = width >= 100
         if self.screen.has_class("-wide") != wide:
             self.screen.set_class(wide, "-wide")
+            self.generate.set_class(wide, "-wide")
 
     @property
     def tabs(self) -> TabbedContent:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -104,9 +105,18 @@ class CheckpointsPane(Vertical):
         try:
             runs = list_runs()
         except OSError as err:
-            self.app.call_from_thread(self.app.notify, f"Cannot list runs ({err.strerror or err}).", severity="error")
+            self._from_thread(self.app.notify, f"Cannot list runs ({err.strerror or err}).", severity="error")
             return
-        self.app.call_from_thread(self.show_runs, runs)
+        self._from_thread(self.show_runs, runs)
+
+    def _from_thread(self, callback, *args, **kwargs) -> None:
+        """Hand a result to the UI thread, unless the app has closed meanwhile."""
+        if get_current_worker().is_cancelled:
+            return
+        try:
+            self.app.call_from_thread(callback, *args, **kwargs)
+        except RuntimeError:  # the app is no longer running
+            pass
 
     def show_runs(self, runs: list[RunInfo]) -> None:
         table = self.query_one(DataTable)
@@ -217,7 +227,7 @@ class CheckpointsPane(Vertical):
             ln_v = math.log(vocab) if vocab > 1 else None
         except Exception:
             pass
-        self.app.call_from_thread(self._apply_details, run, config_text, train, val, ln_v)
+        self._from_thread(self._apply_details, run, config_text, train, val, ln_v)
 
     def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v) -> None:
         if self._detail_for != run.name:

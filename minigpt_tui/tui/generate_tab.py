@@ -21,12 +21,12 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
+from textual.worker import get_current_worker
 
 from minigpt_tui.tui.settings import SamplingPrefs
 from minigpt_tui.tui.widgets.live_text import LiveText
@@ -36,10 +36,10 @@ TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissiv
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
 MAX_TEMPERATURE = 3.0
 DRAIN_HZ = 30
-# While tokens stream, the odds panel repaints at most 4 times a second and the settings
-# line (live tokens/s) twice: each repaint costs the UI thread a frame, and the
-# generation worker waits for the UI thread (the GIL) during frames.
-PANEL_INTERVAL = 0.25
+# While tokens stream, the odds panel repaints at most twice a second and the settings
+# line (live tokens/s) once: every repaint costs the UI thread time, and the generation
+# worker waits for the UI thread (the GIL) meanwhile. Both show the final state at the end.
+PANEL_INTERVAL = 0.5
 WORDPIECE_JOINS = (" @-@", " @.@", " @,@")  # WikiText's joined hyphens, decimal points and commas
 
 TEMP = Binding.Group("Temp", compact=True)
@@ -155,9 +155,9 @@ class GeneratePane(Vertical):
         yield Static("", id="gen-header")
         yield Input(placeholder="Type a prompt, Enter generates (empty: start afresh)", id="prompt",
                     select_on_focus=False)
-        with Horizontal(id="gen-body"):
-            yield StreamView(id="output")
-            yield LiveText("", id="alternatives")
+        # A grid rather than nested containers: fewer layers to paint under the streaming text.
+        yield StreamView(id="output")
+        yield LiveText("", id="alternatives")
         yield LiveText("", id="gen-status")
 
     def on_mount(self) -> None:
@@ -208,15 +208,21 @@ class GeneratePane(Vertical):
             info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
                               params, run.tokenizer.kind == "word")
         except USER_ERRORS as err:
-            if not get_current_worker().is_cancelled:
-                self.app.call_from_thread(self._load_failed, run_dir, str(err))
+            self._from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
-            if not get_current_worker().is_cancelled:
-                self.app.call_from_thread(self._load_failed, run_dir,
-                                          f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
+            self._from_thread(self._load_failed, run_dir,
+                              f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
         else:
-            if not get_current_worker().is_cancelled:  # a later load replaced this one
-                self.app.call_from_thread(self.use_sampler, sampler, info)
+            self._from_thread(self.use_sampler, sampler, info)
+
+    def _from_thread(self, callback, *args) -> None:
+        """Hand a loaded run to the UI thread, unless a later load replaced this one or the app closed."""
+        if get_current_worker().is_cancelled:
+            return
+        try:
+            self.app.call_from_thread(callback, *args)
+        except RuntimeError:  # the app is no longer running
+            pass
 
     def _load_failed(self, run_dir: Path, message: str) -> None:
         self.loading = ""
@@ -277,9 +283,19 @@ class GeneratePane(Vertical):
         self._render_alternatives(None)
         self._render_status()
         self._drain_timer.resume()
-        self._generate_worker(self.sampler, gen)
-        self.output.focus()
-        self.refresh_bindings()
+        if self.app.focused is self.output:
+            self.refresh_bindings()  # (otherwise the focus change refreshes them: one footer rebuild, not two)
+        else:
+            self.output.focus()
+        # The worker starts once the UI has repainted for the new state (the footer rebuild takes
+        # a few tens of ms of the UI thread, which would otherwise hold back the first tokens).
+        self.call_after_refresh(self._start_worker, self.sampler, gen)
+
+    def _start_worker(self, sampler: Any, gen: _Generation) -> None:
+        if self.gen is gen and not gen.stop.is_set():
+            self._generate_worker(sampler, gen)
+        elif self.gen is gen:  # stopped before it started
+            gen.done = True
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate_worker(self, sampler: Any, gen: _Generation) -> None:

@@ -65,9 +65,9 @@ class HelpScreen(ModalScreen[None]):
                 if self.intro:
                     yield Static(self.intro, id="help-intro")
                 for title, rows in self.sections:
-                    table = Table.grid(padding=(0, 2))
+                    table = Table.grid(padding=(0, 2), expand=True)
                     table.add_column(no_wrap=True, min_width=12)
-                    table.add_column()
+                    table.add_column(ratio=1, overflow="fold")
                     for key, what in rows:
                         table.add_row(Text(key, style="bold"), Text(what))
                     yield Static(Text(title, style="bold underline"), classes="help-section")

@@ -16,7 +16,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
 from minigpt_tui.core import events as ev
@@ -247,7 +245,6 @@ class TrainPane(Vertical):
         self.resume_dir = Path(run_dir)
         self.base_config = config
         self._fill_form(config)
-        self.resume_step = step
         self._set_form_mode()
         self.query_one("#start", Button).focus()
 
@@ -587,9 +584,6 @@ class TrainPane(Vertical):
         else:
             s.status = "stopped"
         self.stop_requested = False
-        if s.status != "failed":
-            # A finished run can be resumed further from this form.
-            pass
         self._set_form_mode()
         self._update_buttons()
         self._render_status()

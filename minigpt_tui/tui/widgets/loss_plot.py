@@ -122,7 +122,7 @@ class LossPlot(Widget, can_focus=True):
         if hi - lo < 1e-6:
             lo, hi = lo - 0.5, hi + 0.5
         pad = (hi - lo) * 0.04
-        lo, hi = lo - pad, hi + pad
+        lo, hi = max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad  # a loss is never below 0
         # The x axis spans the data (a long run's curve would otherwise hug the left edge);
         # the status line says how far along max_steps the run is.
         x_max = max([s for s, _ in self.train] + [s for s, _ in self.val] + [1])
