@@ -6,7 +6,11 @@ token at a time, each step feeding only the newest token. `use_cache=False` is
 the naive path kept for comparison and teaching: every token re-runs the model
 over the whole context that can still matter (for the Transformer, the last
 `model.receptive_field` tokens, which gives exactly the cached logits; for an
-RNN, everything).
+RNN, its last RNN_CONTEXT_WINDOWS x context_length tokens).
+
+An RNN is primed with at most RNN_CONTEXT_WINDOWS x context_length prompt tokens:
+it was trained from a zero state on windows of context_length tokens, so text
+further back only costs time (a 100 KB pasted prompt would take half a minute).
 
 Filters, in this order (the order Hugging Face uses):
   1. repetition penalty: logits of tokens seen in the last `repetition_window`
@@ -48,6 +52,7 @@ import torch
 from minigpt_tui.core.tokenizer import Tokenizer
 
 TOP_ALTERNATIVES = 5
+RNN_CONTEXT_WINDOWS = 8  # an RNN reads at most this many context_length windows of prompt
 GREEDY_BELOW = 1e-5  # temperatures below this are treated as 0 (greedy)
 SINGLE_THREAD_BELOW = 20_000_000  # parameters: smaller models sample on one CPU thread
 
@@ -237,21 +242,31 @@ class Sampler:
         self._reseed_pending = True
 
     # ---- the model side -----------------------------------------------------------------------
+    def _prompt_context(self, ids: list[int]) -> list[int]:
+        """The trailing prompt tokens the model reads (see the module docstring)."""
+        window = getattr(self.model, "receptive_field", None)
+        config = getattr(self.model, "config", None)
+        if window is None and config is not None:
+            window = RNN_CONTEXT_WINDOWS * config.context_length
+        return ids[-window:] if window else ids
+
+    def _context(self, ids: list[int]) -> list[int]:
+        """What the uncached path re-reads: a Transformer's receptive field, or everything an
+        RNN has read since its (cropped) prompt, which gives exactly the stateful logits."""
+        window = getattr(self.model, "receptive_field", None)
+        return ids[-window:] if window is not None else ids
+
     def _prefill(self, ids: list[int]):
         """Logits (V,) for the token after `ids`, and the model state to continue from."""
         model = self.model
         if not self.use_cache:
             return self._recompute(ids), None
         state = model.new_state(1)
-        window = getattr(model, "receptive_field", None)
-        ctx = ids[-window:] if window else ids  # a Transformer's cache only needs these
-        logits, state = model(torch.tensor([ctx], dtype=torch.long, device=self.device), state)
+        logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state)
         return logits[0, -1], state
 
     def _recompute(self, ids: list[int]) -> torch.Tensor:
-        window = getattr(self.model, "receptive_field", None)
-        ctx = ids[-window:] if window else ids  # an RNN re-reads everything
-        logits, _ = self.model(torch.tensor([ctx], dtype=torch.long, device=self.device), None)
+        logits, _ = self.model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), None)
         return logits[0, -1]
 
     def _step(self, ids: list[int], state):
@@ -271,7 +286,7 @@ class Sampler:
         tok = self.tokenizer
         itos = tok.itos
         encoded = tok.encode(prompt)
-        ids = encoded or start_ids(tok)
+        ids = self._prompt_context(encoded or start_ids(tok))
         prev = ids[-1] if encoded else None  # the start token is context, not text
         stats = self.stats = GenerationStats(prompt_tokens=len(ids))
         self._reseed_pending = True  # every generation starts from the seed: same settings, same text

@@ -71,10 +71,6 @@ def test_a_100_kb_prompt_through_an_rnn_finishes(family):
     _valid(generate(m, CHAR, BIG_PROMPT), CHAR)
 
 
-@pytest.mark.xfail(reason="sampling.py primes an RNN with the whole prompt (a 4-layer 256-wide GRU takes ~30 s "
-                          "for 100 KB on 2 cores, and --no-kv-cache re-reads it for every token); an RNN trained on "
-                          "context_length windows gains nothing from more than a few windows of prompt. "
-                          "Owner: core/sampling.py.", strict=False)
 @pytest.mark.parametrize("use_cache", [True, False], ids=["state", "no-cache"])
 def test_a_100_kb_prompt_feeds_an_rnn_a_bounded_window(use_cache):
     m = model("gru", CHAR)
