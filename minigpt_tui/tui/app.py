@@ -172,7 +172,7 @@ class MiniGPTApp(App[int]):
         if tab not in TAB_IDS:
             return
         if self.tabs.active == tab:
-            self._focus_active()
+            self._focus_active(force=True)
         else:
             self.tabs.active = tab
 
@@ -187,9 +187,13 @@ class MiniGPTApp(App[int]):
             self._offer_run()
         self.refresh_bindings()
 
-    def _focus_active(self) -> None:
+    def _focus_active(self, force: bool = False) -> None:
+        """Focus the active tab's main widget, unless the focus is already inside that tab."""
         try:
-            self.pane(self.tabs.active).focus_default()
+            pane = self.pane(self.tabs.active)
+            focused = self.focused
+            if force or focused is None or not (focused is pane or pane in focused.ancestors):
+                pane.focus_default()
         except Exception:
             pass
 
