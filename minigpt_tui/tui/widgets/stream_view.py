@@ -30,7 +30,6 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.timer import Timer
 
 FOLLOW_HZ = 8
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but \n shows as a space
@@ -100,7 +99,7 @@ class StreamView(ScrollView, can_focus=True):
         self.layouts = 0  # virtual-size changes (each costs a screen layout)
         self.scrolls = 0  # follow-the-end scrolls (each repaints the whole view)
         self._last_follow = 0.0
-        self._follow_timer: Timer | None = None
+        self._follow_pending = False  # the end is below the view, to be scrolled to soon
 
     # ---- content ----------------------------------------------------------------------------
     @property
@@ -121,9 +120,7 @@ class StreamView(ScrollView, can_focus=True):
         self._row_index = [(0, 0)]
         self._cache.clear()
         self._virtual_rows = 1
-        if self._follow_timer is not None:
-            self._follow_timer.stop()
-            self._follow_timer = None
+        self._follow_pending = False
         self._set_virtual(self._wrap_width or self._content_width(), 1)
         self.scroll_to(0, 0, animate=False)
         self.refresh()
@@ -167,21 +164,18 @@ class StreamView(ScrollView, can_focus=True):
             self.call_after_refresh(self._follow_now)
 
     def _follow(self) -> None:
-        """Keep the last row in view. A scroll repaints the whole view, so while text streams
-        in it happens at most FOLLOW_HZ times a second (new rows show within 1/FOLLOW_HZ s)."""
+        """Keep the last row in view. A scroll repaints the whole view, so while text streams in
+        it happens at most FOLLOW_HZ times a second, and only as part of an append (no frame of its
+        own); `settle()` makes the final one when the stream ends."""
         if self._end_y() == self.scroll_offset.y:
             return
-        wait = 1.0 / FOLLOW_HZ - (time.monotonic() - self._last_follow)
-        if wait > 0:
-            if self._follow_timer is None:
-                self._follow_timer = self.set_timer(wait, self._follow_now)
-            return
-        self._follow_now()
+        if time.monotonic() - self._last_follow >= 1.0 / FOLLOW_HZ:
+            self._follow_now()
+        else:
+            self._follow_pending = True
 
     def _follow_now(self) -> None:
-        if self._follow_timer is not None:
-            self._follow_timer.stop()
-            self._follow_timer = None
+        self._follow_pending = False
         y = self._end_y()
         if y != self.scroll_offset.y:
             self._last_follow = time.monotonic()
@@ -250,7 +244,7 @@ class StreamView(ScrollView, can_focus=True):
         """Is the user following the end (or is a follow scroll on its way)?"""
         if self.is_vertical_scrollbar_grabbed:
             return False
-        return self._follow_timer is not None or self.scroll_offset.y >= self._end_y() - 1
+        return self._follow_pending or self.scroll_offset.y >= self._end_y() - 1
 
     def watch_confidence(self) -> None:
         self._cache.clear()
