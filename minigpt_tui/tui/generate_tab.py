@@ -35,7 +35,9 @@ from minigpt_tui.tui.widgets.stream_view import CONFIDENCE_LEVELS, StreamView, c
 TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissive
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
 MAX_TEMPERATURE = 3.0
-DRAIN_HZ = 30
+DRAIN_HZ = 30  # the output takes new tokens 30 times a second...
+FAST_DRAIN_HZ = 15  # ...or 15 when they pour in (>= FAST_BATCH per drain: a blur to a reader either way),
+FAST_BATCH = 8  # since every repaint costs the UI thread time that the generation worker then waits for
 # While tokens stream, the odds panel repaints at most twice a second and the settings
 # line (live tokens/s) once: every repaint costs the UI thread time, and the generation
 # worker waits for the UI thread (the GIL) meanwhile. Both show the final state at the end.
@@ -162,7 +164,7 @@ class GeneratePane(Vertical):
 
     def on_mount(self) -> None:
         self.output.confidence = self._confidence
-        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self._drain, pause=True)
+        self._drain_timer = None  # a one-shot timer, re-armed after each drain (see _drain)
         self._render_header()
         self._render_status()
         self._render_alternatives(None)
@@ -282,7 +284,7 @@ class GeneratePane(Vertical):
         self.gen = gen
         self._render_alternatives(None)
         self._render_status()
-        self._drain_timer.resume()
+        self._arm_drain(1 / DRAIN_HZ)
         if self.app.focused is self.output:
             self.refresh_bindings()  # (otherwise the focus change refreshes them: one footer rebuild, not two)
         else:
@@ -308,10 +310,16 @@ class GeneratePane(Vertical):
         finally:
             gen.done = True
 
+    def _arm_drain(self, delay: float) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+        self._drain_timer = self.set_timer(delay, self._drain)
+
     def _drain(self) -> None:
+        """Move what the worker produced into the output (only the new text is appended)."""
+        self._drain_timer = None
         gen = self.gen
         if gen is None:
-            self._drain_timer.pause()
             return
         buffer = gen.buffer
         n = len(buffer)
@@ -336,6 +344,8 @@ class GeneratePane(Vertical):
                 self._last_event = events[-1]
         if gen.done and not buffer:
             self._finish(gen)
+        elif self.gen is gen:
+            self._arm_drain(1 / (FAST_DRAIN_HZ if n >= FAST_BATCH else DRAIN_HZ))
 
     def _display(self, piece: str) -> str:
         """What a token adds on screen: WikiText's ' @-@ ' joins read back as '-' (as core prettify does)."""
@@ -354,10 +364,12 @@ class GeneratePane(Vertical):
         if self._pending_join:
             self.output.append(self._pending_join, None)
             self._pending_join = None
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
         self.output.settle()
         if self._last_event is not None:
             self._render_alternatives(None, keep=True)
-        self._drain_timer.pause()
         self.gen = None
         self.last_count = gen.count
         self.stopped = gen.stop.is_set()
@@ -376,6 +388,9 @@ class GeneratePane(Vertical):
         if gen is None:
             return
         gen.stop.set()
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
         self._drain()  # whatever is already buffered is still shown
         if self.gen is gen:
             self._finish(gen, announce=False)
