@@ -22,8 +22,9 @@ def fill(app, **fields) -> None:
 
 def tiny_form(app, corpus, max_steps=100_000) -> None:
     fill(app, data__path=corpus, model__n_layer=1, model__n_head=2, model__n_embd=16, model__context_length=16,
-         train__max_steps=max_steps, train__batch_size=4, train__eval_interval=20, train__device="cpu",
-         extra="train.log_interval=1 train.sample_tokens=20 train.eval_batches=2 train.warmup_steps=2")
+         train__max_steps=max_steps, train__batch_size=4, train__eval_interval=5, train__device="cpu",
+         extra="train.log_interval=1 train.sample_tokens=10 train.eval_batches=1 train.warmup_steps=2 "
+               "train.threads=1")
 
 
 async def test_form_errors_show_next_to_the_field_and_block_start():
@@ -101,7 +102,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         status = app.query_one("#train-status")
         assert await wait_for(pilot, lambda: f"/{100_000:,}" in str(status.render()))  # the 4 Hz display tick
         assert "ln V" in str(status.render())
-        assert await wait_for(pilot, lambda: s.checkpoints, timeout=60)  # first checkpoint (step 20)
+        assert await wait_for(pilot, lambda: s.checkpoints, timeout=60)  # first checkpoint (step 5)
         assert app.screen.active_bindings["x"].enabled and not app.screen.active_bindings["s"].enabled
         await pilot.press("x")
         assert await wait_for(pilot, lambda: not train.is_running, timeout=60)
