@@ -151,7 +151,7 @@ class GeneratePane(Vertical):
         self._last_event = None
         self._panel_drawn = 0.0
         self._panel_draws = 0
-        self._drain_timer = None
+        self._drain_timer = None  # a one-shot timer, re-armed after each drain (see _drain)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="gen-header")
@@ -164,7 +164,6 @@ class GeneratePane(Vertical):
 
     def on_mount(self) -> None:
         self.output.confidence = self._confidence
-        self._drain_timer = None  # a one-shot timer, re-armed after each drain (see _drain)
         self._render_header()
         self._render_status()
         self._render_alternatives(None)
