@@ -140,14 +140,15 @@ def cmd_plot(args, tmp: Path) -> dict:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for name in ("reference", "best-char"):
+    for name in ("reference-compile", "best-char"):  # written by `reference --tag compile` and `best-char`
         path = RESULTS / f"{name}.json"
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
         curve = result["curve"]
+        extra = " ".join(o.split(".")[-1] for o in result.get("overrides", []))
         ax.plot([c["t"] for c in curve], [c["val_loss"] for c in curve], marker="o", ms=3,
-                label=f"{result['recipe']} ({result.get('params', '?'):,} params)" if "params" in result else result["recipe"])
+                label=f"{result['recipe']} {extra}".strip())
     ax.axhline(1.88, color="grey", ls="--", lw=1, label="val loss 1.88")
     ax.set_xlabel("wall time (s), 2-core CPU")
     ax.set_ylabel("validation loss (nats/char)")
