@@ -41,9 +41,12 @@ def recipes_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "models"
     if checkout.is_dir() and any(checkout.glob("*.toml")):
         return checkout
-    from importlib.resources import files
+    # Installed: models/ became the data-only (namespace) package minigpt_tui.recipes.
+    import importlib.util
 
-    return Path(str(files("minigpt_tui.recipes")))
+    spec = importlib.util.find_spec("minigpt_tui.recipes")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else checkout
 
 
 def list_recipes() -> list[Path]:
