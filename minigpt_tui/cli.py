@@ -18,8 +18,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minigpt_tui.core import paths
+
+if TYPE_CHECKING:  # imported lazily at run time: the app's start must stay light
+    from minigpt_tui.core.config import RunConfig
 
 USER_ERROR = 2
 RUN_ERROR = 1
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 # ---- --train ---------------------------------------------------------------------------
 
 
-def load_training_config(args) -> tuple["RunConfig", str, Path | None]:
+def load_training_config(args) -> tuple[RunConfig, str, Path | None]:
     """The resolved config, the recipe name and the run folder to resume (if any)."""
     from minigpt_tui.core import checkpoint as ckpt
     from minigpt_tui.core.config import ConfigError, RunConfig

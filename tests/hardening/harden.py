@@ -54,6 +54,21 @@ def write_recipe(folder: Path, corpus: Path, family: str = "transformer", name: 
     return path
 
 
+def train_tiny_run(folder: Path, runs_root: Path, max_steps: int = 10) -> Path:
+    """A finished tiny run (trained in-process), leaving torch's thread count as it was."""
+    from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.trainer import Trainer
+
+    config = RunConfig.load(write_recipe(folder, make_corpus(folder), max_steps=max_steps))
+    threads = torch.get_num_threads()
+    try:
+        trainer = Trainer(config, lambda e: None, recipe_name="tiny", runs_root=runs_root)
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    return trainer.run_dir
+
+
 def make_corpus(folder: Path) -> Path:
     path = folder / "tiny.txt"
     path.write_text(TEXT, encoding="utf-8")

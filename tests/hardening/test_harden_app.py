@@ -13,12 +13,9 @@ import signal
 import time
 
 import pytest
-import torch
 
-from harden import make_corpus, write_recipe
+from harden import make_corpus, train_tiny_run
 from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.trainer import Trainer
 
 textual = pytest.importorskip("textual")
 
@@ -38,14 +35,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> bool:
 
 @pytest.fixture
 def tiny_run(tmp_path, data_home):
-    config = RunConfig.load(write_recipe(tmp_path, make_corpus(tmp_path), max_steps=10))
-    threads = torch.get_num_threads()
-    try:
-        trainer = Trainer(config, lambda e: None, recipe_name="tiny", runs_root=data_home / "runs")
-        trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return trainer.run_dir
+    return train_tiny_run(tmp_path, data_home / "runs")
 
 
 async def _generate(pilot, app, prompt: str) -> str:

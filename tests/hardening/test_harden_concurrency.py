@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from harden import Reference, make_corpus, run_cli, runs_in, spawn, wait_for_event, wait_for_file, write_recipe
+from harden import Reference, make_corpus, run_cli, runs_in, spawn, wait_for_file, write_recipe
 from minigpt_tui.core import checkpoint as ckpt
 
 

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harden import make_corpus, one_sentence, run_cli, write_recipe
+from harden import one_sentence, run_cli, train_tiny_run
 from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.trainer import Trainer
 
 RUN = "tiny-run"
 
@@ -29,14 +27,7 @@ RUN = "tiny-run"
 def trained(tmp_path_factory) -> Path:
     """One finished tiny run, copied into each test's data home by `run`."""
     folder = tmp_path_factory.mktemp("loading")
-    config = RunConfig.load(write_recipe(folder, make_corpus(folder), max_steps=10))
-    threads = torch.get_num_threads()
-    try:
-        trainer = Trainer(config, lambda e: None, recipe_name="tiny", runs_root=folder / "runs")
-        trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return trainer.run_dir
+    return train_tiny_run(folder, folder / "runs")
 
 
 @pytest.fixture
