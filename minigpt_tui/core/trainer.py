@@ -324,10 +324,9 @@ class Trainer:
                     if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
                         ckpt.append_metrics(self.run_dir, pending)
                     pending = []
-                    pending = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
+                    evaluated = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
                     if self.dist.is_main:
-                        ckpt.append_metrics(self.run_dir, pending)
-                    pending = []
+                        ckpt.append_metrics(self.run_dir, evaluated)
                     window_start, window_steps = time.perf_counter(), 0
                 if step >= t.max_steps:
                     break
