@@ -71,6 +71,40 @@ def test_user_errors_are_one_sentence_without_traceback(args, expected, data_hom
     assert not (data_home / "runs").exists() or not any((data_home / "runs").iterdir())
 
 
+def _clean_env(home) -> dict:
+    """The environment a user's shell gives: no warning filters of a developer's own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "MINIGPT_TUI_DEBUG")}
+    return {**env, "MINIGPT_TUI_HOME": str(home)}
+
+
+@pytest.mark.slow
+def test_stderr_holds_only_the_projects_own_output(tiny_corpus, data_home):
+    """No library warning (torch without NumPy, a deprecation) reaches a user's terminal:
+    a successful run prints nothing on stderr, a user error exactly its one sentence."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "minigpt_tui", *args], capture_output=True, text=True,
+                              env=_clean_env(data_home), timeout=120)
+
+    trained = run("--train", *TINY, "--set", f"data.path={tiny_corpus}", "--set", "train.max_steps=5",
+                  "--events", "jsonl")
+    assert trained.returncode == 0 and trained.stderr == "", trained.stderr
+    run_name = json.loads(trained.stdout.splitlines()[0])["run_name"]
+
+    listed = run("--list")
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+
+    generated = run("--generate", run_name, "--prompt", "the ", "--max-new-tokens", "5")
+    assert generated.returncode == 0
+    summary = generated.stderr.splitlines()
+    assert len(summary) == 1 and summary[0].startswith("[5 tokens at "), generated.stderr
+
+    for bad in (["--train", "--set", "train.max_steps=0"], ["--generate", "nope"], ["--temperature"]):
+        failed = run(*bad)
+        assert failed.returncode == 2
+        lines = failed.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("minigpt-tui: "), failed.stderr
+
+
 def test_list_with_no_runs(data_home):
     result = cli("--list", home=data_home)
     assert result.returncode == 0 and "No runs yet" in result.stdout

@@ -597,17 +597,19 @@ class TrainPane(Vertical):
             self.run_dir = run_dir
 
     def _crash_message(self, rc: int) -> str:
+        """Why the trainer ended: its own sentence, else the signal that killed it, else its
+        last line of stderr (the end of a traceback says more than a warning printed first)."""
         for line in reversed(self.stderr_lines):
             if line.startswith("minigpt-tui:"):
                 return line.removeprefix("minigpt-tui:").strip()
-        if self.stderr_lines:
-            return f"The trainer exited with status {rc}: {self.stderr_lines[-1][:200]}"
         if rc < 0:
             try:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
             return f"The trainer was killed by {name}."
+        if self.stderr_lines:
+            return f"The trainer exited with status {rc}: {self.stderr_lines[-1][:200]}"
         return f"The trainer exited with status {rc} without saying why."
 
     def action_stop(self) -> None:
