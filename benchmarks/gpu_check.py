@@ -60,17 +60,17 @@ def train(data: Path, steps: int, precision: str, compile_: bool) -> dict:
 
 
 def check_sampling(run_dir: str) -> dict:
-    from minigpt_tui.core.checkpoint import load_run
+    from minigpt_tui.core.runs import RunDir
     from minigpt_tui.core.sampling import Sampler, SamplingSettings
 
-    run = load_run(Path(run_dir), "last", device="cuda")
+    run = RunDir(run_dir).load("last", device="cuda")
     model = run.model.float()
     W = model.config.context_length
     torch.manual_seed(0)
     ids = torch.randint(run.tokenizer.vocab_size, (1, 3 * W), device="cuda")
     with torch.inference_mode():
         full, _ = model(ids)  # whole sequence, sliding-window mask
-        cache = model.new_state(1)
+        cache = model.new_state()
         prefix = W // 2
         first, cache = model(ids[:, :prefix], cache)
         stepped = [first]

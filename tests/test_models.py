@@ -29,7 +29,7 @@ def test_loss_at_initialisation_is_near_ln_v(family, vocab):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_shapes_and_state(family):
     model = build_model(small(family), 50).eval()
-    logits, state = model(torch.randint(50, (3, 10)), model.new_state(3))
+    logits, state = model(torch.randint(50, (3, 10)), model.new_state())
     assert logits.shape == (3, 10, 50)
     assert state is not None
 

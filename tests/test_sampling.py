@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import TINY_TEXT
+from kit import TINY_TEXT
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
 from minigpt_tui.core.models.transformer import Rotary
@@ -63,7 +63,7 @@ def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prom
     total = prompt_len + 45  # decode far past the window (8) and the receptive field (15)
     ids = torch.randint(CHAR.vocab_size, (2, total), generator=torch.Generator().manual_seed(prompt_len))
     with torch.inference_mode():
-        state = model.new_state(2)
+        state = model.new_state()
         logits, state = model(ids[:, :prompt_len], state)
         cached = {prompt_len - 1: logits[:, -1]}
         for t in range(prompt_len, total):
@@ -72,7 +72,7 @@ def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prom
         for t, got in cached.items():
             assert torch.allclose(got, full_logits(model, ids, t), atol=1e-4, rtol=0), t
         # the prompt's own positions come out of the prefill exactly as well
-        prefill, _ = model(ids[:, :prompt_len], model.new_state(2))
+        prefill, _ = model(ids[:, :prompt_len], model.new_state())
         for t in range(prompt_len):
             assert torch.allclose(prefill[:, t], full_logits(model, ids[:, :prompt_len], t), atol=1e-4, rtol=0)
 
@@ -82,7 +82,7 @@ def test_decode_step_matches_forward_and_crosses_rotary_table_chunks(monkeypatch
     model = tiny_model()
     ids = torch.randint(CHAR.vocab_size, (1, 50), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        logits, state = model(ids[:, :3], model.new_state(1))
+        logits, state = model(ids[:, :3], model.new_state())
         for t in range(3, 50):
             logits, state = model.decode_step(int(ids[0, t]), state)
             assert torch.allclose(logits[0], full_logits(model, ids, t)[0], atol=1e-4, rtol=0), t
@@ -102,7 +102,7 @@ def test_rnn_step_by_step_logits_equal_the_full_sequence_forward(family):
     ids = torch.randint(CHAR.vocab_size, (1, 40), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         full, _ = model(ids)
-        logits, state = model(ids[:, :4], model.new_state(1))
+        logits, state = model(ids[:, :4], model.new_state())
         assert torch.allclose(logits, full[:, :4], atol=1e-5)
         by_forward = state
         for t in range(4, 40):
@@ -200,12 +200,16 @@ def test_draw_is_the_same_draw_as_torch_multinomial():
 
 class Scripted(torch.nn.Module):
     """logits[t] = table[last token]; by default greedy walks the vocabulary in order,
-    from the last token around to the first after <unk> ("\n", " ", "a", "b", ...)."""
+    from the last token around to the first after <unk> ("\n", " ", "a", "b", ...).
+    A LanguageModel whose state, like an RNN's, carries everything (it counts tokens)."""
 
     family = "scripted"
+    receptive_field = None
+    config = ModelConfig(family="gru", context_length=64)  # an RNN's prompt crop: 8 x 64 tokens
 
     def __init__(self, vocab: int, table: torch.Tensor | None = None):
         super().__init__()
+        self.vocab_size = vocab
         if table is None:
             table = torch.full((vocab, vocab), -5.0)
             for i in range(vocab):
@@ -213,12 +217,16 @@ class Scripted(torch.nn.Module):
         self.table = torch.nn.Parameter(table, requires_grad=False)
         self.calls: list[int] = []  # tokens fed per call
 
-    def new_state(self, batch_size=1):
+    def new_state(self):
         return None
 
     def forward(self, idx, state=None):
         self.calls.append(idx.size(1))
         return self.table[idx], (state or 0) + idx.size(1)
+
+    def decode_step(self, token, state):
+        logits, state = self(torch.tensor([[token]]), state)
+        return logits[:, -1], state
 
 
 ALPHA = CharTokenizer(["<unk>", "\n", " ", *"abcdefghijklmnopqrstuvwxyz"])

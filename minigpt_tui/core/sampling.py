@@ -1,12 +1,13 @@
 """Stateful samplers that turn a trained model into a stream of token events.
 
-One protocol for both model families: prime with the prompt (an RNN runs it once
-and keeps its hidden state; a Transformer fills its KV cache), then decode one
-token at a time, each step feeding only the newest token. `use_cache=False` is
-the naive path kept for comparison and teaching: every token re-runs the model
-over the whole context that can still matter (for the Transformer, the last
-`model.receptive_field` tokens, which gives exactly the cached logits; for an
-RNN, its last RNN_CONTEXT_WINDOWS x context_length tokens).
+One protocol for both model families (core.models.LanguageModel): prime with
+the prompt (an RNN runs it once and keeps its hidden state; a Transformer fills
+its KV cache), then decode one token at a time, each step feeding only the
+newest token. `use_cache=False` is the naive path kept for comparison and
+teaching: every token re-runs the model over the whole context that can still
+matter (for the Transformer, the last `model.receptive_field` tokens, which
+gives exactly the cached logits; for an RNN, its last RNN_CONTEXT_WINDOWS x
+context_length tokens).
 
 An RNN is primed with at most RNN_CONTEXT_WINDOWS x context_length prompt tokens:
 it was trained from a zero state on windows of context_length tokens, so text
@@ -44,50 +45,19 @@ caller's torch settings are untouched while it holds an event.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
+from minigpt_tui.core.models import unwrap
+from minigpt_tui.core.sampling_settings import SamplingSettings  # torch-free, for the app; also importable from here
 from minigpt_tui.core.tokenizer import Tokenizer
 
 TOP_ALTERNATIVES = 5
 RNN_CONTEXT_WINDOWS = 8  # an RNN reads at most this many context_length windows of prompt
 GREEDY_BELOW = 1e-5  # temperatures below this are treated as 0 (greedy)
 SINGLE_THREAD_BELOW = 20_000_000  # parameters: smaller models sample on one CPU thread
-
-
-@dataclass
-class SamplingSettings:
-    temperature: float = 0.8
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    min_p: float = 0.0  # 0.0: off
-    repetition_penalty: float = 1.0  # 1.0: off
-    repetition_window: int = 64
-    seed: int = 1337
-    max_new_tokens: int = 500
-    stop: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        """Raise ValueError with one sentence naming the first bad setting."""
-        checks = [
-            (self.temperature >= 0, "--temperature must be >= 0 (0 means greedy)"),
-            (self.top_k >= 0, "--top-k must be >= 0 (0 turns it off)"),
-            (0 < self.top_p <= 1, "--top-p must be in (0, 1] (1 turns it off)"),
-            (0 <= self.min_p < 1, "--min-p must be in [0, 1) (0 turns it off)"),
-            (self.repetition_penalty > 0, "--repetition-penalty must be > 0 (1 turns it off)"),
-            (self.repetition_window >= 1, "--repetition-window must be >= 1"),
-            (self.max_new_tokens >= 0, "--max-new-tokens must be >= 0"),
-            (all(self.stop), "--stop needs a non-empty string"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message + ".")
-        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
-            value = getattr(self, name)
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"--{name.replace('_', '-')} must be a finite number.")
 
 
 @dataclass
@@ -184,17 +154,6 @@ def prompt_warning(tokenizer: Tokenizer, prompt: str) -> str | None:
     return f"The model's vocabulary lacks the {what} {shown}; they are read as <unk>."
 
 
-def plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model under DDP / torch.compile wrappers (samplers call its methods directly)."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
-
-
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0  # tokens the model read before the first new one
@@ -219,7 +178,7 @@ class Sampler:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
                  settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0):
-        self.model = plain_model(model).eval()
+        self.model = unwrap(model).eval()  # a LanguageModel (see core.models): its methods are called directly
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
         self.use_cache = use_cache
@@ -244,16 +203,15 @@ class Sampler:
     # ---- the model side -----------------------------------------------------------------------
     def _prompt_context(self, ids: list[int]) -> list[int]:
         """The trailing prompt tokens the model reads (see the module docstring)."""
-        window = getattr(self.model, "receptive_field", None)
-        config = getattr(self.model, "config", None)
-        if window is None and config is not None:
-            window = RNN_CONTEXT_WINDOWS * config.context_length
-        return ids[-window:] if window else ids
+        window = self.model.receptive_field
+        if window is None:  # an RNN: everything could matter, but it was trained on short windows
+            window = RNN_CONTEXT_WINDOWS * self.model.config.context_length
+        return ids[-window:]
 
     def _context(self, ids: list[int]) -> list[int]:
         """What the uncached path re-reads: a Transformer's receptive field, or everything an
         RNN has read since its (cropped) prompt, which gives exactly the stateful logits."""
-        window = getattr(self.model, "receptive_field", None)
+        window = self.model.receptive_field
         return ids[-window:] if window is not None else ids
 
     def _prefill(self, ids: list[int]):
@@ -261,7 +219,7 @@ class Sampler:
         model = self.model
         if not self.use_cache:
             return self._recompute(ids), None
-        state = model.new_state(1)
+        state = model.new_state()
         logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state)
         return logits[0, -1], state
 
@@ -273,12 +231,8 @@ class Sampler:
         """Logits (V,) after feeding the newest token of `ids`, and the new state."""
         if not self.use_cache:
             return self._recompute(ids), None
-        step = getattr(self.model, "decode_step", None)
-        if step is not None:
-            logits, state = step(ids[-1], state)
-            return logits[0], state
-        logits, state = self.model(torch.tensor([ids[-1:]], dtype=torch.long, device=self.device), state)
-        return logits[0, -1], state
+        logits, state = self.model.decode_step(ids[-1], state)
+        return logits[0], state
 
     # ---- the loop -------------------------------------------------------------------------------
     def generate(self, prompt: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:

@@ -17,29 +17,13 @@ from typing import Any
 import tomli_w
 
 from minigpt_tui.core import paths
+from minigpt_tui.core.sampling_settings import SamplingSettings
 
 
-@dataclass
-class SamplingPrefs:
-    """The sampling settings the Generate tab edits (mirrors core.sampling.SamplingSettings)."""
-
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    seed: int = 1337
-    max_new_tokens: int = 500
-
-    def clamp(self) -> "SamplingPrefs":
-        """Pull values a hand-edited file may hold back into their valid ranges."""
-        self.temperature = min(max(self.temperature, 0.0), 5.0)
-        self.top_k = max(self.top_k, 0)
-        self.top_p = min(max(self.top_p, 0.05), 1.0)
-        self.min_p = min(max(self.min_p, 0.0), 0.99)
-        self.repetition_penalty = min(max(self.repetition_penalty, 0.1), 10.0)
-        self.max_new_tokens = min(max(self.max_new_tokens, 1), 100_000)
-        return self
+# The sampling settings the file keeps under [sampling]: those the Generate tab edits.
+# The others (stop strings, the repetition window) are command-line options; the app
+# always uses their defaults.
+SAVED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens")
 
 
 @dataclass
@@ -48,11 +32,12 @@ class AppSettings:
     checkpoint: str = "best"  # "best" | "last"
     confidence: bool = False  # colour generated tokens by probability
     recipe: str = ""  # the recipe last used on the Train tab
-    sampling: SamplingPrefs = field(default_factory=SamplingPrefs)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> key(s), e.g. "generate.temp_up" = "plus"
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
+        raw["sampling"] = {name: raw["sampling"][name] for name in SAVED_SAMPLING}
         if not raw["keymap"]:
             del raw["keymap"]
         return raw
@@ -82,9 +67,9 @@ def from_dict(raw: dict[str, Any]) -> AppSettings:
         settings.checkpoint = "best"
     sampling = raw.get("sampling")
     if isinstance(sampling, dict):
-        for f in fields(SamplingPrefs):
-            if f.name in sampling:
-                setattr(settings.sampling, f.name, _typed(sampling[f.name], getattr(settings.sampling, f.name)))
+        for name in SAVED_SAMPLING:
+            if name in sampling:
+                setattr(settings.sampling, name, _typed(sampling[name], getattr(settings.sampling, name)))
     settings.sampling.clamp()
     keymap = raw.get("keymap")
     if isinstance(keymap, dict):
@@ -110,7 +95,7 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
 
 def save_settings(settings: AppSettings, path: Path | None = None) -> str | None:
     """Write the settings atomically; returns one sentence on failure, None on success."""
-    from minigpt_tui.core.checkpoint import atomic_write_text
+    from minigpt_tui.core.fsutil import atomic_write_text
 
     path = Path(path) if path is not None else paths.settings_file()
     try:

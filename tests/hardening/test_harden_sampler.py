@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from harden import TEXT
+from kit import TINY_TEXT as TEXT
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
 from minigpt_tui.core.sampling import Sampler, SamplingSettings, prompt_warning

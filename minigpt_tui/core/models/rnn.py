@@ -52,7 +52,12 @@ class RNNLanguageModel(nn.Module):
         else:
             nn.init.normal_(self.head.weight, std=0.02)
 
-    def new_state(self, batch_size: int = 1):
+    @property
+    def receptive_field(self) -> None:
+        """None: the state carries everything read so far, however far back (see LanguageModel)."""
+        return None
+
+    def new_state(self):
         return None  # zeros, created by torch on the first call
 
     def forward(self, idx: torch.Tensor, state=None):

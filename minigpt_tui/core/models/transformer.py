@@ -18,6 +18,9 @@ tokens. That is what lets generation run past the context window cheaply:
   this far past the window): a token's output depends on at most
   n_layer * (W - 1) earlier tokens, so `forward` on that many trailing tokens
   with the banded mask reproduces what the cache computes step by step.
+
+This module is the network; decoding one token at a time against the cache
+(the same arithmetic, written flat for speed) is in transformer_decode.py.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.models.transformer_decode import KVCache, decode
 
 
 class Rotary(nn.Module):
@@ -95,37 +99,6 @@ def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Te
     return (k <= q) & (q - k < window)
 
 
-def interleave_order(head_size: int) -> torch.Tensor:
-    """Index that reorders a head's dimensions from (x1_0..x1_{D/2-1}, x2_0..) to pairs (x1_0, x2_0, x1_1, ...)."""
-    half = torch.arange(head_size // 2)
-    return torch.stack((half, half + head_size // 2), dim=1).flatten()
-
-
-class KVCache:
-    """Per-layer ring buffers holding the rotated keys and values of the last W tokens.
-
-    Each layer's buffers are allocated once, (B, H, W, D), by the prefill. Slot
-    `count % W` is written next; once W entries exist that is the oldest one.
-    A single query attends to every filled slot, and softmax attention does not
-    care in which order the slots hold them, so the ring needs no reordering.
-
-    Keys are stored with each head's dimensions in interleaved order (see
-    interleave_order), the layout in which decoding rotates them as complex
-    numbers; queries are reordered the same way, so every dot product, and so
-    the attention, is unchanged. `plan` holds the weights arranged for decoding.
-    """
-
-    def __init__(self, n_layer: int):
-        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
-        self.count = 0  # ring entries written per layer; the next write goes to count % W
-        self.pos = 0  # absolute position of the next token
-        self.plan: list[tuple] | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.pos == 0
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -137,7 +110,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
-        """Training, the uncached sampler and the prefill (decoding is Transformer._decode)."""
+        """Training, the uncached sampler and the prefill, which also keeps this layer's
+        keys and values in `cache` (decoding a token after that is transformer_decode's)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3x (B,H,T,D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
@@ -147,13 +121,8 @@ class CausalSelfAttention(nn.Module):
         else:
             mask = sliding_window_mask(T, T, self.window, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        if cache is not None:  # prefill: keep the last W keys/values, oldest in slot 0
-            keep = min(T, self.window)
-            keys = k.new_zeros(B, self.n_head, self.window, C // self.n_head)
-            values = torch.zeros_like(keys, dtype=v.dtype)
-            order = interleave_order(C // self.n_head).to(x.device)
-            keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
-            cache.layers[layer] = (keys, values)
+        if cache is not None:
+            cache.store(layer, k, v)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -219,8 +188,9 @@ class Transformer(nn.Module):
         """How many trailing tokens determine the next-token logits exactly."""
         return self.config.n_layer * (self.config.context_length - 1) + 1
 
-    def new_state(self, batch_size: int = 1) -> KVCache:
-        return KVCache(self.config.n_layer)
+    def new_state(self) -> KVCache:
+        """An empty cache: the next forward is a prompt that fills it."""
+        return KVCache(self.config.n_layer, self.config.context_length)
 
     def forward(self, idx: torch.Tensor, state: KVCache | None = None):
         """idx (B, T) -> logits (B, T, V), state.
@@ -233,7 +203,7 @@ class Transformer(nn.Module):
         decoding applies no dropout.
         """
         if state is not None and not state.empty:
-            outs = [self._decode(idx[:, t], state) for t in range(idx.size(1))]
+            outs = [decode(self, idx[:, t], state) for t in range(idx.size(1))]
             return torch.stack(outs, dim=1), state
         T = idx.size(1)
         x = self.drop(self.embed(idx))
@@ -242,92 +212,12 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, state, i)
         logits = self.head(self.norm(x))
         if state is not None:
-            # The ring holds min(T, W) entries after a prefill, oldest in slot 0; the
-            # next write goes to slot count % W, i.e. over the oldest entry once full.
-            state.count = min(T, self.config.context_length)
-            state.pos = T
+            state.prefilled(T)
         return logits, state
 
-    def decode_step(self, token: int, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
-        """Feed one token (an int) to a filled cache -> logits (1, V), cache. The sampler's hot path."""
-        if cache.empty:
-            logits, cache = self(torch.tensor([[token]], device=self.embed.weight.device), cache)
-            return logits[:, -1], cache
-        return self._decode(token, cache), cache
-
-    def _decode_plan(self) -> list[tuple]:
-        """Per block, the tensors decoding needs, in the order _decode unpacks them: the
-        qkv weight (and bias) with the query and key rows of every head in interleaved
-        order, the output projections transposed for addmm. Taken at prefill time, so
-        a cache belongs to the weights it was filled with."""
-        C, H = self.config.n_embd, self.config.n_head
-        D = C // H
-        order = interleave_order(D).to(self.embed.weight.device)
-        rows = torch.cat([h * D + order for h in range(2 * H)]
-                         + [torch.arange(2 * C, 3 * C, device=order.device)])
-        plan = []
-        for block in self.blocks:
-            attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
-            qkv_bias = attn.qkv.bias.detach()[rows] if attn.qkv.bias is not None else None
-            plan.append((
-                n1.weight, n1.bias, attn.qkv.weight.detach()[rows], qkv_bias,
-                attn.proj.weight.detach().t(), attn.proj.bias,
-                n2.weight, n2.bias, mlp.up.weight, mlp.up.bias,
-                mlp.down.weight.detach().t(), mlp.down.bias,
-            ))
-        return plan
-
-    def _decode(self, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
-        """One new token per sequence (idx (B,), or an int for B = 1) -> logits (B, V).
-
-        The same arithmetic as the blocks' forward, written flat on torch calls:
-        at one token per step the cost is the number of calls, not the flops.
-        Queries and keys of all heads are rotated together by one complex
-        multiplication (their dimensions come out of the qkv product in
-        interleaved pairs, see _decode_plan), and residual adds fold into addmm.
-        """
-        cfg = self.config
-        C, H, W = cfg.n_embd, cfg.n_head, cfg.context_length
-        D, eps = C // H, self.norm.eps
-        if cache.plan is None:
-            cache.plan = self._decode_plan()
-        if isinstance(idx, int):
-            x = self.embed.weight[idx : idx + 1]  # (1, C)
-        else:
-            x = F.embedding(idx, self.embed.weight)  # (B, C)
-        B = x.size(0)
-        slot = cache.count % W
-        filled = min(cache.count + 1, W)
-        rot = self.rotary.rotation(cache.pos)  # (D/2,) complex
-        # Under autocast, matmuls return reduced precision: keep the residual stream in
-        # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
-        fused = not torch.is_autocast_enabled(x.device.type)
-        layer_norm, linear, addmm = torch.layer_norm, F.linear, torch.addmm
-        for (n1w, n1b, w_qkv, b_qkv, w_proj, b_proj, n2w, n2b, w_up, b_up, w_down, b_down), (keys, values) in zip(
-            cache.plan, cache.layers
-        ):
-            qkv = linear(layer_norm(x, (C,), n1w, n1b, eps), w_qkv, b_qkv)  # (B, 3C)
-            qk = qkv[:, : 2 * C]  # queries then keys, each head's dimensions in (x1, x2) pairs
-            if qk.dtype != torch.float32:  # reduced precision: rotate in float32
-                qk = qk.float()
-            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, 1, D)
-            if qk.dtype != keys.dtype:
-                qk = qk.to(keys.dtype)
-            keys.narrow(2, slot, 1).copy_(qk[:, H:])
-            values.narrow(2, slot, 1).copy_(qkv[:, 2 * C :].view(B, H, 1, D))
-            if filled < W:
-                keys, values = keys.narrow(2, 0, filled), values.narrow(2, 0, filled)
-            y = F.scaled_dot_product_attention(qk[:, :H], keys, values).view(B, C)
-            if fused and b_proj is None:
-                x = addmm(x, y, w_proj)
-            else:
-                x = x + linear(y, w_proj.t(), b_proj)
-            h = F.gelu(linear(layer_norm(x, (C,), n2w, n2b, eps), w_up, b_up), approximate="tanh")
-            if fused and b_down is None:
-                x = addmm(x, h, w_down)
-            else:
-                x = x + linear(h, w_down.t(), b_down)
-        x = layer_norm(x, (C,), self.norm.weight, self.norm.bias, eps)
-        cache.count += 1
-        cache.pos += 1
-        return linear(x, self.head.weight)
+    def decode_step(self, token: int, state: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Feed one token (an int) -> logits (1, V), state. The sampler's hot path (transformer_decode)."""
+        if state.empty:
+            logits, state = self(torch.tensor([[token]], device=self.embed.weight.device), state)
+            return logits[:, -1], state
+        return decode(self, token, state), state

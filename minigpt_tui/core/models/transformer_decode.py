@@ -1,0 +1,172 @@
+"""Decoding one token at a time with a Transformer's key/value cache: the sampler's hot path.
+
+transformer.py defines the network; this module runs the same arithmetic for a
+single new token per step against a ring buffer of past keys and values (see
+transformer.py's docstring for why a ring works with rotary positions). It is
+written flat on torch calls because at one token per step the cost is the
+number of calls, not the flops:
+
+* the weights are gathered once per cache into a DecodePlan per block;
+* queries and keys of all heads are rotated together by one complex
+  multiplication. For that each head's dimensions are kept in interleaved
+  order, (x1_0, x2_0, x1_1, x2_1, ...) instead of the network's half split
+  (x1_0, ..., x1_{D/2-1}, x2_0, ...): the qkv weight rows are permuted to
+  produce them that way, and the cached keys are stored that way. Queries and
+  keys are permuted alike, so every dot product, and so the attention, is
+  unchanged;
+* residual adds fold into addmm where that is exact.
+
+Shape names as in transformer.py: B batch, C width, H heads, D head size, W window.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from minigpt_tui.core.models.transformer import Transformer
+
+
+def interleave_order(head_size: int) -> torch.Tensor:
+    """Index that reorders a head's dimensions from (x1_0..x1_{D/2-1}, x2_0..) to pairs (x1_0, x2_0, x1_1, ...)."""
+    half = torch.arange(head_size // 2)
+    return torch.stack((half, half + head_size // 2), dim=1).flatten()
+
+
+class DecodePlan(NamedTuple):
+    """One block's weights arranged for decoding. The qkv rows (and bias) have each
+    query and key head in interleaved order; the output projections are transposed,
+    the layout torch.addmm takes."""
+
+    norm1_weight: torch.Tensor
+    norm1_bias: torch.Tensor | None
+    qkv_weight: torch.Tensor  # (3C, C)
+    qkv_bias: torch.Tensor | None
+    proj_weight_t: torch.Tensor  # (C, C), transposed
+    proj_bias: torch.Tensor | None
+    norm2_weight: torch.Tensor
+    norm2_bias: torch.Tensor | None
+    up_weight: torch.Tensor  # (4C, C)
+    up_bias: torch.Tensor | None
+    down_weight_t: torch.Tensor  # (4C, C), transposed
+    down_bias: torch.Tensor | None
+
+
+class KVCache:
+    """Per-layer ring buffers holding the rotated keys and values of the last W tokens.
+
+    Each layer's buffers are allocated once, (B, H, W, D), by the prefill (the
+    model's forward, which calls `store`). Slot `count % W` is written next; once
+    W entries exist that is the oldest one. A single query attends to every
+    filled slot, and softmax attention does not care in which order the slots
+    hold them, so the ring needs no reordering. Keys are stored in interleaved
+    order (see the module docstring). `plan` holds the weights arranged for
+    decoding, taken at the first decoded token, so a cache belongs to the weights
+    it was filled with.
+    """
+
+    def __init__(self, n_layer: int, window: int):
+        self.window = window
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+        self.count = 0  # ring entries written per layer; the next write goes to count % W
+        self.pos = 0  # absolute position of the next token
+        self.plan: list[DecodePlan] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.pos == 0
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep a prompt's last W rotated keys and values (B, H, T, D) for `layer`, oldest in slot 0."""
+        B, H, T, D = k.shape
+        keep = min(T, self.window)
+        keys = k.new_zeros(B, H, self.window, D)
+        values = torch.zeros_like(keys, dtype=v.dtype)
+        order = interleave_order(D).to(k.device)
+        keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
+        self.layers[layer] = (keys, values)
+
+    def prefilled(self, length: int) -> None:
+        """Record that a prompt of `length` tokens was stored: the ring holds min(length, W)
+        entries, so the next write goes to slot count % W, over the oldest entry once full."""
+        self.count = min(length, self.window)
+        self.pos = length
+
+
+def decode_plan(model: Transformer) -> list[DecodePlan]:
+    """Per block, the tensors `decode` needs (see DecodePlan)."""
+    C, H = model.config.n_embd, model.config.n_head
+    D = C // H
+    order = interleave_order(D).to(model.embed.weight.device)
+    # Query and key rows head by head in interleaved order; value rows as they are.
+    rows = torch.cat([h * D + order for h in range(2 * H)] + [torch.arange(2 * C, 3 * C, device=order.device)])
+    plan = []
+    for block in model.blocks:
+        attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
+        plan.append(DecodePlan(
+            norm1_weight=n1.weight, norm1_bias=n1.bias,
+            qkv_weight=attn.qkv.weight.detach()[rows],
+            qkv_bias=attn.qkv.bias.detach()[rows] if attn.qkv.bias is not None else None,
+            proj_weight_t=attn.proj.weight.detach().t(), proj_bias=attn.proj.bias,
+            norm2_weight=n2.weight, norm2_bias=n2.bias,
+            up_weight=mlp.up.weight, up_bias=mlp.up.bias,
+            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias,
+        ))
+    return plan
+
+
+def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
+    """One new token per sequence (idx (B,), or an int for B = 1) after a filled cache -> logits (B, V).
+
+    The same arithmetic as the blocks' forward (dropout off: a cache is an
+    inference tool); advances the cache by one token.
+    """
+    cfg = model.config
+    C, H, W = cfg.n_embd, cfg.n_head, cfg.context_length
+    D, eps = C // H, model.norm.eps
+    if cache.plan is None:
+        cache.plan = decode_plan(model)
+    if isinstance(idx, int):
+        x = model.embed.weight[idx : idx + 1]  # (1, C)
+    else:
+        x = F.embedding(idx, model.embed.weight)  # (B, C)
+    B = x.size(0)
+    slot = cache.count % W
+    filled = min(cache.count + 1, W)
+    rot = model.rotary.rotation(cache.pos)  # (D/2,) complex
+    # Under autocast, matmuls return reduced precision: keep the residual stream in
+    # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
+    fused = not torch.is_autocast_enabled(x.device.type)
+    layer_norm, linear, addmm = torch.layer_norm, F.linear, torch.addmm
+    for p, (keys, values) in zip(cache.plan, cache.layers):
+        # attention: x + proj(attend(rotate(q), ring of rotated k, v))
+        qkv = linear(layer_norm(x, (C,), p.norm1_weight, p.norm1_bias, eps), p.qkv_weight, p.qkv_bias)  # (B, 3C)
+        qk = qkv[:, : 2 * C]  # queries then keys, each head's dimensions in (x1, x2) pairs
+        if qk.dtype != torch.float32:  # reduced precision: rotate in float32
+            qk = qk.float()
+        qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, 1, D)
+        if qk.dtype != keys.dtype:
+            qk = qk.to(keys.dtype)
+        keys.narrow(2, slot, 1).copy_(qk[:, H:])
+        values.narrow(2, slot, 1).copy_(qkv[:, 2 * C :].view(B, H, 1, D))
+        if filled < W:  # the ring is not full yet: attend to the written slots only
+            keys, values = keys.narrow(2, 0, filled), values.narrow(2, 0, filled)
+        y = F.scaled_dot_product_attention(qk[:, :H], keys, values).view(B, C)
+        if fused and p.proj_bias is None:
+            x = addmm(x, y, p.proj_weight_t)
+        else:
+            x = x + linear(y, p.proj_weight_t.t(), p.proj_bias)
+        # MLP: x + down(gelu(up(norm(x))))
+        h = F.gelu(linear(layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
+                   approximate="tanh")
+        if fused and p.down_bias is None:
+            x = addmm(x, h, p.down_weight_t)
+        else:
+            x = x + linear(h, p.down_weight_t.t(), p.down_bias)
+    x = layer_norm(x, (C,), model.norm.weight, model.norm.bias, eps)
+    cache.count += 1
+    cache.pos += 1
+    return linear(x, model.head.weight)
