@@ -71,12 +71,12 @@ def reference_generate(model, ids: list[int], n: int, context: int, temperature:
 def measure(run_dir: Path, tokens: int, repeats: int, uncached_tokens: int, slow_repeats: int) -> dict:
     import torch
 
-    from minigpt_tui.core import checkpoint as ckpt
+    from minigpt_tui.core.runs import RunDir
     from minigpt_tui.core.sampling import Sampler, SamplingSettings
 
-    run = ckpt.load_run(run_dir, checkpoint="last")
+    run = RunDir(run_dir).load(checkpoint="last")
     context = run.config.model.context_length
-    meta = ckpt.read_meta(run_dir)
+    meta = RunDir(run_dir).read_meta()
     settings = SamplingSettings(temperature=0.8, seed=1337, max_new_tokens=tokens)
     ids = run.tokenizer.encode(PROMPT)
 
@@ -117,7 +117,7 @@ def measure(run_dir: Path, tokens: int, repeats: int, uncached_tokens: int, slow
     n_layer = run.config.model.n_layer
     return {
         "context": context, "run": run_dir.name, "trained_steps": run.step,
-        "best_val_loss": meta.get("best_val_loss"), "params": meta.get("params"),
+        "best_val_loss": meta.best_val_loss, "params": meta.params,
         "prompt_tokens": len(ids), "new_tokens": tokens, "uncached_new_tokens": uncached_tokens,
         "receptive_field": n_layer * (context - 1) + 1,
         "cached_tok_s": round(cached, 1), "uncached_tok_s": round(uncached, 1), "reference_tok_s": round(reference, 1),
@@ -148,14 +148,14 @@ def main() -> int:
 
     import torch
 
-    from minigpt_tui.core import checkpoint as ckpt
+    from minigpt_tui.core.runs import RunDir
 
     default_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="minigpt-sample-speed-") as tmp:
         runs = []
         for context, given in ((64, args.run), (256, args.run_256)):
             if given:
-                runs.append(ckpt.resolve_run(given))
+                runs.append(RunDir.resolve(given).path)
             else:
                 if not args.data.is_file():
                     print(f"{args.data} not found; pass --data or --run/--run-256.", file=sys.stderr)

@@ -17,13 +17,13 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minigpt_tui.core import paths
 
 if TYPE_CHECKING:  # imported lazily at run time: the app's start must stay light
     from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.runs import RunDir
 
 USER_ERROR = 2
 RUN_ERROR = 1
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set train.max_steps=200 (repeatable)")
     t.add_argument("--resume", metavar="RUN", help="continue a run where it stopped (name or folder)")
     t.add_argument("--events", choices=["jsonl"], help="print one JSON event per line instead of a progress bar")
+    t.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="with output not a terminal (a log file, a pipe), print a progress line this often "
+                        "(default 10)")
     t.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
 
     # Generation values are read as text and checked by cmd_generate, so that a bad one
@@ -111,19 +114,19 @@ def main(argv: list[str] | None = None) -> int:
 # ---- --train ---------------------------------------------------------------------------
 
 
-def load_training_config(args) -> tuple[RunConfig, str, Path | None]:
+def load_training_config(args) -> tuple[RunConfig, str, RunDir | None]:
     """The resolved config, the recipe name and the run folder to resume (if any)."""
-    from minigpt_tui.core import checkpoint as ckpt
     from minigpt_tui.core.config import ConfigError, RunConfig
+    from minigpt_tui.core.runs import RunDir
 
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={json.dumps(args.device)}")
     if args.resume:
         # A run killed before its first checkpoint resumes from step 0 (the trainer checks the files).
-        run_dir = ckpt.resolve_run(args.resume)
-        config = ckpt.load_run_config(run_dir).with_overrides(overrides)
-        return config, ckpt.read_meta(run_dir).get("recipe", run_dir.name), run_dir
+        run = RunDir.resolve(args.resume)
+        config = run.config().with_overrides(overrides)
+        return config, run.read_meta().recipe or run.name, run
     recipe = paths.find_recipe(args.train)
     if not recipe.is_file():
         names = ", ".join(p.stem for p in paths.list_recipes())
@@ -137,7 +140,7 @@ def cmd_train(args) -> int:
     from minigpt_tui.core.trainer import Trainer
 
     jsonl = args.events == "jsonl"
-    printer = JsonlPrinter() if jsonl else ProgressPrinter()
+    printer = JsonlPrinter() if jsonl else ProgressPrinter(every_s=args.progress_every)
     try:
         config, recipe_name, resume_dir = load_training_config(args)
     except USER_ERRORS as err:
@@ -145,8 +148,12 @@ def cmd_train(args) -> int:
         return USER_ERROR
     trainer = Trainer(config, printer, recipe_name=recipe_name, resume_dir=resume_dir)
 
+    interrupted = []  # Ctrl-C asked for the stop (SIGTERM, the app's Stop, is a requested end: 0)
+
     def request_stop(signum=None, frame=None):
         trainer.stop_requested = True
+        if signum == signal.SIGINT:
+            interrupted.append(True)
         # A second Ctrl-C stops at once (the last checkpoint stays as it was).
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -173,7 +180,9 @@ def cmd_train(args) -> int:
             if dist.is_initialized():
                 dist.destroy_process_group()
     trainer.emit(done)
-    return 0
+    # Ctrl-C ends with 130 (128 + SIGINT), as shells expect of an interrupted program, so
+    # `minigpt-tui --train && next-step` does not go on as if the run had finished.
+    return 130 if done.reason == "stopped" and interrupted else 0
 
 
 class JsonlPrinter:
@@ -207,18 +216,40 @@ class JsonlPrinter:
 
 
 class ProgressPrinter:
-    """A rich progress bar (step, loss, tokens/s, ETA) with evaluations and samples printed above it."""
+    """A rich progress bar (step, loss, tokens/s, ETA) with evaluations and samples printed above it.
 
-    def __init__(self):
+    Where output is not a terminal (a log file, a pipe, a batch job) a bar cannot redraw,
+    so a plain progress line is printed every `every_s` seconds instead."""
+
+    def __init__(self, every_s: float = 10.0):
         from rich.console import Console
 
         # soft_wrap: long lines (samples, paths) are never broken by inserted newlines
         self.console = Console(highlight=False, soft_wrap=True)
+        self.plain = not self.console.is_terminal
+        self.every_s = every_s
+        self.last_line_at = float("-inf")
+        self.max_steps = 0
         self.progress = None
         self.task = None
-        self.last_loss = float("nan")
+
+    def _plain_step(self, e) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last_line_at < self.every_s and e.step + 1 < self.max_steps:
+            return
+        self.last_line_at = now
+        eta = int(e.eta_s) if e.eta_s == e.eta_s and e.eta_s < 1e9 else None
+        eta_text = "-" if eta is None else (f"{eta // 60}m {eta % 60:02d}s" if eta >= 60 else f"{eta}s")
+        self.console.print(f"step {e.step + 1:,}/{self.max_steps:,}  loss {e.loss:.3f}  "
+                           f"{e.tokens_per_s:,.0f} tok/s  ETA {eta_text}", markup=False)
+        self.console.file.flush()
 
     def _start(self, e) -> None:
+        self.max_steps = e.max_steps
+        if self.plain:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
@@ -239,10 +270,13 @@ class ProgressPrinter:
                 f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}).")
             say(f"Run folder: {e.run_dir}")
             self._start(e)
+        elif isinstance(e, ev.Step) and self.plain:
+            self._plain_step(e)
         elif isinstance(e, ev.Step):
             self.progress.update(self.task, completed=e.step + 1, loss=f"{e.loss:.3f}", tps=f"{e.tokens_per_s:,.0f}")
         elif isinstance(e, ev.Eval):
-            say(f"step {e.step:>6}  train loss {e.train_loss:.4f}  val loss {e.val_loss:.4f}  (best {e.best_val_loss:.4f})")
+            best = f"  (best {e.best_val_loss:.4f})" if e.best_val_loss is not None else ""
+            say(f"step {e.step:>6}  train loss {e.train_loss:.4f}  val loss {e.val_loss:.4f}{best}")
         elif isinstance(e, ev.Sample):
             say(f"[dim]{_escape(e.text.strip())}[/]")
         elif isinstance(e, ev.Done):
@@ -278,8 +312,10 @@ def cmd_generate(args) -> int:
     text, prob, top) and a last one {"done": true, ...}. Word-level output shows
     WikiText's " @-@ " joins as "-" in plain text (JSON keeps the raw tokens).
     """
-    from minigpt_tui.core import checkpoint as ckpt
+    from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS
+    from minigpt_tui.core.runs import RunDir
     from minigpt_tui.core.sampling import Sampler, SamplingSettings, prompt_warning
+    from minigpt_tui.core.tokenizer import WikiTextJoins
 
     def number(option: str, text: str, kind: type):
         try:
@@ -303,21 +339,20 @@ def cmd_generate(args) -> int:
             stop=[stop.replace("\\n", "\n").replace("\\t", "\t") for stop in args.stop],
         )
         settings.validate()
-        if args.checkpoint not in ckpt.CHECKPOINT_KINDS:
+        if args.checkpoint not in CHECKPOINT_KINDS:
             raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
     except ValueError as err:
         print(f"minigpt-tui: {err}", file=sys.stderr)
         return USER_ERROR
 
-    run = ckpt.load_run(ckpt.resolve_run(args.generate), checkpoint=args.checkpoint)
+    run = RunDir.resolve(args.generate).load(checkpoint=args.checkpoint)
     warning = prompt_warning(run.tokenizer, args.prompt)
     if warning:
         print(f"minigpt-tui: warning: {warning}", file=sys.stderr)
     sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache)
     out = sys.stdout
-    word_level = run.tokenizer.kind == "word"
-    joins = {" @-@": "-", " @.@": ".", " @,@": ","}  # WikiText's joined-word markers, as pieces
-    held = ""  # a join marker waiting for the next piece
+    # Word-level plain text shows WikiText's joins as the app does (the same helper).
+    joins = WikiTextJoins() if run.tokenizer.kind == "word" else None
     try:
         if args.json:
             for event in sampler.generate(args.prompt):
@@ -327,14 +362,7 @@ def cmd_generate(args) -> int:
             out.write(args.prompt)
             out.flush()
             for event in sampler.generate(args.prompt):
-                piece = event.text
-                if word_level:
-                    if held:
-                        piece = joins[held] + piece[1:] if piece.startswith(" ") else held + piece
-                        held = ""
-                    elif piece in joins:
-                        held, piece = piece, ""
-                out.write(piece)
+                out.write(joins.feed(event.text) if joins else event.text)
                 out.flush()
     except KeyboardInterrupt:
         sampler.stats.finish_reason = "interrupted"
@@ -349,7 +377,7 @@ def cmd_generate(args) -> int:
                               "finish_reason": stats.finish_reason, "tokens_per_s": round(stats.tokens_per_s, 1),
                               "checkpoint": run.checkpoint.stem, "step": run.step}) + "\n")
     else:
-        out.write(held + "\n")
+        out.write((joins.flush() if joins else "") + "\n")
         cache = "no KV cache" if args.no_kv_cache else "KV cache"
         why = {"stop": ", stopped at a stop string", "interrupted": ", interrupted"}.get(stats.finish_reason, "")
         print(f"[{stats.new_tokens} tokens at {stats.tokens_per_s:,.0f} tokens/s ({cache}){why}; "
@@ -362,7 +390,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_list() -> int:
-    from minigpt_tui.core.checkpoint import list_runs
+    from minigpt_tui.core.runs import list_runs
 
     runs = list_runs()
     if not runs:

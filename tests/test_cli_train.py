@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -103,6 +104,57 @@ def test_stderr_holds_only_the_projects_own_output(tiny_corpus, data_home):
         assert failed.returncode == 2
         lines = failed.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("minigpt-tui: "), failed.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_a_checkpoint_and_exit_status_130(tiny_corpus, data_home):
+    """Shells and scripts read 130 as "interrupted": `--train && next` must not go on."""
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt_tui", "--train", *TINY, "--set", f"data.path={tiny_corpus}",
+                             "--set", "train.max_steps=100000", "--set", "train.log_interval=1", "--events", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MINIGPT_TUI_HOME": str(data_home)})
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["type"] == "checkpoint":
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = [json.loads(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    assert rest[-1]["type"] == "done" and rest[-1]["reason"] == "stopped"
+    assert any(e["type"] == "checkpoint" and e["step"] == rest[-1]["step"] for e in rest)
+
+
+@pytest.mark.slow
+def test_output_that_is_no_terminal_gets_plain_progress_lines(tiny_corpus, data_home):
+    result = cli("--train", *TINY, "--set", f"data.path={tiny_corpus}", "--set", "train.max_steps=6",
+                 "--set", "train.log_interval=1", "--progress-every", "0", home=data_home)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ") and "tok/s" in line]
+    assert [line.split()[1] for line in lines] == [f"{n}/6" for n in range(1, 7)]
+    assert "ETA" in lines[0] and "\x1b" not in result.stdout  # no escape codes in a log file
+
+    quiet = cli("--train", *TINY, "--set", f"data.path={tiny_corpus}", "--set", "train.max_steps=6",
+                "--set", "train.log_interval=1", home=data_home)  # every 10 s: the first step and the last
+    assert [line.split()[1] for line in quiet.stdout.splitlines() if "tok/s" in line] == ["1/6", "6/6"]
+
+
+@pytest.mark.slow
+def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_lists_the_matches(tiny_corpus, data_home):
+    runs = data_home / "runs"
+    for name in ("kjv-char-transformer-20260101-120000", "kjv-char-transformer-20260102-120000", "other-run"):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "meta.json").write_text("{}")
+    from minigpt_tui.core.runs import RunDir, RunError
+
+    assert RunDir.resolve("oth", runs).name == "other-run"
+    assert RunDir.resolve("kjv-char-transformer-20260102", runs).name == "kjv-char-transformer-20260102-120000"
+    with pytest.raises(RunError) as err:
+        RunDir.resolve("kjv-char", runs)
+    assert "kjv-char-transformer-20260101-120000, kjv-char-transformer-20260102-120000" in str(err.value)
+    result = cli("--generate", "kjv", home=data_home)
+    assert result.returncode == 2 and "matches 2 runs" in result.stderr and "type more" in result.stderr
 
 
 def test_list_with_no_runs(data_home):

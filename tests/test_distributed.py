@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir, list_runs
 from minigpt_tui.core.sampling import Sampler
 
 COMMON = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
@@ -41,12 +41,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_co
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=2e-3), step
 
-    runs = ckpt.list_runs()
+    runs = list_runs()
     assert len(runs) == 2  # one run each: rank 1 wrote no folder of its own
     multi_run = json.loads(multi.stdout.splitlines()[0])["run_dir"]
-    state = torch.load(ckpt.checkpoint_path(multi_run, "last"), weights_only=True)
+    state = torch.load(RunDir(multi_run).checkpoint_path("last"), weights_only=True)
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in state["model"])
-    loaded = ckpt.load_run(multi_run, "last")
+    loaded = RunDir(multi_run).load("last")
     text = "".join(e.text for e in Sampler(loaded.model, loaded.tokenizer).generate("the "))
     assert text
 
@@ -63,7 +63,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_co
 def test_saved_keys_carry_no_compile_or_ddp_prefix():
     from minigpt_tui.core.config import ModelConfig
     from minigpt_tui.core.models import build_model
-    from minigpt_tui.core.trainer import unwrap
+    from minigpt_tui.core.models import unwrap
 
     model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, context_length=8), 20)
     compiled = torch.compile(model)  # wrapping only; nothing is compiled until it runs
@@ -73,7 +73,7 @@ def test_saved_keys_carry_no_compile_or_ddp_prefix():
 
 
 def test_bf16_autocast_trains_and_is_recorded(tiny_corpus, tmp_path):
-    from conftest import tiny_config
+    from kit import tiny_config
     from minigpt_tui.core.trainer import Trainer
 
     seen = []
@@ -81,4 +81,4 @@ def test_bf16_autocast_trains_and_is_recorded(tiny_corpus, tmp_path):
     trainer.run()
     assert seen[0].dtype == "bfloat16"
     assert json.loads((trainer.run_dir / "meta.json").read_text())["precision"] == "bfloat16"
-    assert ckpt.load_run(trainer.run_dir, "last").model(torch.zeros(1, 4, dtype=torch.long))[0].dtype == torch.float32
+    assert RunDir(trainer.run_dir).load("last").model(torch.zeros(1, 4, dtype=torch.long))[0].dtype == torch.float32

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import tiny_config
+from kit import tiny_config
 from minigpt_tui.cli import main
 from minigpt_tui.core.trainer import Trainer
 
@@ -25,7 +25,7 @@ from minigpt_tui.core.trainer import Trainer
 def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("generate")
     corpus = root / "tiny.txt"
-    from conftest import TINY_TEXT
+    from kit import TINY_TEXT
 
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     home = root / "home"
@@ -176,14 +176,14 @@ def test_the_cli_streams_tokens_before_generation_ends(run):
 
 def test_word_level_plain_text_shows_wikitext_joins_as_the_app_does(run, capsys, monkeypatch):
     """' @-@ ' between words reads back as '-' in plain output; --json keeps the raw tokens."""
-    from minigpt_tui.core import checkpoint as ckpt
+    from minigpt_tui.core.runs import LoadedRun, RunDir
     from minigpt_tui.core import sampling
     from minigpt_tui.core.sampling import GenerationStats, TokenEvent
     from minigpt_tui.core.tokenizer import WordTokenizer
 
-    loaded = ckpt.load_run(run)
+    loaded = RunDir(run).load()
     words = WordTokenizer(["<unk>", "\n", "@-@", "@.@", "3", "5", "known", "well"])
-    monkeypatch.setattr(ckpt, "load_run", lambda *a, **k: ckpt.LoadedRun(
+    monkeypatch.setattr(RunDir, "load", lambda *a, **k: LoadedRun(
         loaded.run_dir, loaded.config, words, loaded.model, loaded.checkpoint, loaded.step))
 
     class Scripted:

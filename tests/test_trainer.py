@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from conftest import tiny_config
-from minigpt_tui.core import checkpoint as ckpt
+from kit import tiny_config
+from minigpt_tui.core.runs import RunDir, list_runs
 from minigpt_tui.core import events as ev
 from minigpt_tui.core.sampling import Sampler
 from minigpt_tui.core.trainer import Trainer, lr_at
@@ -31,7 +31,7 @@ def test_a_tiny_run_trains_logs_and_writes_its_folder(tiny_corpus, tmp_path):
     run = trainer.run_dir
     for name in ("config.toml", "tokenizer.json", "meta.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / name).is_file(), name
-    metrics = ckpt.read_metrics(run)
+    metrics = RunDir(run).read_metrics()
     assert [r["step"] for r in metrics if "val_loss" in r] == [0, 10, 20, 30]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["step"] == 30 and meta["status"] == "finished" and meta["best_val_loss"] == min(e.val_loss for e in evals)
@@ -41,7 +41,7 @@ def test_a_tiny_run_trains_logs_and_writes_its_folder(tiny_corpus, tmp_path):
 
 def test_saved_model_gives_identical_logits_after_reload(tiny_corpus, tmp_path):
     trainer, _, _ = train(tiny_config(tiny_corpus), tmp_path)
-    loaded = ckpt.load_run(trainer.run_dir, checkpoint="last")
+    loaded = RunDir(trainer.run_dir).load(checkpoint="last")
     x = torch.randint(trainer.tokenizer.vocab_size, (2, 16))
     trainer.model.eval()
     with torch.no_grad():
@@ -79,8 +79,25 @@ def test_resumed_run_continues_exactly(tiny_corpus, tmp_path):
     assert min(resumed_losses) == 12
     for step, loss in resumed_losses.items():
         assert loss == full_losses[step], step
-    steps_logged = [r["step"] for r in ckpt.read_metrics(t.run_dir) if "loss" in r]
+    steps_logged = [r["step"] for r in RunDir(t.run_dir).read_metrics() if "loss" in r]
     assert steps_logged == sorted(set(steps_logged)) == list(range(20))
+
+
+def test_a_run_stopped_before_its_first_evaluation_reports_no_best_loss(tiny_corpus, tmp_path):
+    """The step-0 evaluation measures the untrained model: it is no "best" result."""
+    def stop_at_3(e):
+        if isinstance(e, ev.Step) and e.step == 2:
+            t.stop_requested = True
+
+    seen = []
+    t = Trainer(tiny_config(tiny_corpus, max_steps=20), lambda e: (seen.append(e), stop_at_3(e)),
+                recipe_name="tiny", runs_root=tmp_path / "runs")
+    done = t.run()
+    assert done.reason == "stopped" and done.step == 3 and done.best_val_loss is None
+    (first_eval,) = [e for e in seen if isinstance(e, ev.Eval)]
+    assert first_eval.step == 0 and first_eval.best_val_loss is None
+    assert RunDir(t.run_dir).read_meta().best_val_loss is None
+    assert not RunDir(t.run_dir).checkpoint_path("best").exists()
 
 
 def test_schedule_warms_up_then_decays_to_min_lr():
@@ -96,5 +113,5 @@ def test_schedule_warms_up_then_decays_to_min_lr():
 def test_listing_reads_metadata_only(tiny_corpus, tmp_path):
     trainer, _, _ = train(tiny_config(tiny_corpus), tmp_path)
     (trainer.run_dir / "checkpoints" / "last.pt").write_bytes(b"garbage")  # weights are not read
-    infos = ckpt.list_runs(tmp_path / "runs")
+    infos = list_runs(tmp_path / "runs")
     assert len(infos) == 1 and infos[0].error == "" and infos[0].step == 20 and infos[0].family == "transformer"

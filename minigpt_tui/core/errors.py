@@ -5,6 +5,7 @@ prints it as is and the app shows it as a notification. Anything else is a bug.
 from minigpt_tui.core.checkpoint import CheckpointError
 from minigpt_tui.core.config import ConfigError
 from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.core.runs import RunError
 from minigpt_tui.core.tokenizer import TokenizerError
 
 
@@ -17,5 +18,5 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, CorpusError, TokenizerError, CheckpointError, BatchError, TrainingError,
+    ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError,
 )

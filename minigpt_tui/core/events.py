@@ -45,7 +45,7 @@ class Eval:
     step: int
     train_loss: float
     val_loss: float
-    best_val_loss: float
+    best_val_loss: float | None  # None until a trained model (step > 0) was evaluated
     type: str = "eval"
 
 

@@ -18,55 +18,27 @@ averaged over ranks and only rank 0 writes files or emits events.
 from __future__ import annotations
 
 import errno
-import json
 import math
-import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from minigpt_tui.core import checkpoint as ckpt
 from minigpt_tui.core import events as ev
+from minigpt_tui.core import paths
+from minigpt_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minigpt_tui.core.batching import TokenStream
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import load_corpus
+from minigpt_tui.core.devices import Distributed, resolve_device, resolve_precision
 from minigpt_tui.core.errors import TrainingError
-from minigpt_tui.core.models import build_model, count_parameters
+from minigpt_tui.core.models import build_model, count_parameters, unwrap
+from minigpt_tui.core.runs import RunDir, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.tokenizer import build_tokenizer
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"train.device is {name!r} but no CUDA GPU is available; use auto or cpu.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TrainingError("train.device is 'mps' but MPS is not available; use auto or cpu.")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: "auto" is bf16 on CUDA where supported (fp16 with a grad
-    scaler on older GPUs) and fp32 elsewhere (CPU autocast rarely pays at this size)."""
-    if name == "fp32":
-        return torch.float32
-    if name == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if name == "fp16" and device.type != "cuda":
-        raise TrainingError("train.precision fp16 needs a CUDA GPU; use auto, fp32 or bf16.")
-    return torch.bfloat16 if name == "bf16" else torch.float16
 
 
 def lr_at(step: int, cfg) -> float:
@@ -88,49 +60,22 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.o
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model under DDP and torch.compile wrappers (so saved keys carry no prefixes)."""
-    while True:
-        if hasattr(model, "module"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
-
-
 class Trainer:
     def __init__(self, config: RunConfig, emit: Callable[[ev.Event], None], *,
-                 recipe_name: str = "run", resume_dir: Path | None = None, runs_root: Path | None = None):
+                 recipe_name: str = "run", resume_dir: RunDir | Path | None = None, runs_root: Path | None = None):
         self.config = config
         self.emit_fn = emit
         self.recipe_name = recipe_name
-        self.resume_dir = Path(resume_dir) if resume_dir else None
+        self.resume = RunDir(resume_dir) if resume_dir is not None else None
         self.runs_root = runs_root
         self.stop_requested = False  # set from a signal handler: save and exit at the next step
         self.dist = Distributed.from_env()
-        self.run_dir: Path | None = None
-        self._lock: ckpt.RunLock | None = None  # held while this process writes into run_dir
+        self.folder: RunDir | None = None  # rank 0 holds its lock while writing into it
+        self.meta = RunMeta()
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
 
     def emit(self, event: ev.Event) -> None:
         if self.dist.is_main:
@@ -151,8 +96,8 @@ class Trainer:
 
         # Everything a user can get wrong is checked before the run folder exists.
         corpus = load_corpus(cfg.data)
-        if self.resume_dir:
-            tokenizer = ckpt.load_run_tokenizer(self.resume_dir)
+        if self.resume:
+            tokenizer = self.resume.tokenizer()
         else:
             tokenizer = build_tokenizer(cfg.data.tokenizer, corpus.train_text, cfg.data.vocab_size)
         self.tokenizer = tokenizer
@@ -166,11 +111,11 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.step = 0
         self.best_val = math.inf
-        if self.resume_dir and ckpt.checkpoint_path(self.resume_dir, "last").is_file():
-            self._restore(self.resume_dir)
-        elif self.resume_dir and ckpt.checkpoint_path(self.resume_dir, "best").is_file():
-            raise ckpt.CheckpointError(
-                f"Run {self.resume_dir.name} has best.pt but no last.pt (which holds the optimizer state), "
+        if self.resume and self.resume.checkpoint_path("last").is_file():
+            self._restore(self.resume.checkpoint_path("last"))
+        elif self.resume and self.resume.checkpoint_path("best").is_file():
+            raise CheckpointError(
+                f"Run {self.resume.name} has best.pt but no last.pt (which holds the optimizer state), "
                 "so it cannot be resumed; generate from it or start a new run.")
         # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         if self.dist.is_main:
@@ -215,16 +160,15 @@ class Trainer:
 
         box = [str(self.run_dir) if self.run_dir else ""]
         dist.broadcast_object_list(box, src=0)
-        self.run_dir = Path(box[0])
+        self.folder = RunDir(box[0])  # other ranks only read it; rank 0 holds the lock
 
-    def _restore(self, run_dir: Path):
-        path = ckpt.checkpoint_path(run_dir, "last")
-        state = ckpt.load_checkpoint(path, map_location=self.device)
+    def _restore(self, path: Path):
+        state = load_checkpoint(path, map_location=self.device)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError, TypeError):
-            raise ckpt.CheckpointError(f"Checkpoint file {path} does not match this run's config; it cannot be resumed.") from None
+            raise CheckpointError(f"Checkpoint file {path} does not match this run's config; it cannot be resumed.") from None
         self.step = int(state["step"])
         best = state.get("best_val_loss")
         self.best_val = float(best) if best is not None else math.inf
@@ -235,40 +179,30 @@ class Trainer:
 
     def _prepare_run_dir(self):
         cfg = self.config
-        if self.resume_dir:
-            self._lock = ckpt.lock_run(self.resume_dir)  # one trainer per run folder
-            self.run_dir = self.resume_dir
-            ckpt.remove_temp_files(self.run_dir)  # left by a writer that was killed
+        if self.resume:
+            self.resume.lock()  # one trainer per run folder (before it is ours: a refusal must not touch it)
+            self.folder = self.resume
+            self.folder.remove_temp_files()  # left by a writer that was killed
             # Records logged after the checkpoint we resume from are re-logged by this run.
-            ckpt.truncate_metrics(self.run_dir, self.step - 1)
-            self.meta = ckpt.read_meta(self.run_dir)
+            self.folder.truncate_metrics(self.step - 1)
+            self.meta = self.folder.read_meta()
         else:
-            self.meta = {
-                "name": "",
-                "recipe": self.recipe_name,
-                "family": cfg.model.family,
-                "tokenizer": cfg.data.tokenizer,
-                "corpus": self.corpus_name,
-                "vocab_size": self.tokenizer.vocab_size,
-                "params": self.params,
-                "created": time.time(),
-                "status": "training",
-                "max_steps": cfg.train.max_steps,
-                "step": 0,
-                "best_val_loss": None,
-            }
+            self.meta = RunMeta(
+                recipe=self.recipe_name, family=cfg.model.family, tokenizer=cfg.data.tokenizer,
+                corpus=self.corpus_name, vocab_size=self.tokenizer.vocab_size, params=self.params,
+                created=time.time(), status="training", max_steps=cfg.train.max_steps,
+            )
             # The folder appears with its config, tokenizer and meta inside, already locked.
-            self.run_dir, self._lock = ckpt.create_locked_run_dir(self.recipe_name, self.runs_root, {
+            self.folder = RunDir.create(self.recipe_name, self.runs_root, {
                 "config.toml": cfg.to_run_toml(),
                 "tokenizer.json": self.tokenizer.to_json(),
-                "meta.json": json.dumps(self.meta, indent=1),
+                "meta.json": self.meta.to_json(),
             })
-            self.meta["name"] = self.run_dir.name
-        self.meta.update(status="training", max_steps=cfg.train.max_steps, device=str(self.device),
-                         precision=str(self.dtype).removeprefix("torch."), world_size=self.dist.world_size)
-        self.meta.setdefault("step", self.step)
-        self.meta.setdefault("best_val_loss", None)
-        ckpt.write_meta(self.run_dir, self.meta)
+            self.meta.name = self.folder.name
+        self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)
+        self.meta.precision = str(self.dtype).removeprefix("torch.")
+        self.meta.world_size = self.dist.world_size
+        self.folder.write_meta(self.meta)
 
     # ---- the loop --------------------------------------------------------------------
     def run(self) -> ev.Done:
@@ -285,7 +219,7 @@ class Trainer:
         return done
 
     def _write_failure(self, err: OSError) -> str:
-        where = err.filename or self.run_dir or ckpt.paths.runs_dir()
+        where = err.filename or self.run_dir or paths.runs_dir()
         full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
         if self.run_dir is None:
             advice = "free some disk space" if full else "check that the data home is writable"
@@ -322,11 +256,11 @@ class Trainer:
                 step = self.step
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
-                        ckpt.append_metrics(self.run_dir, pending)
+                        self.folder.append_metrics(pending)
                     pending = []
                     evaluated = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
                     if self.dist.is_main:
-                        ckpt.append_metrics(self.run_dir, evaluated)
+                        self.folder.append_metrics(evaluated)
                     window_start, window_steps = time.perf_counter(), 0
                 if step >= t.max_steps:
                     break
@@ -354,11 +288,11 @@ class Trainer:
                                     "time": now - started})
                     window_start, window_steps = now, 0
                     if len(pending) >= 20 and self.dist.is_main:
-                        ckpt.append_metrics(self.run_dir, pending)
+                        self.folder.append_metrics(pending)
                         pending = []
         finally:
             if self.dist.is_main and self.run_dir is not None:
-                ckpt.append_metrics(self.run_dir, pending)
+                self.folder.append_metrics(pending)
         if reason == "stopped" and self.step > start_step:
             self._save(self.step, improved=False)
         self._update_meta(status=reason)
@@ -444,9 +378,13 @@ class Trainer:
                 f"The validation loss became {val_loss} at step {step}; the last good checkpoint is kept. "
                 "Try a lower train.learning_rate."
             )
-        improved = val_loss < self.best_val
-        self.best_val = min(self.best_val, val_loss)
-        self.emit(ev.Eval(step=step, train_loss=train_loss, val_loss=val_loss, best_val_loss=self.best_val))
+        # The untrained model (step 0) is a reference point, not a result: "best" counts
+        # trained weights only, so a run stopped before its first evaluation has no best.
+        improved = step > 0 and val_loss < self.best_val
+        if improved:
+            self.best_val = val_loss
+        best = None if math.isinf(self.best_val) else self.best_val
+        self.emit(ev.Eval(step=step, train_loss=train_loss, val_loss=val_loss, best_val_loss=best))
         if self.dist.is_main and self.config.train.sample_tokens:
             self.emit(ev.Sample(step=step, text=self.sample()))
         if step > 0 and not resumed_here:
@@ -484,10 +422,11 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         try:
             if last:
-                path = ckpt.save_checkpoint(self.run_dir, "last", state)
+                path = save_checkpoint(self.folder.checkpoint_path("last"), state)
                 self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="last"))
             if improved:
-                path = ckpt.save_checkpoint(self.run_dir, "best", {"model": model_state, "step": step, "best_val_loss": best})
+                path = save_checkpoint(self.folder.checkpoint_path("best"),
+                                       {"model": model_state, "step": step, "best_val_loss": best})
                 self.emit(ev.CheckpointSaved(step=step, path=str(path), kind="best"))
             self._update_meta(step=step, best_val_loss=best)
         except OSError as err:
@@ -497,10 +436,12 @@ class Trainer:
             ) from None
 
     def _update_meta(self, **changes) -> None:
-        if not self.dist.is_main or self.run_dir is None:
+        if not self.dist.is_main or self.folder is None:
             return
-        self.meta.update(changes, updated=time.time())
-        ckpt.write_meta(self.run_dir, self.meta)
+        for name, value in changes.items():
+            setattr(self.meta, name, value)
+        self.meta.updated = time.time()
+        self.folder.write_meta(self.meta)
 
     def fail(self, message: str) -> None:
         """Record a failed run in its meta (the caller reports the message) and let go of it."""
@@ -512,6 +453,5 @@ class Trainer:
 
     def release(self) -> None:
         """Let another process train this run folder (the lock also goes when the process ends)."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self.folder is not None:
+            self.folder.release()

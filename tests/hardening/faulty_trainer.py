@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from minigpt_tui import cli
-from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core import fsutil, runs
 from minigpt_tui.core.trainer import Trainer
 
 
@@ -60,7 +60,7 @@ def parse(spec: str) -> list[list[str]]:
 def install(faults: list[list[str]]) -> None:
     writes: Counter[str] = Counter()
     appends = [0]
-    real_atomic_write = ckpt.atomic_write
+    real_atomic_write = fsutil.atomic_write
 
     def atomic_write(path, write, mode="wb"):
         name = Path(path).name
@@ -87,11 +87,12 @@ def install(faults: list[list[str]]) -> None:
             if f[0] == "after" and f[1] == name and int(f[2]) == n:
                 hang()
 
-    ckpt.atomic_write = atomic_write
+    fsutil.atomic_write = atomic_write
 
-    real_append = ckpt.append_metrics
+    real_append = runs.RunDir.append_metrics
 
-    def append_metrics(run_dir, records):
+    def append_metrics(run, records):
+        run_dir = run.path
         if records:
             appends[0] += 1
             for f in faults:
@@ -105,9 +106,9 @@ def install(faults: list[list[str]]) -> None:
                         fobj.write(text[: int(len(text) * float(f[2]))])
                         fobj.flush()
                     hang()
-        return real_append(run_dir, records)
+        return real_append(run, records)
 
-    ckpt.append_metrics = append_metrics
+    runs.RunDir.append_metrics = append_metrics
 
     kinds = {f[0] for f in faults}
     barrier = next((Path(":".join(f[1:])) for f in faults if f[0] == "renamebarrier"), None)
@@ -128,20 +129,20 @@ def install(faults: list[list[str]]) -> None:
 
         os.rename = rename
     if "made" in kinds:
-        real_create = ckpt.create_locked_run_dir
+        real_create = runs.RunDir.create
 
-        def create_locked_run_dir(*a, **kw):
+        def create_locked_run_dir(cls, *a, **kw):
             real_create(*a, **kw)
             hang()
 
-        ckpt.create_locked_run_dir = create_locked_run_dir
+        runs.RunDir.create = classmethod(create_locked_run_dir)
     if "fixedtime" in kinds:
         class FixedDatetime(datetime):
             @classmethod
             def now(cls, tz=None):
                 return cls(2030, 1, 1, 12, 0, 0)
 
-        ckpt.datetime = FixedDatetime
+        runs.datetime = FixedDatetime
 
     signals = {int(f[1]): getattr(signal, f[2]) for f in faults if f[0] == "signal"}
     delay = sum(float(f[1]) for f in faults if f[0] == "delay")

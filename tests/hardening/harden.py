@@ -25,55 +25,10 @@ import torch
 
 from minigpt_tui import cli
 from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir
 
 HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "faulty_trainer.py"
-
-TEXT = (
-    "the cat sat on the mat. the dog sat on the log.\n"
-    "a cat and a dog sat on a mat and a log.\n"
-) * 40
-
-MAX_STEPS = 15
-EVAL_INTERVAL = 5
-
-
-def write_recipe(folder: Path, corpus: Path, family: str = "transformer", name: str = "tiny", **train) -> Path:
-    """A recipe of a model with a few thousand parameters; a run takes well under a second."""
-    settings = {"max_steps": MAX_STEPS, "batch_size": 4, "eval_interval": EVAL_INTERVAL, "eval_batches": 1,
-                "log_interval": 1, "sample_tokens": 8, "warmup_steps": 2, "learning_rate": 3e-3,
-                "device": "cpu", "threads": 1, **train}
-    lines = [
-        "[data]", f"path = {json.dumps(str(corpus))}", 'tokenizer = "char"', "",
-        "[model]", f"family = {json.dumps(family)}", "n_layer = 1", "n_head = 2", "n_embd = 16",
-        "context_length = 16", "dropout = 0.1", "",
-        "[train]", *[f"{k} = {json.dumps(v)}" for k, v in settings.items()],
-    ]
-    path = folder / f"{name}.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def train_tiny_run(folder: Path, runs_root: Path, max_steps: int = 10) -> Path:
-    """A finished tiny run (trained in-process), leaving torch's thread count as it was."""
-    from minigpt_tui.core.config import RunConfig
-    from minigpt_tui.core.trainer import Trainer
-
-    config = RunConfig.load(write_recipe(folder, make_corpus(folder), max_steps=max_steps))
-    threads = torch.get_num_threads()
-    try:
-        trainer = Trainer(config, lambda e: None, recipe_name="tiny", runs_root=runs_root)
-        trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return trainer.run_dir
-
-
-def make_corpus(folder: Path) -> Path:
-    path = folder / "tiny.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
-
 
 # ---- the CLI -----------------------------------------------------------------------------
 
@@ -271,14 +226,14 @@ def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 def losses(run_dir: Path) -> dict[int, float]:
     """step -> training loss from metrics.jsonl, checking every step is there exactly once."""
-    records = [r for r in ckpt.read_metrics(run_dir) if "loss" in r]
+    records = [r for r in RunDir(run_dir).read_metrics() if "loss" in r]
     steps = [r["step"] for r in records]
     assert len(steps) == len(set(steps)), f"a step was logged twice: {steps}"
     return {r["step"]: r["loss"] for r in records}
 
 
 def eval_steps(run_dir: Path) -> list[int]:
-    return [r["step"] for r in ckpt.read_metrics(run_dir) if "val_loss" in r]
+    return [r["step"] for r in RunDir(run_dir).read_metrics() if "val_loss" in r]
 
 
 # ---- a reference run, to compare an interrupted one with ---------------------------------------------
@@ -297,20 +252,20 @@ class Reference:
         assert result.returncode == 0, result
         self.recipe = recipe
         self.run_dir = Path(result.events[0]["run_dir"])
-        self.last = model_state(ckpt.checkpoint_path(self.run_dir, "last"))
-        self.best = model_state(ckpt.checkpoint_path(self.run_dir, "best"))
+        self.last = model_state(RunDir(self.run_dir).checkpoint_path("last"))
+        self.best = model_state(RunDir(self.run_dir).checkpoint_path("best"))
         self.losses = losses(self.run_dir)
         self.evals = eval_steps(self.run_dir)
-        self.meta = ckpt.read_meta(self.run_dir)
+        self.meta = RunDir(self.run_dir).read_meta()
 
     def assert_matches(self, run_dir: Path, losses_from: int = 0) -> None:
         """The run, once finished, is the reference run bit for bit (the losses logged from
         step `losses_from` on, for a run that logged at another interval before)."""
-        assert same_tensors(model_state(ckpt.checkpoint_path(run_dir, "last")), self.last), "last.pt differs"
-        assert same_tensors(model_state(ckpt.checkpoint_path(run_dir, "best")), self.best), "best.pt differs"
+        assert same_tensors(model_state(RunDir(run_dir).checkpoint_path("last")), self.last), "last.pt differs"
+        assert same_tensors(model_state(RunDir(run_dir).checkpoint_path("best")), self.best), "best.pt differs"
         logged = {s: v for s, v in losses(run_dir).items() if s >= losses_from}
         assert logged == {s: v for s, v in self.losses.items() if s >= losses_from}
         assert eval_steps(run_dir) == self.evals
-        meta = ckpt.read_meta(run_dir)
-        assert (meta["step"], meta["best_val_loss"], meta["status"]) == (
-            self.meta["step"], self.meta["best_val_loss"], "finished")
+        meta = RunDir(run_dir).read_meta()
+        assert (meta.step, meta.best_val_loss, meta.status) == (
+            self.meta.step, self.meta.best_val_loss, "finished")

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from harden import make_corpus, train_tiny_run
-from minigpt_tui.core import checkpoint as ckpt
+from kit import tiny_recipe_run, write_corpus
+from minigpt_tui.core.runs import RunDir
 
 textual = pytest.importorskip("textual")
 
@@ -35,7 +35,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> bool:
 
 @pytest.fixture
 def tiny_run(tmp_path, data_home):
-    return train_tiny_run(tmp_path, data_home / "runs")
+    return tiny_recipe_run(tmp_path, data_home / "runs")
 
 
 async def _generate(pilot, app, prompt: str) -> str:
@@ -87,7 +87,7 @@ async def test_generate_survives_huge_unknown_and_extreme_prompts(tiny_run):
 
 @pytest.mark.slow
 async def test_a_trainer_killed_from_outside_is_a_message_and_the_run_is_kept(tmp_path, data_home):
-    corpus = make_corpus(tmp_path)
+    corpus = write_corpus(tmp_path)
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(100, 30)) as pilot:
         train = app.train
@@ -102,7 +102,7 @@ async def test_a_trainer_killed_from_outside_is_a_message_and_the_run_is_kept(tm
         await pilot.press("s")
         assert await wait_for(pilot, lambda: train.state.checkpoints)  # a checkpoint exists
         os.kill(train.proc.pid, signal.SIGKILL)  # e.g. the OOM killer, or kill -9 from a shell
-        assert await wait_for(pilot, lambda: not train.is_running)
+        assert await wait_for(pilot, lambda: not train.training)
         assert train.state.status == "failed"
         assert "SIGKILL" in train.state.message
         assert any(n.severity == "error" and "SIGKILL" in n.message for n in app._notifications)
@@ -110,4 +110,4 @@ async def test_a_trainer_killed_from_outside_is_a_message_and_the_run_is_kept(tm
         assert await wait_for(pilot, lambda: any(r.name == train.state.run_name for r in app.checkpoints.runs))
         (info,) = [r for r in app.checkpoints.runs if r.name == train.state.run_name]
         assert info.error == "" and info.has_checkpoint and info.status == "interrupted"
-        assert ckpt.load_run(info.path).step >= 20
+        assert RunDir(info.path).load().step >= 20

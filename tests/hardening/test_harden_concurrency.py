@@ -10,14 +10,16 @@ from datetime import datetime
 
 import pytest
 
-from harden import Reference, make_corpus, run_cli, runs_in, spawn, wait_for_file, write_recipe
-from minigpt_tui.core import checkpoint as ckpt
+from harden import Reference, run_cli, runs_in, spawn, wait_for_file
+from kit import write_corpus, write_recipe
+from minigpt_tui.core import runs
+from minigpt_tui.core.runs import RunDir
 
 
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory) -> Reference:
     folder = tmp_path_factory.mktemp("concurrency")
-    return Reference(write_recipe(folder, make_corpus(folder)), folder / "reference")
+    return Reference(write_recipe(folder, write_corpus(folder)), folder / "reference")
 
 
 def test_two_trainers_racing_for_the_same_folder_name_get_two_folders(ref, tmp_path):
@@ -68,14 +70,14 @@ def test_resuming_a_run_that_another_process_trains_is_refused(ref, tmp_path, mo
     slow = spawn(["--train", "--resume", run.name, "--events", "jsonl"], home, "partial:last.pt:1:0.5", ready)
     wait_for_file(ready, slow)
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
-    assert ckpt.run_info(run).status == "training"  # the listing sees a live trainer ...
+    assert RunDir(run).info().status == "training"  # the listing sees a live trainer ...
     # ... and a second resume is refused, in one sentence, and leaves the run alone.
     second = run_cli("--train", "--resume", run.name)
     assert second.returncode == 2
     assert "being trained by another process" in second.stderr and len(second.stderr.splitlines()) == 1
     assert list((run / "checkpoints").glob(".last.pt.*.tmp"))  # the stalled write is still there
     slow.kill()
-    assert ckpt.run_info(run).status == "interrupted"
+    assert RunDir(run).info().status == "interrupted"
     third = run_cli("--train", "--resume", run.name, "--events", "jsonl")
     assert third.returncode == 0 and third.events[0]["start_step"] == 5, third
     ref.assert_matches(run)
@@ -87,13 +89,13 @@ def test_many_threads_creating_run_folders_at_one_instant_get_one_each(tmp_path,
         def now(cls, tz=None):
             return cls(2030, 1, 1, 12, 0, 0)
 
-    monkeypatch.setattr(ckpt, "datetime", Frozen)
+    monkeypatch.setattr(runs, "datetime", Frozen)
     barrier = threading.Barrier(12)
     made: list = []
 
     def create(i):
         barrier.wait()
-        made.append(ckpt.create_run_dir("same", tmp_path / "runs", {"who.txt": str(i)}))
+        made.append(RunDir.create("same", tmp_path / "runs", {"who.txt": str(i)}, lock=False).path)
 
     threads = [threading.Thread(target=create, args=(i,)) for i in range(12)]
     for t in threads:

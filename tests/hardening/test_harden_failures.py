@@ -10,14 +10,16 @@ import math
 import pytest
 import torch
 
-from harden import Reference, make_corpus, run_cli, runs_in, spawn, write_recipe
+from harden import Reference, run_cli, runs_in, spawn
+from kit import write_corpus, write_recipe
 from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir
 
 
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory) -> Reference:
     folder = tmp_path_factory.mktemp("failures")
-    return Reference(write_recipe(folder, make_corpus(folder)), folder / "reference")
+    return Reference(write_recipe(folder, write_corpus(folder)), folder / "reference")
 
 
 def _failed_run(ref: Reference, home, faults: str, *extra: str):
@@ -40,7 +42,7 @@ def _checkpoints_written(result) -> dict[str, list[int]]:
 
 
 def _assert_intact(run, kind: str, step: int) -> None:
-    state = ckpt.load_checkpoint(ckpt.checkpoint_path(run, kind))
+    state = ckpt.load_checkpoint(RunDir(run).checkpoint_path(kind))
     assert state["step"] == step
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
@@ -77,9 +79,9 @@ def test_a_loss_gone_bad_stops_the_run_and_keeps_the_last_good_checkpoint(faults
     _assert_intact(run, "best", 5)
     assert list(run.rglob("*.tmp")) == []
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
-    info = ckpt.run_info(run)
+    info = RunDir(run).info()
     assert info.status == "failed" and info.error == "" and info.has_checkpoint
-    assert ckpt.read_meta(run)["error"] == message
+    assert RunDir(run).read_meta().error == message
     assert run_cli("--generate", run.name, "--max-new-tokens", "3").returncode == 0
     # the cause gone, the run resumes from the good checkpoint and ends as if nothing happened
     _resume_matches(ref, run, home, monkeypatch, 5, *(["--set", "train.log_interval=1"] if extra else []))
@@ -109,10 +111,10 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_says_so(faults, surviv
         if kind in survivors:
             _assert_intact(run, kind, survivors[kind])
         else:
-            assert not ckpt.checkpoint_path(run, kind).exists()
+            assert not RunDir(run).checkpoint_path(kind).exists()
     assert list(run.rglob("*.tmp")) == []  # the half-written file was removed
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
-    info = ckpt.run_info(run)
+    info = RunDir(run).info()
     assert info.error == "" and info.has_checkpoint
     assert info.status == "failed"
     _resume_matches(ref, run, home, monkeypatch, start=start)
@@ -156,7 +158,7 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
             trainer.run()
     finally:
         torch.set_num_threads(threads)
-    last = ckpt.checkpoint_path(trainer.run_dir, "last")
+    last = RunDir(trainer.run_dir).checkpoint_path("last")
     assert last.read_bytes() == before["bytes"]
     assert ckpt.load_checkpoint(last)["step"] == 5
-    assert math.isfinite(ckpt.read_meta(trainer.run_dir)["best_val_loss"])
+    assert math.isfinite(RunDir(trainer.run_dir).read_meta().best_val_loss)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harden import TEXT, make_corpus, one_sentence, run_cli, run_process, write_recipe
+from harden import one_sentence, run_cli, run_process
+from kit import TINY_TEXT as TEXT, write_corpus, write_recipe
 
 SMALL = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
          "--set", "model.context_length=16", "--set", "train.max_steps=2", "--set", "train.threads=1",
@@ -109,7 +110,7 @@ def test_a_bad_corpus_is_one_sentence_and_writes_nothing(kind, tmp_path, data_ho
 
 
 def test_a_bad_validation_file_is_named(tmp_path, data_home):
-    corpus = make_corpus(tmp_path)
+    corpus = write_corpus(tmp_path)
     bad = tmp_path / "valid.txt"
     bad.write_bytes(b"\xff\xfe\x00\x00" * 10)
     assert_refused(train_on(corpus, "--set", f"data.val_path={bad}"), str(bad), home=data_home)
@@ -155,7 +156,7 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize("override, field", BAD_SETTINGS, ids=[s for s, _ in BAD_SETTINGS])
 def test_a_bad_setting_is_one_sentence_naming_the_field(override, field, tmp_path, data_home):
-    corpus = make_corpus(tmp_path)
+    corpus = write_corpus(tmp_path)
     assert_refused(train_on(corpus, "--set", override), field, home=data_home)
 
 

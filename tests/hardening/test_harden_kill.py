@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from harden import (EVAL_INTERVAL, MAX_STEPS, eval_steps, losses, make_corpus, model_state, one_sentence,
-                    run_cli, runs_in, same_tensors, spawn, wait_for_event, wait_for_file, write_recipe)
+from harden import (eval_steps, losses, model_state, one_sentence, run_cli, runs_in, same_tensors, spawn,
+                    wait_for_event, wait_for_file)
+from kit import RECIPE_EVAL_INTERVAL as EVAL_INTERVAL, RECIPE_STEPS as MAX_STEPS, write_corpus, write_recipe
 from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Lab:
 def lab(tmp_path_factory) -> Lab:
     """The recipe, and the run it gives when nothing goes wrong."""
     folder = tmp_path_factory.mktemp("kill")
-    recipe = write_recipe(folder, make_corpus(folder))
+    recipe = write_recipe(folder, write_corpus(folder))
     saved = os.environ.get("MINIGPT_TUI_HOME")
     os.environ["MINIGPT_TUI_HOME"] = str(folder / "reference")
     try:
@@ -83,8 +85,8 @@ def lab(tmp_path_factory) -> Lab:
         os.environ["MINIGPT_TUI_HOME"] = saved or ""
     assert result.returncode == 0, result
     run = Path(result.events[0]["run_dir"])
-    return Lab(folder, recipe, model_state(ckpt.checkpoint_path(run, "last")),
-               model_state(ckpt.checkpoint_path(run, "best")), losses(run), eval_steps(run))
+    return Lab(folder, recipe, model_state(RunDir(run).checkpoint_path("last")),
+               model_state(RunDir(run).checkpoint_path("best")), losses(run), eval_steps(run))
 
 
 def _kill(scenario: Scenario, lab: Lab) -> tuple[Path, dict]:
@@ -164,13 +166,13 @@ def test_a_killed_trainer_leaves_a_run_that_lists_generates_and_resumes(scenario
     # --list shows it as a normal run, interrupted (its trainer is gone)
     row = [line for line in listing.stdout.splitlines() if line.startswith(run.name)]
     assert row and "unreadable" not in row[0] and row[0].endswith("interrupted"), listing.stdout
-    info = ckpt.run_info(run)
+    info = RunDir(run).info()
     assert info.error == "" and info.status == "interrupted", info
 
     if scenario.mid_write:  # the kill really landed inside a write
         assert any(Path(t).parent == Path("runs", run.name, scenario.mid_write) for t in seen["mid_write"]), seen
 
-    last, best = ckpt.checkpoint_path(run, "last"), ckpt.checkpoint_path(run, "best")
+    last, best = RunDir(run).checkpoint_path("last"), RunDir(run).checkpoint_path("best")
     start = ckpt.load_checkpoint(last)["step"] if last.is_file() else 0
     if scenario.start is not None:
         assert start == scenario.start
@@ -198,7 +200,7 @@ def test_a_killed_trainer_leaves_a_run_that_lists_generates_and_resumes(scenario
     assert losses(run) == lab.ref_losses
     assert eval_steps(run) == lab.ref_evals
     assert list(run.rglob("*.tmp")) == []  # the killed writer's temporary file was cleaned up
-    assert ckpt.run_info(run).status == "finished"
+    assert RunDir(run).info().status == "finished"
 
 
 @pytest.mark.slow
@@ -233,7 +235,7 @@ def test_end_to_end_the_real_command_killed_then_listed_generated_and_resumed(la
     generated = run_process("--generate", run.name, "--prompt", "the ", "--max-new-tokens", "5", home=home)
     assert generated.returncode == 0 and len(generated.stdout.strip()) > len("the"), generated
 
-    start = ckpt.load_checkpoint(ckpt.checkpoint_path(run, "last"))["step"]
+    start = ckpt.load_checkpoint(RunDir(run).checkpoint_path("last"))["step"]
     resumed = run_process("--train", "--resume", run.name, "--events", "jsonl", "--set", f"train.max_steps={start + 5}",
                           home=home)
     assert resumed.returncode == 0, resumed

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harden import one_sentence, run_cli, train_tiny_run
+from harden import one_sentence, run_cli
+from kit import tiny_recipe_run
 from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir, RunError, list_runs
 
 RUN = "tiny-run"
 
@@ -27,7 +29,7 @@ RUN = "tiny-run"
 def trained(tmp_path_factory) -> Path:
     """One finished tiny run, copied into each test's data home by `run`."""
     folder = tmp_path_factory.mktemp("loading")
-    return train_tiny_run(folder, folder / "runs")
+    return tiny_recipe_run(folder, folder / "runs")
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def test_the_payload_would_run_if_loaded_unsafely(kind, tmp_path):
 def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_does_not_run(kind, run, tmp_path):
     marker = tmp_path / "pwned"
     for name in ("best", "last"):
-        _malicious(ckpt.checkpoint_path(run, name), marker, kind)
+        _malicious(RunDir(run).checkpoint_path(name), marker, kind)
 
     generated = run_cli("--generate", RUN, "--prompt", "the")
     assert generated.returncode != 0
@@ -100,7 +102,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_does_not_run(k
     assert "last.pt" in message and "refused" in message
 
     with pytest.raises(ckpt.CheckpointError, match="refused"):
-        ckpt.load_run(run)
+        RunDir(run).load()
     assert run_cli("--list").returncode == 0
     assert not marker.exists(), "unpickling the checkpoint ran code"
 
@@ -115,7 +117,7 @@ def _damage_run(run: Path, what: str, how: str) -> list[str]:
     """Damage one kind of file; returns the file names a message may name."""
     if what == "checkpoint":  # both, or --generate would (rightly) use the other one
         for name in ("best", "last"):
-            _damage(ckpt.checkpoint_path(run, name), how)
+            _damage(RunDir(run).checkpoint_path(name), how)
         return ["best.pt", "last.pt"]
     _damage(run / what, how)
     return [what]
@@ -162,15 +164,15 @@ def test_list_shows_the_run_as_unreadable_naming_the_file_and_goes_on(what, how,
     assert bad.startswith(f"{RUN}  unreadable: ") and any(n in bad for n in names), bad
 
     # the app's Checkpoints tab lists runs through list_runs: the run is flagged, not fatal
-    infos = {i.name: i for i in ckpt.list_runs()}
+    infos = {i.name: i for i in list_runs()}
     assert infos["healthy-run"].error == "" and infos["healthy-run"].has_checkpoint
     assert any(n in infos[RUN].error for n in names), infos[RUN].error
     assert "\n" not in infos[RUN].error
 
 
 def test_one_damaged_checkpoint_leaves_the_other_usable(run):
-    _damage(ckpt.checkpoint_path(run, "best"), "truncated")
-    (info,) = ckpt.list_runs()
+    _damage(RunDir(run).checkpoint_path("best"), "truncated")
+    (info,) = list_runs()
     assert info.error == "" and info.has_checkpoint  # last.pt still works
     assert run_cli("--generate", RUN, "--checkpoint", "last", "--max-new-tokens", "3").returncode == 0
     result = run_cli("--generate", RUN, "--max-new-tokens", "3")
@@ -183,8 +185,8 @@ def test_a_config_cut_short_at_any_line_is_refused_not_filled_with_defaults(run)
     assert len(cuts) > 20
     for cut in cuts:
         (run / "config.toml").write_text(text[:cut])
-        with pytest.raises(ckpt.CheckpointError, match="config.toml"):
-            ckpt.load_run_config(run)
+        with pytest.raises(RunError, match="config.toml"):
+            RunDir(run).config()
     result = run_cli("--generate", RUN)
     assert "config.toml" in one_sentence(result.stderr) and "cut short" in result.stderr
 
@@ -192,10 +194,10 @@ def test_a_config_cut_short_at_any_line_is_refused_not_filled_with_defaults(run)
 def test_a_config_without_the_closing_line_still_needs_every_model_field(run):
     """A config.toml from before the closing line existed is read, but a missing model field
     is still refused (defaults would describe another model than the weights)."""
-    config = ckpt.load_run_config(run)
+    config = RunDir(run).config()
     plain = config.to_toml()
     (run / "config.toml").write_text(plain)
-    assert ckpt.load_run_config(run) == config
+    assert RunDir(run).config() == config
     (run / "config.toml").write_text(plain.replace("n_embd = 16\n", ""))
     result = run_cli("--generate", RUN)
     assert "model.n_embd is missing" in one_sentence(result.stderr)
@@ -213,9 +215,9 @@ def test_a_missing_run_file_is_one_sentence_too(name, run):
 
 
 def test_a_checkpoint_with_the_wrong_shapes_names_the_mismatch(run):
-    state = ckpt.load_checkpoint(ckpt.checkpoint_path(run, "best"))
+    state = ckpt.load_checkpoint(RunDir(run).checkpoint_path("best"))
     state["model"] = {k: torch.zeros(3) for k in state["model"]}
-    torch.save(state, ckpt.checkpoint_path(run, "best"))
+    torch.save(state, RunDir(run).checkpoint_path("best"))
     result = run_cli("--generate", RUN)
     assert "does not match" in one_sentence(result.stderr)
 
@@ -224,8 +226,8 @@ def test_files_are_never_executed_by_listing(run, tmp_path):
     """Listing reads no weights at all: a payload checkpoint is listed (and refused only when loaded)."""
     marker = tmp_path / "pwned"
     for name in ("best", "last"):
-        _malicious(ckpt.checkpoint_path(run, name), marker, "torch-zip")
-    (info,) = ckpt.list_runs()
+        _malicious(RunDir(run).checkpoint_path(name), marker, "torch-zip")
+    (info,) = list_runs()
     assert info.error == ""
     assert not marker.exists()
     assert os.listdir(tmp_path) == [] or "pwned" not in os.listdir(tmp_path)

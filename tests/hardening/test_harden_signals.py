@@ -13,8 +13,10 @@ import signal
 
 import pytest
 
-from harden import Reference, make_corpus, run_cli, runs_in, spawn, wait_for_event, wait_for_file, write_recipe
+from harden import Reference, run_cli, runs_in, spawn, wait_for_event, wait_for_file
+from kit import write_corpus, write_recipe
 from minigpt_tui.core import checkpoint as ckpt
+from minigpt_tui.core.runs import RunDir
 
 STEPS = 20
 
@@ -22,7 +24,7 @@ STEPS = 20
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory) -> dict[str, Reference]:
     folder = tmp_path_factory.mktemp("signals")
-    corpus = make_corpus(folder)
+    corpus = write_corpus(folder)
     refs = {family: Reference(write_recipe(folder, corpus, family, name=f"tiny-{family}", max_steps=STEPS),
                               folder / f"reference-{family}")
             for family in ("transformer", "gru")}
@@ -31,9 +33,10 @@ def refs(tmp_path_factory) -> dict[str, Reference]:
     return refs
 
 
-def _stopped(child) -> tuple[dict, list[dict]]:
+def _stopped(child, sig: int | None = None) -> tuple[dict, list[dict]]:
+    """A run stopped cleanly: Ctrl-C (SIGINT) exits 130, as shells expect; SIGTERM (the app's Stop) 0."""
     result = child.wait()
-    assert result.returncode == 0, result
+    assert result.returncode == (130 if sig == signal.SIGINT else 0), result
     events = result.events
     done = events[-1]
     assert done["type"] == "done" and done["reason"] == "stopped", events[-3:]
@@ -43,7 +46,7 @@ def _stopped(child) -> tuple[dict, list[dict]]:
 def _resume_and_compare(ref: Reference, home, monkeypatch, start: int) -> None:
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
     (run,) = runs_in(home)
-    assert ckpt.run_info(run).status == "stopped"
+    assert RunDir(run).info().status == "stopped"
     resumed = run_cli("--train", "--resume", run.name, "--events", "jsonl")
     assert resumed.returncode == 0, resumed
     assert resumed.events[0]["start_step"] == start
@@ -59,7 +62,7 @@ def test_a_signal_from_outside_saves_and_the_resumed_run_is_exact(sig, family, r
     child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, "delay:0.05")
     events = wait_for_event(child, "checkpoint")  # past the first checkpoint, mid-interval
     child.signal(sig)
-    done, events = _stopped(child)
+    done, events = _stopped(child, sig)
     stop = done["step"]
     assert 5 <= stop < STEPS
     saved = [e for e in events if e["type"] == "checkpoint" and e["kind"] == "last"]
@@ -74,7 +77,7 @@ def test_a_stop_landing_on_an_evaluation_step_still_ends_with_the_same_best_chec
     ref = refs["short"]
     home = tmp_path / "home"
     child = spawn(["--train", str(ref.recipe), "--events", "jsonl"], home, f"signal:9:{sig}")
-    done, _ = _stopped(child)
+    done, _ = _stopped(child, getattr(signal, sig))
     assert done["step"] == 10
     _resume_and_compare(ref, home, monkeypatch, start=10)
 
@@ -93,9 +96,9 @@ def test_a_second_ctrl_c_during_the_save_stops_at_once_and_keeps_the_last_checkp
     assert result.events[-1]["type"] == "error" and "last checkpoint" in result.events[-1]["message"]
     (run,) = runs_in(home)
     assert list(run.rglob("*.tmp")) == []  # the half-written file was removed
-    assert ckpt.load_checkpoint(ckpt.checkpoint_path(run, "last"))["step"] == 5
+    assert ckpt.load_checkpoint(RunDir(run).checkpoint_path("last"))["step"] == 5
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
-    assert ckpt.run_info(run).status == "interrupted"
+    assert RunDir(run).info().status == "interrupted"
     resumed = run_cli("--train", "--resume", run.name, "--events", "jsonl")
     assert resumed.returncode == 0 and resumed.events[0]["start_step"] == 5
     ref.assert_matches(run)
@@ -116,9 +119,9 @@ def test_the_event_reader_going_away_is_a_stop_request(refs, tmp_path, monkeypat
     result = child.wait()
     assert result.returncode == 0, result
     (run,) = runs_in(home)
-    step = ckpt.load_checkpoint(ckpt.checkpoint_path(run, "last"))["step"]
+    step = ckpt.load_checkpoint(RunDir(run).checkpoint_path("last"))["step"]
     assert 5 < step < STEPS  # it saved where it stopped, not only at the last evaluation
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
-    assert ckpt.run_info(run).status == "stopped"
+    assert RunDir(run).info().status == "stopped"
     assert run_cli("--train", "--resume", run.name, "--events", "jsonl").returncode == 0
     ref.assert_matches(run)

@@ -1,0 +1,434 @@
+"""A run as a type: the folder a training run writes, and the facts kept about it.
+
+A run folder holds
+    config.toml       the full resolved config
+    tokenizer.json    the vocabulary
+    meta.json         RunMeta: small facts for listings (family, steps, best loss, ...)
+    metrics.jsonl     one JSON object per logged step or evaluation
+    checkpoints/      last.pt and best.pt (see checkpoint.py)
+    .lock             held (flock) by the one trainer writing into the folder
+
+A new run folder is assembled under a hidden name and renamed into place with its
+config, tokenizer and meta inside, so a run that a listing can see is never half
+made. Listing reads the small files and peeks at the end of each checkpoint (the
+zip directory), never the weights. Torch is imported only to load a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minigpt_tui.core import fsutil, paths
+from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS, CheckpointError, checkpoint_problem, load_checkpoint
+from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError
+
+if TYPE_CHECKING:
+    import torch
+
+LOCK_NAME = ".lock"
+LossSeries = list[tuple[int, float]]
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used or found; str(err) is one sentence."""
+
+
+@dataclass
+class RunMeta:
+    """meta.json: what a listing shows without opening anything bigger."""
+
+    name: str = ""
+    recipe: str = ""
+    family: str = "?"
+    tokenizer: str = "?"
+    corpus: str = "?"
+    vocab_size: int = 0
+    params: int = 0
+    created: float = 0.0  # unix time
+    updated: float = 0.0
+    status: str = ""  # training | finished | stopped | failed ("interrupted" is derived, see RunDir.info)
+    max_steps: int = 0
+    step: int = 0  # of the last checkpoint written
+    best_val_loss: float | None = None
+    device: str = ""
+    precision: str = ""
+    world_size: int = 1
+    error: str = ""  # the sentence a failed run ended with
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: Path) -> "RunMeta":
+        """Known keys are type-checked (ints are fine for floats); unknown keys are ignored."""
+        meta = cls()
+        try:
+            for f in fields(cls):
+                if f.name not in raw or (raw[f.name] is None and f.name == "best_val_loss"):
+                    continue
+                value = raw[f.name]
+                kind = type(getattr(meta, f.name)) if f.name != "best_val_loss" else float
+                if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+                    raise TypeError
+                setattr(meta, f.name, kind(value))
+        except (TypeError, ValueError, OverflowError):
+            raise RunError(f"Run file {source} holds values of the wrong type.") from None
+        return meta
+
+
+class RunLock:
+    """An exclusive flock on run_dir/.lock, held by the one process training the run.
+    The kernel drops it when the process ends, however it ends (SIGKILL included)."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    def __del__(self):
+        self.release()
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+class RunDir:
+    """One run folder. Cheap to make: nothing is read until asked for."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.lock_handle: RunLock | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ---- finding and creating --------------------------------------------------------
+    @classmethod
+    def resolve(cls, name_or_path: str, root: Path | None = None) -> "RunDir":
+        """A run from a name that --list shows (or the start of one that no other run
+        shares: names end in a long timestamp), or a path to its folder."""
+        path = Path(name_or_path).expanduser()
+        if (path / "config.toml").is_file() or (path / "meta.json").is_file():
+            return cls(path)
+        root = Path(root) if root is not None else paths.runs_dir()
+        plain_name = Path(name_or_path).name == name_or_path and name_or_path not in ("", ".", "..")
+        if plain_name and (root / name_or_path).is_dir():  # a name is a folder right under the runs folder
+            return cls(root / name_or_path)
+        if plain_name and root.is_dir():
+            matches = sorted(p.name for p in root.iterdir()
+                             if p.is_dir() and not p.name.startswith(".") and p.name.startswith(name_or_path))
+            if len(matches) == 1:
+                return cls(root / matches[0])
+            if matches:
+                shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
+                raise RunError(f"Run name {name_or_path!r} matches {len(matches)} runs ({shown}); "
+                               "type more of the name.")
+        raise RunError(f"No run named {name_or_path!r}; minigpt-tui --list shows the runs.")
+
+    @classmethod
+    def create(cls, stem: str, root: Path | None = None, files: dict[str, str] | None = None,
+               lock: bool = True) -> "RunDir":
+        """A new folder named stem-YYYYmmdd-HHMMSS (-2, -3... on a clash) holding `files`
+        (name -> text) and an empty checkpoints/ from the moment it appears; with `lock`,
+        its lock is taken before it appears (held in .lock_handle).
+
+        The folder is built under a hidden name and renamed into place. A rename onto a
+        name that is taken fails (another run's folder is never empty), so two trainers
+        started at the same instant can never share one."""
+        root = Path(root) if root is not None else paths.runs_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(root)
+        staging = cls(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".new", dir=root))
+        try:
+            (staging.path / "checkpoints").mkdir()
+            for name, text in (files or {}).items():
+                fsutil.atomic_write_text(staging.path / name, text)
+            if lock:
+                staging.lock()
+            base = f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+            for n in range(1, 10_000):
+                candidate = root / (base if n == 1 else f"{base}-{n}")
+                if candidate.exists():
+                    continue
+                try:
+                    os.rename(staging.path, candidate)
+                except OSError:  # taken between the check and the rename (EEXIST / ENOTEMPTY)
+                    continue
+                fsutil.fsync_dir(root)
+                run = cls(candidate)
+                run.lock_handle, staging.lock_handle = staging.lock_handle, None
+                return run
+        except BaseException:
+            staging.release()
+            shutil.rmtree(staging.path, ignore_errors=True)
+            raise
+        staging.release()
+        shutil.rmtree(staging.path, ignore_errors=True)
+        raise RunError(f"Could not create a run folder under {root}.")
+
+    # ---- the lock --------------------------------------------------------------------------
+    def lock(self, wait_s: float = 2.0) -> None:
+        """Take the run's lock, or raise RunError when another process trains it.
+        (Where flock does not exist, e.g. on Windows, this is a no-op.)"""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s  # a listing may be peeking at the lock for a moment
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RunError(f"Run {self.name} is being trained by another process; stop that one first.") from None
+                time.sleep(0.05)
+            except OSError:  # a file system without locks: go on unlocked
+                break
+        self.lock_handle = RunLock(fd)
+
+    def release(self) -> None:
+        """Let another process train this run (the lock also goes when the process ends)."""
+        if self.lock_handle is not None:
+            self.lock_handle.release()
+            self.lock_handle = None
+
+    def is_training(self) -> bool | None:
+        """Whether a live process holds the run's lock (None where that cannot be told)."""
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        try:
+            fd = os.open(self.path / LOCK_NAME, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # closing drops a lock taken here
+
+    def remove_temp_files(self) -> None:
+        """Temporary files of a writer that was killed (call with the lock held)."""
+        fsutil.remove_temp_files(self.path, self.path / "checkpoints")
+
+    # ---- small files -------------------------------------------------------------------------
+    def read_meta(self) -> RunMeta:
+        path = self.path / "meta.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError
+        except FileNotFoundError:
+            raise RunError(f"Run file {path} is missing.") from None
+        except (OSError, ValueError):
+            raise RunError(f"Run file {path} is unreadable or corrupt; its checkpoints can still be used "
+                           "with --generate.") from None
+        return RunMeta.from_dict(raw, path)
+
+    def write_meta(self, meta: RunMeta) -> None:
+        fsutil.atomic_write_text(self.path / "meta.json", meta.to_json())
+
+    def config(self) -> RunConfig:
+        try:
+            return RunConfig.load(self.path / "config.toml", complete=True)
+        except ConfigError as err:
+            raise RunError(str(err)) from None
+
+    def tokenizer(self) -> Tokenizer:
+        try:
+            return Tokenizer.load(self.path / "tokenizer.json")
+        except TokenizerError as err:
+            raise RunError(str(err)) from None
+
+    # ---- metrics -------------------------------------------------------------------------------
+    def append_metrics(self, records: list[dict[str, Any]]) -> None:
+        if records:
+            with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All metric records; a line torn by a kill mid-write is skipped."""
+        try:
+            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+        records = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                records.append(rec)
+        return records
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop records after `last_step` (logged after the checkpoint a resume starts from)."""
+        kept = [r for r in self.read_metrics() if r["step"] <= last_step]
+        fsutil.atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+
+    def loss_series(self, upto: int | None = None) -> tuple[LossSeries, LossSeries]:
+        """(train, val) losses against step, for records before step `upto` (all when None)."""
+        train: LossSeries = []
+        val: LossSeries = []
+        for rec in self.read_metrics():
+            step = rec["step"]
+            if upto is not None and step >= upto:
+                continue
+            if isinstance(rec.get("loss"), (int, float)):
+                train.append((step, float(rec["loss"])))
+            if isinstance(rec.get("val_loss"), (int, float)):
+                val.append((step, float(rec["val_loss"])))
+        return train, val
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def checkpoint_path(self, kind: str) -> Path:
+        return self.path / "checkpoints" / f"{kind}.pt"
+
+    def available_checkpoint(self, preferred: str = "best") -> Path | None:
+        """The preferred checkpoint if written, else the other one, else None."""
+        for kind in (preferred, *[k for k in CHECKPOINT_KINDS if k != preferred]):
+            if self.checkpoint_path(kind).is_file():
+                return self.checkpoint_path(kind)
+        return None
+
+    def load(self, checkpoint: str = "best", device: "str | torch.device" = "cpu") -> "LoadedRun":
+        """Model (in eval mode), tokenizer and config, ready to sample from."""
+        from minigpt_tui.core.models import build_model
+
+        if checkpoint not in CHECKPOINT_KINDS:
+            raise CheckpointError(f"--checkpoint must be best or last, got {checkpoint!r}.")
+        config, tokenizer = self.config(), self.tokenizer()
+        path = self.available_checkpoint(checkpoint)
+        if path is None:
+            raise RunError(f"Run {self.name} has no checkpoint yet; train it a little longer.")
+        state = load_checkpoint(path, map_location=device)
+        model = build_model(config.model, tokenizer.vocab_size)
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, TypeError, AttributeError):
+            raise CheckpointError(
+                f"Checkpoint file {path} does not match the run's config.toml and tokenizer.json.") from None
+        model.to(device).eval()
+        return LoadedRun(self.path, config, tokenizer, model, path, int(state["step"]))
+
+    # ---- listing -------------------------------------------------------------------------------------
+    def info(self) -> "RunInfo":
+        """Facts for a listing; problems go into .error, never raise.
+
+        A run whose trainer died without saying so (killed, crashed) still reads
+        "training" in its meta.json; when no process holds its lock, its status is
+        reported as "interrupted" (it can be resumed)."""
+        info = RunInfo(name=self.name, path=self.path)
+        try:
+            info.created = self.path.stat().st_mtime
+            info.meta = self.read_meta()
+            info.created = info.meta.created or info.created
+            self.config()  # small; catches a corrupt config.toml early
+            self.tokenizer()  # small too (a vocabulary)
+            present = [self.checkpoint_path(k) for k in CHECKPOINT_KINDS if self.checkpoint_path(k).is_file()]
+            problems = [checkpoint_problem(p) for p in present]
+            info.has_checkpoint = any(p is None for p in problems)
+            if present and not info.has_checkpoint:
+                raise RunError(problems[0])
+            info.status = info.meta.status
+            if info.status == "training" and self.is_training() is False:
+                info.status = "interrupted"
+        except (RunError, CheckpointError) as err:
+            info.error = str(err)
+        except (OSError, ValueError, TypeError) as err:
+            info.error = f"Run folder {self.path} is unreadable ({err})."
+        return info
+
+    def delete(self) -> None:
+        shutil.rmtree(self.path)
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    config: RunConfig
+    tokenizer: Tokenizer
+    model: "torch.nn.Module"
+    checkpoint: Path
+    step: int
+
+
+@dataclass
+class RunInfo:
+    """A row of the run list: the run's meta plus what a listing derives."""
+
+    name: str
+    path: Path
+    meta: RunMeta = None  # type: ignore[assignment]  # filled in __post_init__ when not given
+    created: float = 0.0  # unix time: meta.created, else the folder's mtime
+    status: str = ""  # meta.status, or "interrupted" for a dead trainer's run
+    has_checkpoint: bool = False
+    error: str = ""  # why the run is unreadable; empty when it is fine
+
+    def __post_init__(self):
+        if self.meta is None:
+            self.meta = RunMeta(name=self.name)
+
+    def __getattr__(self, name: str):  # family, step, best_val_loss, ...: the meta's fields
+        if name != "meta" and name in RunMeta.__dataclass_fields__:
+            return getattr(self.meta, name)
+        raise AttributeError(name)
+
+    @property
+    def date(self) -> str:
+        return datetime.fromtimestamp(self.created).strftime("%Y-%m-%d %H:%M") if self.created else "?"
+
+
+def list_runs(root: Path | None = None) -> list[RunInfo]:
+    """Every run under the runs folder, newest first."""
+    root = Path(root) if root is not None else paths.runs_dir()
+    if not root.is_dir():
+        return []
+    infos = [RunDir(p).info() for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
+
+
+def loss_series(run_dir: str | Path, upto: int | None = None) -> tuple[LossSeries, LossSeries]:
+    """(train, val) loss series of the run in `run_dir` (see RunDir.loss_series)."""
+    return RunDir(run_dir).loss_series(upto)
+
+
+def _remove_stale_staging(root: Path, age_s: float = 3600.0) -> None:
+    """Hidden half-built run folders of trainers killed while creating them (older than an hour)."""
+    now = time.time()
+    for folder in root.glob(".*.new"):
+        try:
+            if now - folder.stat().st_mtime > age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
