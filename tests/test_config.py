@@ -59,3 +59,52 @@ def test_unknown_section_and_malformed_override():
         RunConfig().with_overrides(["max_steps"])
     with pytest.raises(ConfigError, match="not valid TOML"):
         RunConfig.from_toml("[train\n")
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("train.max_steps=0", "train.max_steps"),
+        ("train.learning_rate=fast", "train.learning_rate"),
+        ("model.n_head=3", "model.n_head"),  # a rule between two fields names the one it is about
+        ("model.n_embd=12", "model.n_embd"),  # "model.n_embd / model.n_head must be even"
+        ("train.learning_rate=1e-5", "train.min_lr"),  # min_lr <= learning_rate
+        ("train.colour=blue", "train.colour"),
+        ("optim.lr=1", "optim.lr"),
+    ],
+)
+def test_a_config_error_names_its_field(override, field):
+    with pytest.raises(ConfigError) as err:
+        RunConfig().with_overrides([override])
+    assert err.value.field == field
+
+
+def test_field_survives_the_file_wrapper_and_pickling(tmp_path):
+    import pickle
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nmax_steps = 0\n")
+    with pytest.raises(ConfigError) as err:
+        RunConfig.load(path)
+    assert str(err.value).startswith(f"In config file {path}, train.max_steps must be")
+    assert err.value.field == "train.max_steps"
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (str(copy), copy.field) == (str(err.value), "train.max_steps")
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_toml("[train\n")
+    assert err.value.field is None
+
+
+def test_check_field_checks_one_value_on_its_own():
+    from minigpt_tui.core.config import check_field, check_override
+
+    assert check_field("train.learning_rate", 1) == 1.0 and isinstance(check_field("train.learning_rate", 1), float)
+    assert check_override("model.n_head=3") == ("model.n_head", 3)  # divides n_embd? that needs the whole config
+    for item, sentence in [("model.n_head=0", "model.n_head must be an integer >= 1, got 0."),
+                           ("train.device=tpu", None), ("train.bogus=1", None), ("optim.lr=1", None)]:
+        with pytest.raises(ConfigError) as single:
+            check_override(item)
+        with pytest.raises(ConfigError) as whole:
+            RunConfig().with_overrides([item])
+        assert (str(single.value), single.value.field) == (str(whole.value), whole.value.field)
+        assert sentence is None or str(single.value) == sentence

@@ -13,7 +13,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tomli_w
 
@@ -23,12 +23,26 @@ RUN_CONFIG_TAIL = "# end of run config\n"
 
 
 class ConfigError(ValueError):
-    """A user-facing configuration problem; str(err) is one sentence."""
+    """A user-facing configuration problem; str(err) is one sentence.
+
+    `field` is the config key the sentence is about ("train.max_steps"; a section's name
+    for a problem with a whole section), or None when no one key is to blame (a file that
+    is not TOML). A form shows the sentence next to that field without parsing it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self):
+        # The default pickling rebuilds from args (the message) alone and would drop `field`.
+        return type(self), (str(self), self.field)
 
 
-def _check(ok: bool, name: str, requirement: str, value: Any) -> None:
+def _check(ok: bool, name: str, requirement: str, value: Any, field: str | None = None) -> None:
+    """Raise the one-sentence error "NAME must be REQUIREMENT, got VALUE." about `field`
+    (by default the key the sentence starts with)."""
     if not ok:
-        raise ConfigError(f"{name} must be {requirement}, got {value!r}.")
+        raise ConfigError(f"{name} must be {requirement}, got {value!r}.", field=field or name)
 
 
 @dataclass
@@ -80,6 +94,47 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
 
 
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _device_ok(device: str) -> bool:
+    return device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())
+
+
+_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, "an integer >= 0")
+
+# The rules a field obeys on its own: key -> ((test, requirement), ...), checked in this
+# order. Kept apart from the rules that relate two fields (RunConfig.validate) so that a
+# form can check one field as it is typed without building a whole config.
+FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
+    "data.tokenizer": ((lambda v: v in ("char", "word"), '"char" or "word"'),),
+    "data.vocab_size": ((lambda v: v == 0 or v >= 2, "0 (no cap) or >= 2"),),
+    "data.val_fraction": ((lambda v: 0.0 < v < 1.0, "between 0 and 1 (exclusive)"),),
+    "model.family": ((lambda v: v in ("transformer", "gru", "lstm"), '"transformer", "gru" or "lstm"'),),
+    "model.n_layer": (_AT_LEAST_1,),
+    "model.n_embd": (_AT_LEAST_1,),
+    "model.context_length": (_AT_LEAST_1, (lambda v: v <= 65536, "at most 65536")),
+    "model.n_head": (_AT_LEAST_1,),
+    "model.dropout": ((lambda v: 0.0 <= v < 1.0, "in [0, 1)"),),
+    **{f"train.{name}": (_AT_LEAST_1,) for name in
+       ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval")},
+    **{f"train.{name}": (_AT_LEAST_0,) for name in ("warmup_steps", "sample_tokens", "threads")},
+    "train.learning_rate": ((lambda v: 0 < v <= 10, "a number in (0, 10]"),),
+    "train.weight_decay": ((lambda v: v >= 0, "a number >= 0"),),
+    "train.beta1": ((lambda v: 0 <= v < 1, "in [0, 1)"),),
+    "train.beta2": ((lambda v: 0 <= v < 1, "in [0, 1)"),),
+    "train.grad_clip": ((lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),),
+    "train.precision": ((lambda v: v in ("auto", "fp32", "bf16", "fp16"), '"auto", "fp32", "bf16" or "fp16"'),),
+    "train.device": ((_device_ok, '"auto", "cpu", "cuda", "cuda:N" or "mps"'),),
+}
+
+
+def _check_rules(key: str, value: Any) -> None:
+    for test, requirement in FIELD_RULES.get(key, ()):
+        _check(test(value), key, requirement, value)
+
+
 @dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -102,17 +157,16 @@ class RunConfig:
     def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
         if not isinstance(raw, dict):
             raise ConfigError("The config must be a table with [data], [model] and [train] sections.")
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
         for key in raw:
-            if key not in sections:
+            if key not in SECTIONS:
                 raise ConfigError(
-                    f"Unknown config section {key!r}; the sections are [data], [model] and [train]."
+                    f"Unknown config section {key!r}; the sections are [data], [model] and [train].", field=key
                 )
         built = {}
-        for name, klass in sections.items():
+        for name, klass in SECTIONS.items():
             values = raw.get(name, {})
             if not isinstance(values, dict):
-                raise ConfigError(f"Config section [{name}] must be a table, got {values!r}.")
+                raise ConfigError(f"Config section [{name}] must be a table, got {values!r}.", field=name)
             built[name] = _build_section(name, klass, values)
         config = cls(**built)
         config.validate()
@@ -155,12 +209,13 @@ class RunConfig:
         if complete:
             missing = _missing_fields(raw)
             if missing:
-                raise ConfigError(f"Config file {path} is incomplete ({missing} is missing); it was damaged.")
+                raise ConfigError(f"Config file {path} is incomplete ({missing} is missing); it was damaged.",
+                                  field=missing.strip("[]"))
         try:
             return cls.from_dict(raw)
         except ConfigError as err:
             message = str(err)
-            raise ConfigError(f"In config file {path}, {message[:1].lower()}{message[1:]}") from None
+            raise ConfigError(f"In config file {path}, {message[:1].lower()}{message[1:]}", field=err.field) from None
 
     def with_overrides(self, overrides: list[str]) -> "RunConfig":
         """Apply `section.key=value` strings (values parsed as TOML, else strings)."""
@@ -169,26 +224,16 @@ class RunConfig:
             key, value = parse_override(item)
             section, _, name = key.partition(".")
             if section not in raw:
-                raise ConfigError(
-                    f"Unknown config section {section!r} in --set {item!r}; use data., model. or train."
-                )
+                raise _unknown_override_section(section, item, key)
             raw[section][name] = value
         return RunConfig.from_dict(raw)
 
     # ---- validation ----------------------------------------------------------
     def validate(self) -> None:
-        d, m, t = self.data, self.model, self.train
-        _check(d.tokenizer in ("char", "word"), "data.tokenizer", '"char" or "word"', d.tokenizer)
-        _check(d.vocab_size == 0 or d.vocab_size >= 2, "data.vocab_size", "0 (no cap) or >= 2", d.vocab_size)
-        _check(0.0 < d.val_fraction < 1.0, "data.val_fraction", "between 0 and 1 (exclusive)", d.val_fraction)
-
-        families = ("transformer", "gru", "lstm")
-        _check(m.family in families, "model.family", '"transformer", "gru" or "lstm"', m.family)
-        for name in ("n_layer", "n_embd", "context_length", "n_head"):
-            value = getattr(m, name)
-            _check(value >= 1, f"model.{name}", "an integer >= 1", value)
-        _check(m.context_length <= 65536, "model.context_length", "at most 65536", m.context_length)
-        _check(0.0 <= m.dropout < 1.0, "model.dropout", "in [0, 1)", m.dropout)
+        """Every field's own rules (FIELD_RULES), then, section by section, those relating two fields."""
+        m, t = self.model, self.train
+        self._check_section("data")
+        self._check_section("model")
         if m.family == "transformer":
             _check(
                 m.n_embd % m.n_head == 0,
@@ -197,27 +242,17 @@ class RunConfig:
                 m.n_head,
             )
             _check((m.n_embd // m.n_head) % 2 == 0, "model.n_embd / model.n_head",
-                   "even (rotary embeddings rotate pairs of dimensions)", m.n_embd // m.n_head)
-
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval"):
-            value = getattr(t, name)
-            _check(value >= 1, f"train.{name}", "an integer >= 1", value)
-        for name in ("warmup_steps", "sample_tokens", "threads"):
-            value = getattr(t, name)
-            _check(value >= 0, f"train.{name}", "an integer >= 0", value)
-        _check(0 < t.learning_rate <= 10, "train.learning_rate", "a number in (0, 10]", t.learning_rate)
+                   "even (rotary embeddings rotate pairs of dimensions)", m.n_embd // m.n_head,
+                   field="model.n_embd")
+        self._check_section("train")
         _check(0 <= t.min_lr <= t.learning_rate, "train.min_lr",
                f"between 0 and train.learning_rate ({t.learning_rate})", t.min_lr)
-        _check(t.weight_decay >= 0, "train.weight_decay", "a number >= 0", t.weight_decay)
-        _check(0 <= t.beta1 < 1, "train.beta1", "in [0, 1)", t.beta1)
-        _check(0 <= t.beta2 < 1, "train.beta2", "in [0, 1)", t.beta2)
-        _check(t.grad_clip >= 0, "train.grad_clip", "a number >= 0 (0 disables clipping)", t.grad_clip)
-        device_ok = t.device in ("auto", "cpu", "cuda", "mps") or (
-            t.device.startswith("cuda:") and t.device[5:].isdigit()
-        )
-        _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "train.precision",
-               '"auto", "fp32", "bf16" or "fp16"', t.precision)
-        _check(device_ok, "train.device", '"auto", "cpu", "cuda", "cuda:N" or "mps"', t.device)
+
+    def _check_section(self, section: str) -> None:
+        values = getattr(self, section)
+        for key in FIELD_RULES:
+            if key.startswith(section + "."):
+                _check_rules(key, getattr(values, key.partition(".")[2]))
 
 
 def _missing_fields(raw: dict[str, Any]) -> str | None:
@@ -237,10 +272,46 @@ def _build_section(section: str, klass: type, values: dict[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            names = ", ".join(known)
-            raise ConfigError(f"Unknown config key {section}.{key}; the keys of [{section}] are: {names}.")
+            raise _unknown_key(section, key, known)
         kwargs[key] = _coerce(f"{section}.{key}", known[key].type, value)
     return klass(**kwargs)
+
+
+def _unknown_key(section: str, key: str, known: dict[str, Any]) -> ConfigError:
+    names = ", ".join(known)
+    return ConfigError(f"Unknown config key {section}.{key}; the keys of [{section}] are: {names}.",
+                       field=f"{section}.{key}")
+
+
+def _unknown_override_section(section: str, item: str, key: str) -> ConfigError:
+    return ConfigError(f"Unknown config section {section!r} in --set {item!r}; use data., model. or train.",
+                       field=key)
+
+
+def check_field(key: str, value: Any) -> Any:
+    """`value` coerced to the type of field `key` ("train.max_steps") and checked against that
+    field's own rules; the rules relating it to other fields need a whole config (validate)."""
+    section, _, name = key.partition(".")
+    klass = SECTIONS.get(section)
+    if klass is None:
+        raise ConfigError(f"Unknown config section {section!r}; the sections are [data], [model] and [train].",
+                          field=key)
+    known = {f.name: f for f in fields(klass)}
+    if name not in known:
+        raise _unknown_key(section, name, known)
+    value = _coerce(key, known[name].type, value)
+    _check_rules(key, value)
+    return value
+
+
+def check_override(item: str) -> tuple[str, Any]:
+    """One `section.key=value` parsed and its value checked on its own (see check_field), with
+    the same sentences as with_overrides gives for it."""
+    key, value = parse_override(item)
+    section = key.partition(".")[0]
+    if section not in SECTIONS:
+        raise _unknown_override_section(section, item, key)
+    return key, check_field(key, value)
 
 
 def _coerce(name: str, type_name: Any, value: Any) -> Any:
@@ -268,7 +339,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or "." not in key:
-        raise ConfigError(f"--set expects section.key=value, got {item!r}.")
+        raise ConfigError(f"--set expects section.key=value, got {item!r}.", field=key or None)
     text = text.strip()
     try:
         value = tomllib.loads(f"v = {text}")["v"]

@@ -6,11 +6,16 @@ import math
 
 import pytest
 from textual.widgets import Input, Static
-from tui_helpers import make_fake_run, wait_for
+from kit import make_fake_run
+from tui_helpers import wait_for
 
 from minigpt_tui.core import events as ev
+from minigpt_tui.core.config import RunConfig
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.train_tab import describe_corpus, fmt_duration
+from minigpt_tui.tui.formatting import fmt_duration
+from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.train import TrainerProcess, check_form, describe_corpus
+from minigpt_tui.tui.train.form import EXTRA, FORM_KEYS, config_value, format_value
 
 
 def fill(app, **fields) -> None:
@@ -38,7 +43,7 @@ async def test_form_errors_show_next_to_the_field_and_block_start():
         await pilot.pause()
         assert "train.max_steps must be an integer" in str(error.render())
         await pilot.press("s")
-        assert not app.train.is_running
+        assert not app.train.training
         assert any("train.max_steps" in n.message for n in app._notifications)
         fill(app, train__max_steps=200)
         await pilot.pause()
@@ -94,7 +99,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         assert app.train.config is not None, app.train.errors
         await pilot.press("s")
         train = app.train
-        assert train.is_running
+        assert train.training
         assert await wait_for(pilot, lambda: len(train.plot.train) >= 3 and train.plot.val, timeout=60)
         s = train.state
         assert s.status == "training" and s.run_name.startswith("kjv-char-transformer")
@@ -105,7 +110,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         assert await wait_for(pilot, lambda: s.checkpoints, timeout=60)  # first checkpoint (step 5)
         assert app.screen.active_bindings["x"].enabled and not app.screen.active_bindings["s"].enabled
         await pilot.press("x")
-        assert await wait_for(pilot, lambda: not train.is_running, timeout=60)
+        assert await wait_for(pilot, lambda: not train.training, timeout=60)
         assert s.status == "stopped"
         assert (tui_home / "runs" / s.run_name / "checkpoints" / "last.pt").is_file()
         assert any("Stopped" in n.message for n in app._notifications)
@@ -127,7 +132,7 @@ async def test_a_crashing_trainer_is_a_message_and_the_app_keeps_running(tmp_pat
         tiny_form(app, binary, max_steps=10)
         await pilot.pause()
         await pilot.press("s")
-        assert await wait_for(pilot, lambda: not app.train.is_running and app.train.state.status == "failed",
+        assert await wait_for(pilot, lambda: not app.train.training and app.train.state.status == "failed",
                               timeout=60)
         message = app.train.state.message
         assert "binary" in message and "Traceback" not in message
@@ -185,3 +190,61 @@ async def test_command_line_lists_only_changed_fields():
         args = app.train.command_line()
         assert args[0] == "--train" and args[1].endswith("kjv-char-transformer.toml")
         assert args[2:] == ["--set", "train.max_steps=300", "--set", "train.sample_tokens=50"]
+
+
+def form_of(config: RunConfig) -> dict[str, str]:
+    return {key: format_value(config_value(config, key)) for key in FORM_KEYS}
+
+
+def test_check_form_puts_each_error_at_the_field_it_names():
+    base = RunConfig()
+    ok = check_form(base, form_of(base), "")
+    assert ok.errors == {} and ok.config == base
+    # A field's own rule and a rule between two fields are both reported, each at its field.
+    check = check_form(base, {**form_of(base), "train.max_steps": "0", "model.n_embd": "18"}, "")
+    assert check.config is None
+    assert check.errors["train.max_steps"] == "train.max_steps must be an integer >= 1, got 0."
+    assert check.errors["model.n_head"].startswith("model.n_head must be a divisor of model.n_embd (18)")
+    # A rule about a key the form lacks shows at the form field it compares against...
+    check = check_form(base, {**form_of(base), "train.learning_rate": "1e-5"}, "")
+    assert check.errors["train.learning_rate"].startswith("train.min_lr must be between 0 and")
+    # ...unless --set gave that key, or overrode a form field: then --set is what to fix.
+    check = check_form(base, form_of(base), "model.n_head=3")
+    assert list(check.errors) == [EXTRA] and "model.n_head" in check.errors[EXTRA]
+    assert check_form(base, form_of(base), "train.x='1").errors == {EXTRA: "The --set field has an unclosed quote."}
+    assert check_form(base, {**form_of(base), "train.device": " "}, "").errors["train.device"].startswith(
+        "train.device must be")
+
+
+def test_a_dead_trainer_is_explained_by_its_own_sentence_then_signal_then_stderr():
+    trainer = TrainerProcess(["--train", "x.toml"])
+    assert trainer.argv[-2:] == ["--events", "jsonl"]
+    trainer.returncode, trainer.stderr_lines = -9, ["minigpt-tui: The corpus is binary.", "Traceback"]
+    assert trainer.crash_message() == "The corpus is binary."
+    trainer.stderr_lines = ["Traceback (most recent call last):", "MemoryError"]
+    assert trainer.crash_message() == "The trainer was killed by SIGKILL."
+    trainer.returncode = 1
+    assert trainer.crash_message() == "The trainer exited with status 1: MemoryError"
+    trainer.stderr_lines = []
+    assert trainer.crash_message() == "The trainer exited with status 1 without saying why."
+
+
+async def test_a_theme_change_recolours_the_run_status():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        train = app.train
+        train.handle_event(ev.Started("r", "/nowhere/r", "transformer", "char", "kjv", 65, math.log(65), 1000, 0, 5000,
+                                      1024, "cpu", "float32"))
+        train.handle_event(ev.Step(10, 3.0, 1e-3, 5000.0, 10, 100.0))
+        train._render_status()
+
+        def loss_style() -> str:  # the first bold coloured span of the status lines: the loss
+            return next(str(s.style) for s in app.query_one("#train-status").render().spans
+                        if str(s.style).startswith("bold #"))
+
+        before = loss_style()
+        assert before == f"bold {colour(app, 'train')}"
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        await pilot.pause()
+        assert loss_style() == f"bold {colour(app, 'train')}" != before

@@ -1,0 +1,220 @@
+"""The Train form's schema, its validation and the trainer command it stands for.
+
+The widgets are laid out here from the schema (compose_form); the pane reads the
+fields' text into a dict, checks it with check_form and shows what that returns. Validation runs on every (debounced) keystroke, so it is cheap: each field is
+checked on its own (config.check_override: its type and its own rules), then the whole
+form goes through one with_overrides round trip for the rules that relate two fields
+(n_head divides n_embd, min_lr <= learning_rate). Errors land at the field that
+ConfigError.field names.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Input, Label, Select, Static
+
+from minigpt_tui.core.config import ConfigError, RunConfig, check_override
+from minigpt_tui.tui.formatting import fmt_bytes
+
+# (config key, label, choices or None). The labels are the TOML names, so what a person
+# learns here carries over to recipes and --set.
+FORM_FIELDS: list[tuple[str, str, tuple[str, ...] | None]] = [
+    ("data.path", "corpus", None),
+    ("data.tokenizer", "tokenizer", ("char", "word")),
+    ("data.vocab_size", "vocab_size", None),
+    ("model.family", "family", ("transformer", "gru", "lstm")),
+    ("model.n_layer", "n_layer", None),
+    ("model.n_head", "n_head", None),
+    ("model.n_embd", "n_embd", None),
+    ("model.context_length", "context", None),
+    ("model.dropout", "dropout", None),
+    ("train.max_steps", "max_steps", None),
+    ("train.batch_size", "batch_size", None),
+    ("train.learning_rate", "learning_rate", None),
+    ("train.eval_interval", "eval_interval", None),
+    ("train.device", "device", None),
+]
+FORM_KEYS = [key for key, _, _ in FORM_FIELDS]
+STRING_FIELDS = {"data.path", "data.tokenizer", "model.family", "train.device"}
+EXTRA = "extra"  # the free-form "--set" field
+FORM = "form"  # an error no one field owns: shown under the whole form
+
+# A rule about a key the form lacks is shown at the form field it compares against: the
+# only way to break "min_lr <= learning_rate" from the form is to lower learning_rate.
+SHOWN_AT = {"train.min_lr": "train.learning_rate"}
+
+
+def field_id(key: str) -> str:
+    """The widget id of a form field ("train.max_steps" -> "f-train-max-steps")."""
+    return "f-" + key.replace(".", "-").replace("_", "-")
+
+
+def format_value(value: Any) -> str:
+    """A config value as the form shows it (TOML spelling for booleans, short floats)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def config_value(config: RunConfig, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def describe_corpus(text: str) -> tuple[bool, str]:
+    """(usable, one line) for the corpus field, checked as the user types."""
+    if not text.strip():
+        return True, "built-in KJV Bible"
+    path = Path(text.strip()).expanduser()
+    try:
+        if path.is_file():
+            size = path.stat().st_size
+            if size == 0:
+                return False, f"{path.name} is empty"
+            return True, f"text file, {fmt_bytes(size)}"
+        if path.is_dir():
+            for ext in ("tokens", "raw"):
+                if (path / f"wiki.train.{ext}").is_file() and (path / f"wiki.valid.{ext}").is_file():
+                    return True, f"WikiText folder (.{ext})"
+            return False, "folder without wiki.train.tokens / wiki.valid.tokens"
+    except OSError as err:
+        return False, f"cannot read: {err.strerror or err}"
+    return False, "no such file or folder"
+
+
+def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
+    """The form's widgets, laid out from FORM_FIELDS: a row per field (a Select where the
+    field has choices), each with its error line under it, then the --set field."""
+    yield Static("", id="form-mode")
+    with Horizontal(classes="form-row"):
+        yield Label("recipe", classes="form-label")
+        yield Select([(name, name) for name in recipes], value=recipe or Select.BLANK,
+                     allow_blank=not recipes, compact=True, id="recipe")
+    for key, label, choices in FORM_FIELDS:
+        with Horizontal(classes="form-row"):
+            yield Label(label, classes="form-label")
+            if choices:
+                yield Select([(c, c) for c in choices], value=choices[0], allow_blank=False,
+                             compact=True, id=field_id(key), classes="form-field")
+            else:
+                placeholder = "(empty: built-in KJV)" if key == "data.path" else ""
+                yield Input(compact=True, id=field_id(key), classes="form-field",
+                            placeholder=placeholder, select_on_focus=False)
+        if key == "data.path":
+            yield Static("", id="corpus-hint", classes="hint")
+        yield Static("", id=field_id(key) + "-error", classes="field-error")
+    with Horizontal(classes="form-row"):
+        yield Label("--set", classes="form-label")
+        yield Input(compact=True, id=field_id(EXTRA), classes="form-field",
+                    placeholder="section.key=value ...", select_on_focus=False)
+    yield Static("", id=field_id(EXTRA) + "-error", classes="field-error")
+    yield Static("", id="form-error", classes="field-error")
+
+
+def form_item(key: str, text: str) -> str:
+    """The `section.key=value` a field's text stands for. String fields are quoted as TOML
+    strings, so that "cuda:0" or a path with spaces is not read as something else; the
+    corpus path keeps its spaces (a file name may start or end with one)."""
+    if key in STRING_FIELDS:
+        return f"{key}={json.dumps(text if key == 'data.path' else text.strip(), ensure_ascii=False)}"
+    return f"{key}={text.strip()}"
+
+
+def split_extra(text: str) -> list[str]:
+    """The --set field's `section.key=value` items (shell quoting, as on the command line)."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        raise ConfigError("The --set field has an unclosed quote.") from None
+
+
+@dataclass
+class FormCheck:
+    """The outcome of checking the form: the config it makes (None while any field has an
+    error), the error sentence of each field (a FORM_FIELDS key, EXTRA or FORM) and the
+    corpus line shown under the corpus field."""
+
+    config: RunConfig | None
+    errors: dict[str, str] = field(default_factory=dict)
+    corpus_ok: bool = True
+    corpus_hint: str = ""
+
+
+def check_form(base: RunConfig, values: dict[str, str], extra_text: str) -> FormCheck:
+    """Check the form's fields (`values`: config key -> the field's text) and its --set
+    text over `base` (the recipe, or the config of the run being resumed)."""
+    errors: dict[str, str] = {}
+    good_items: list[str] = []
+    for key in FORM_KEYS:
+        item = form_item(key, values.get(key, ""))
+        if not item.split("=", 1)[1]:
+            errors[key] = f"{key} needs a value."
+            continue
+        try:
+            check_override(item)
+        except ConfigError as err:
+            errors[key] = str(err)
+            continue
+        good_items.append(item)
+    extra_keys: set[str] = set()
+    try:
+        extra = split_extra(extra_text)
+        for item in extra:
+            extra_keys.add(check_override(item)[0])
+    except ConfigError as err:
+        extra = []
+        errors[EXTRA] = str(err)
+    # One round trip for the rules between fields. The fields with errors of their own keep
+    # the base value, so a cross-field error shows beside them rather than after their fix.
+    config = None
+    try:
+        config = base.with_overrides(good_items + extra)
+    except ConfigError as err:
+        errors.setdefault(_shown_at(err, extra_keys), str(err))
+    path_text = values.get("data.path", "")
+    corpus_ok, hint = describe_corpus(path_text)
+    if not corpus_ok and "data.path" not in errors:
+        errors["data.path"] = (f"Corpus path {path_text.strip()} is not usable ({hint}); "
+                               "give a text file, a WikiText folder, or leave it empty.")
+    return FormCheck(None if errors else config, errors, corpus_ok, hint)
+
+
+def _shown_at(err: ConfigError, extra_keys: set[str]) -> str:
+    """Where the form shows an error from the whole-form round trip."""
+    if err.field in extra_keys:
+        return EXTRA  # the --set value wins over the form field, so that is what to fix
+    if err.field in FORM_KEYS:
+        return err.field
+    return SHOWN_AT.get(err.field or "", FORM)
+
+
+def command_line(config: RunConfig, values: dict[str, str], extra_text: str, *,
+                 resume_dir: Path | None = None, recipe_path: Path | None = None) -> list[str]:
+    """The headless command (without --events) that trains `config`, the checked form:
+    a resume sets max_steps only; a new run lists the fields that differ from the recipe."""
+    extra = split_extra(extra_text)
+    if resume_dir is not None:
+        sets = [f"train.max_steps={config.train.max_steps}"] + extra
+        head = ["--train", "--resume", str(resume_dir)]
+    else:
+        if recipe_path is None:
+            raise ValueError("command_line needs a recipe path or a run to resume")
+        recipe = RunConfig.load(recipe_path)
+        sets = [form_item(key, values.get(key, "")) for key in FORM_KEYS
+                if config_value(config, key) != config_value(recipe, key)]
+        sets += extra
+        head = ["--train", str(recipe_path)]
+    args = list(head)
+    for item in sets:
+        args += ["--set", item]
+    return args
+

@@ -1,0 +1,447 @@
+"""The Train tab: a recipe and a form on the left, the live run on the right.
+
+This module is the glue: the widgets, the key bindings and the handlers. The form's
+rules and the command it stands for are in form.py, the trainer child process in
+process.py, the run's state and its drawing in state.py. Numbers are repainted by a
+4 Hz timer that runs only while training, so a fast trainer cannot flood the screen.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.theme import Theme
+from textual.widgets import Button, Input, Select, Static
+
+from minigpt_tui.core import events as ev
+from minigpt_tui.core import paths
+from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.runs import loss_series
+from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.train import form
+from minigpt_tui.tui.train.form import EXTRA, FORM, FORM_FIELDS, FORM_KEYS, config_value, field_id, format_value
+from minigpt_tui.tui.train.process import TrainerProcess
+from minigpt_tui.tui.train.state import RunState, render_badge, render_idle, render_sample, render_status
+from minigpt_tui.tui.widgets.live_text import LiveText
+from minigpt_tui.tui.widgets.loss_plot import LossPlot
+
+
+class TrainPane(Vertical):
+    """Recipe, corpus and hyperparameters; start/stop; the live loss plot and samples."""
+
+    BINDINGS = [
+        Binding("s", "start", "Start", id="train.start", tooltip="Start training with the form's settings"),
+        Binding("x", "stop", "Stop", id="train.stop", tooltip="Stop: the trainer saves a checkpoint and exits"),
+        Binding("n", "new_run", "New run", id="train.new_run",
+                tooltip="Leave resume mode and set up a new run from a recipe"),
+        Binding("escape", "leave_field", "Leave field", id="train.leave_field",
+                tooltip="Leave the form field (then single keys act)"),
+    ]
+
+    class RunEvent(Message):
+        """A trainer event the rest of the app may care about (started, checkpoint, done)."""
+
+        def __init__(self, event: ev.Event) -> None:
+            super().__init__()
+            self.event = event
+
+    class Ended(Message):
+        """The trainer has exited; `status` is the run's final status (finished, stopped, failed)."""
+
+        def __init__(self, status: str, run_dir: str) -> None:
+            super().__init__()
+            self.status = status
+            self.run_dir = run_dir
+
+    class RecipeChosen(Message):
+        def __init__(self, recipe: str) -> None:
+            super().__init__()
+            self.recipe = recipe
+
+    def __init__(self, recipe: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.recipes = {p.stem: p for p in paths.list_recipes()}
+        if recipe not in self.recipes:
+            recipe = paths.DEFAULT_RECIPE if paths.DEFAULT_RECIPE in self.recipes else next(iter(self.recipes), "")
+        self.recipe = recipe
+        self.base_config: RunConfig = RunConfig()
+        self.resume_dir: Path | None = None  # set: the form resumes this run
+        self.state = RunState()
+        self.proc: TrainerProcess | None = None  # the running trainer
+        self.stop_requested = False
+        self.errors: dict[str, str] = {}
+        self.config: RunConfig | None = None  # the validated form, None while it has an error
+        self._dirty = False
+        self._ui_timer = None
+        self._loading_form = False
+        self._validation_pending = False
+        self._shown_errors: dict[str, str] = {}
+
+    # ---- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="train-body"):
+            with VerticalScroll(id="train-form"):
+                yield from form.compose_form(list(self.recipes), self.recipe)
+            with Vertical(id="train-live"):
+                with Horizontal(id="train-buttons"):
+                    yield Button("Start (s)", id="start", compact=True, variant="success")
+                    yield Button("Stop (x)", id="stop", compact=True, variant="error")
+                    yield LiveText("", id="train-badge")
+                yield LiveText("", id="train-status")
+                yield LossPlot(id="train-plot", empty_message="The loss curves appear here once training starts.")
+                yield Static("", id="train-sample")
+
+    def on_mount(self) -> None:
+        self._ui_timer = self.set_interval(0.25, self._tick, pause=True)
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.load_recipe(self.recipe)
+        self._update_buttons()
+        self._render_status()
+
+    def _theme_changed(self, theme: Theme) -> None:
+        """Text drawn in Python holds colours read from the theme: draw it again."""
+        self._shown_errors.clear()
+        self.validate_form()
+        self._render_status()
+
+    # ---- the form -------------------------------------------------------------------------------
+    def load_recipe(self, name: str) -> bool:
+        path = self.recipes.get(name)
+        if path is None:
+            return False
+        try:
+            config = RunConfig.load(path)
+        except ConfigError as err:
+            self.app.notify(str(err), severity="error", title="Recipe")
+            return False
+        self.recipe = name
+        self.resume_dir = None
+        self.base_config = config
+        self._fill_form(config)
+        return True
+
+    def prepare_resume(self, run_dir: Path, config: RunConfig, step: int) -> None:
+        """Fill the form from a run to resume; only max_steps (and --set) stay editable."""
+        self.resume_dir = Path(run_dir)
+        self.base_config = config
+        self._fill_form(config)
+        self._set_form_mode()
+        self.query_one("#start", Button).focus()
+
+    def _fill_form(self, config: RunConfig) -> None:
+        self._loading_form = True
+        try:
+            for key, _, choices in FORM_FIELDS:
+                widget = self.query_one("#" + field_id(key))
+                value = config_value(config, key)
+                if choices:
+                    widget.value = value if value in choices else choices[0]
+                else:
+                    widget.value = format_value(value)
+            self.query_one("#" + field_id(EXTRA), Input).value = ""
+            if self.recipe and self.resume_dir is None:
+                self.query_one("#recipe", Select).value = self.recipe
+        finally:
+            self._loading_form = False
+        self._set_form_mode()
+        self.validate_form()
+
+    def _set_form_mode(self) -> None:
+        resuming = self.resume_dir is not None
+        running = self.training
+        for key in FORM_KEYS:
+            widget = self.query_one("#" + field_id(key))
+            widget.disabled = running or (resuming and key != "train.max_steps")
+        self.query_one("#" + field_id(EXTRA)).disabled = running
+        self.query_one("#recipe").disabled = running or resuming
+        mode = self.query_one("#form-mode", Static)
+        if resuming:
+            mode.update(Text.assemble(("Resume ", "bold"), (self.resume_dir.name, "bold"),
+                                      ("\nraise max_steps to train longer; n: new run", "dim")))
+            mode.display = True
+        else:
+            mode.display = False
+        self.refresh_bindings()
+
+    def _form_values(self) -> dict[str, str]:
+        """Config key -> the text of its field (a Select's value)."""
+        values = {}
+        for key in FORM_KEYS:
+            raw = self.query_one("#" + field_id(key)).value
+            values[key] = str(raw) if raw is not Select.BLANK else ""
+        return values
+
+    def _extra_text(self) -> str:
+        return self.query_one("#" + field_id(EXTRA), Input).value
+
+    def validate_form(self) -> RunConfig | None:
+        """Check the form against the core's rules; errors show under their fields."""
+        check = form.check_form(self.base_config, self._form_values(), self._extra_text())
+        errors = check.errors
+        shown_hint = ("✓ " if check.corpus_ok else "✗ ") + check.corpus_hint
+        if self._shown_errors.get("corpus-hint") != shown_hint:
+            self._shown_errors["corpus-hint"] = shown_hint
+            style = colour(self.app, "good" if check.corpus_ok else "bad")
+            self.query_one("#corpus-hint", Static).update(Text(shown_hint, style=style))
+        self.errors = errors
+        if self.state.status == "idle" and self.is_mounted:
+            self._dirty = True  # the idle status line names the corpus
+            self.call_after_refresh(self._tick)
+        for key in [*FORM_KEYS, EXTRA, FORM]:
+            message = errors.get(key, "")
+            if key == "data.path" and message and not check.corpus_ok:
+                message = ""  # the hint line already says it
+            if self._shown_errors.get(key, "") == message:
+                continue  # repaint only what changed
+            self._shown_errors[key] = message
+            target = self.query_one("#form-error" if key == FORM else "#" + field_id(key) + "-error", Static)
+            target.update(Text(message, style=colour(self.app, "bad")))
+            target.display = bool(message)
+        self.config = check.config
+        return check.config
+
+    @on(Input.Changed, ".form-field")
+    @on(Select.Changed, ".form-field")
+    def _field_changed(self, event) -> None:
+        self._schedule_validation()
+
+    def _schedule_validation(self) -> None:
+        """Validate once for a burst of changes (filling the form changes every field at once)."""
+        if not self._validation_pending:
+            self._validation_pending = True
+            self.call_later(self._run_pending_validation)
+
+    def _run_pending_validation(self) -> None:
+        if self._validation_pending:
+            self._validation_pending = False
+            self.validate_form()
+
+    @on(Select.Changed, "#recipe")
+    def _recipe_changed(self, event: Select.Changed) -> None:
+        if self._loading_form or event.value is Select.BLANK or event.value == self.recipe:
+            return
+        if self.load_recipe(str(event.value)):
+            self.post_message(TrainPane.RecipeChosen(self.recipe))
+
+    @on(Input.Submitted, ".form-field")
+    def _field_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_start()
+
+    # ---- start / stop ---------------------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self.proc is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return None if self.training else True
+        if action == "stop":
+            return True if self.training and not self.stop_requested else None
+        if action == "new_run":
+            return True if self.resume_dir is not None and not self.training else False
+        if action == "leave_field":
+            return self._in_form_field()
+        return True
+
+    def _in_form_field(self) -> bool:
+        focused = self.app.focused
+        return isinstance(focused, (Input, Select)) and focused in self.query(".form-field, #recipe")
+
+    def command_line(self) -> list[str]:
+        """The headless command this start runs (without the --events flag); [] while the form has an error."""
+        config = self.validate_form()
+        if config is None:
+            return []
+        recipe_path = self.recipes[self.recipe] if self.resume_dir is None else None
+        return form.command_line(config, self._form_values(), self._extra_text(),
+                                 resume_dir=self.resume_dir, recipe_path=recipe_path)
+
+    def action_start(self) -> None:
+        if self.training:
+            self.app.notify("A run is already training; stop it first (x).", severity="warning")
+            return
+        if not self.recipes and self.resume_dir is None:
+            self.app.notify(f"No recipes found in {paths.recipes_dir()}.", severity="error")
+            return
+        try:
+            args = self.command_line()
+        except ConfigError as err:
+            self.app.notify(str(err), severity="error", title="Cannot start")
+            return
+        if not args:
+            key, message = next(iter(self.errors.items()), (FORM, "The form has an error."))
+            self.app.notify(message, severity="error", title="Cannot start")
+            self._focus_field(key)
+            return
+        self.start_process(args)
+
+    def start_process(self, args: list[str]) -> None:
+        """Start the headless trainer with these CLI arguments (plus --events jsonl)."""
+        trainer = TrainerProcess(args)
+        self.state = RunState(status="starting")
+        self.stop_requested = False
+        self.plot.clear()
+        self._dirty = True
+        shown = " ".join(shlex.quote(a) for a in ["minigpt-tui", *args])
+        self.query_one("#train-sample", Static).update(
+            Text.assemble(("Starting the trainer", "bold"), (" (the same as running:\n", "dim"), (shown, "dim"), (")", "dim")))
+        self.run_worker(self._run_process(trainer, resuming="--resume" in args), group="train", exclusive=True,
+                        exit_on_error=False, name="trainer")
+
+    async def _run_process(self, trainer: TrainerProcess, resuming: bool) -> None:
+        try:
+            await trainer.start()
+        except OSError as err:
+            self.state.status = "failed"
+            self.state.message = f"Could not start the trainer ({err.strerror or err})."
+            self.app.notify(self.state.message, severity="error", title="Training")
+            self._render_status()
+            return
+        self.proc = trainer
+        self._set_form_mode()
+        self._update_buttons()
+        self._ui_timer.resume()
+        try:
+            async for event in trainer:
+                self.handle_event(event, resuming=resuming)
+        finally:
+            self.proc = None
+        self._finish(trainer)
+
+    def handle_event(self, event: ev.Event, resuming: bool = False) -> None:
+        """Update the run state from one trainer event (the display catches up on the next tick)."""
+        self._dirty = True
+        self.state.apply(event, stopping=self.stop_requested)
+        if isinstance(event, ev.Started):
+            train, val = [], []
+            if resuming:  # the plot shows the steps before this resume too
+                train, val = loss_series(Path(event.run_dir), upto=event.start_step)
+                self.state.resumed_from(val)
+            self.plot.set_data(train, val, event.ln_vocab, event.max_steps)
+        elif isinstance(event, ev.Step):
+            self.plot.add_train(event.step, event.loss)
+        elif isinstance(event, ev.Eval):
+            self.plot.add_val(event.step, event.val_loss)
+        if isinstance(event, (ev.Started, ev.CheckpointSaved, ev.Done, ev.Error)):
+            self.post_message(TrainPane.RunEvent(event))
+
+    def _finish(self, trainer: TrainerProcess) -> None:
+        self._ui_timer.pause()
+        # returncode is set: the events end only once the trainer has exited
+        notice = self.state.end(trainer.returncode, self.stop_requested, trainer.crash_message)
+        if notice is not None:
+            self.app.notify(notice.message, severity=notice.severity, title=notice.title, timeout=notice.timeout)
+        self.stop_requested = False
+        self._set_form_mode()
+        self._update_buttons()
+        self._render_status()
+        self.plot.request_redraw(now=True)
+        self.post_message(TrainPane.Ended(self.state.status, self.state.run_dir))
+
+    def action_stop(self) -> None:
+        if not self.training:
+            self.app.notify("Nothing is training.", severity="warning")
+            return
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        if self.proc is None or self.stop_requested:
+            return
+        self.stop_requested = True
+        self.state.status = "stopping"
+        self.proc.stop()
+        self._dirty = True
+        self._render_status()
+        self._update_buttons()
+
+    async def stop_and_wait(self, timeout: float = 60.0) -> None:
+        """Stop the trainer and wait until it has saved and exited (for quitting)."""
+        proc = self.proc
+        if proc is None:
+            return
+        self.request_stop()
+        await proc.stop_and_wait(timeout)
+
+    def action_new_run(self) -> None:
+        if self.training:
+            return
+        self.load_recipe(self.recipe)
+
+    def action_leave_field(self) -> None:
+        if self._in_form_field():
+            self.focus_default()
+
+    def _focus_field(self, key: str) -> None:
+        target = "#form-error" if key == FORM else "#" + field_id(key)
+        try:
+            widget = self.query_one(target)
+        except NoMatches:
+            return
+        if widget.focusable:
+            widget.focus()
+        widget.scroll_visible()
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_start()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_stop()
+
+    def focus_default(self) -> None:
+        button = self.query_one("#start" if not self.training else "#stop", Button)
+        if button.disabled:
+            self.query_one("#train-plot").focus()
+        else:
+            button.focus()
+
+    # ---- display ---------------------------------------------------------------------------------------
+    @property
+    def plot(self) -> LossPlot:
+        return self.query_one("#train-plot", LossPlot)
+
+    def _tick(self) -> None:
+        if self._dirty:
+            self._render_status()
+
+    def _update_buttons(self) -> None:
+        start, stop = self.query_one("#start", Button), self.query_one("#stop", Button)
+        focused = self.app.focused
+        start.disabled = self.training
+        stop.disabled = not self.training or self.stop_requested
+        if focused in (start, stop) and focused.disabled:
+            if not stop.disabled:
+                stop.focus()
+            elif not start.disabled:
+                start.focus()
+            else:
+                self.plot.focus()
+        self.refresh_bindings()
+
+    def _render_status(self) -> None:
+        self._dirty = False
+        s = self.state
+        self.query_one("#train-badge", LiveText).update(render_badge(s, self.app))
+        if s.status == "idle":
+            resuming = self.resume_dir is not None
+            corpus_ok, corpus = form.describe_corpus(self.query_one("#" + field_id("data.path"), Input).value)
+            lines = render_idle("resume" if resuming else "train", self.resume_dir.name if resuming else self.recipe,
+                                corpus_ok, corpus)
+        else:
+            lines = render_status(s, self.app)
+        self.query_one("#train-status", LiveText).update(lines)
+        sample = render_sample(s, self.app)
+        if sample is not None:
+            self.query_one("#train-sample", Static).update(sample)
