@@ -1,4 +1,6 @@
-from minigpt_tui.core.tokenizer import UNK, CharTokenizer, Tokenizer, WordTokenizer, prettify
+import random
+
+from minigpt_tui.core.tokenizer import UNK, CharTokenizer, Tokenizer, WikiTextJoins, WordTokenizer, prettify
 
 TEXT = "In the beginning God created the heaven and the earth.\nAnd the earth was without form.\n"
 
@@ -38,6 +40,20 @@ def test_word_cap_and_incremental_decoding_matches_whole():
 
 def test_wikitext_joins_read_back_sensibly():
     assert prettify("a well @-@ known 3 @.@ 5 m , 1 @,@ 000") == "a well-known 3.5 m , 1,000"
+
+
+def test_streamed_wikitext_joins_match_prettify():
+    """Fed piece by piece (a marker held until the next piece), the text is prettify() of the whole."""
+    joins = WikiTextJoins()
+    assert [joins.feed(p) for p in [" well", " @-@", " known", " 3", " @.@", " 5", " @-@"]] == \
+        [" well", "", "-known", " 3", "", ".5", ""]
+    assert joins.flush() == " @-@" and joins.flush() == ""  # the stream ended on a marker: kept as written
+    rng = random.Random(7)
+    vocab = [" the", " @-@", " @.@", " @,@", " 3", " well", "\n", " =", "@-@", ""]
+    for _ in range(300):
+        pieces = [rng.choice(vocab) for _ in range(rng.randrange(40))]
+        joins = WikiTextJoins()
+        assert "".join(joins.feed(p) for p in pieces) + joins.flush() == prettify("".join(pieces))
 
 
 def test_bad_tokenizer_json_is_one_sentence(tmp_path):

@@ -31,14 +31,6 @@ class Corpus:
     val_text: str
 
 
-def describe(data_path: str) -> str:
-    """A short corpus label for tables, without reading the corpus."""
-    if not data_path:
-        return "kjv"
-    path = Path(data_path)
-    return path.name or str(path)
-
-
 def load_corpus(data: DataConfig) -> Corpus:
     if not data.path:
         text = kjv_text()

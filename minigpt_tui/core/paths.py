@@ -26,6 +26,11 @@ def runs_dir() -> Path:
     return data_home() / "runs"
 
 
+def debug_log_file() -> Path:
+    """Where the app logs what it could not show as a sentence (tracebacks, for bug reports)."""
+    return data_home() / "debug.log"
+
+
 def settings_file() -> Path:
     """The app's remembered settings (last run, sampling settings)."""
     override = os.environ.get(HOME_ENV)

@@ -74,9 +74,6 @@ class Tokenizer:
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "tokens": self.itos}, ensure_ascii=False)
 
-    def save(self, path: Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
-
     @staticmethod
     def from_json(text: str, source: str = "tokenizer") -> "Tokenizer":
         try:
@@ -144,9 +141,43 @@ def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
 
 
 # WikiText writes "3 @.@ 5" and "well @-@ known": show them as "3.5" and "well-known".
-_WIKITEXT_JOINS = re.compile(r" @([-.,])@ ")
+# The one table of these joins; `prettify` and `WikiTextJoins` both read it.
+WIKITEXT_JOINS = {" @-@": "-", " @.@": ".", " @,@": ","}  # as word-level pieces -> display text
+_WIKITEXT_JOINS = re.compile("(" + "|".join(re.escape(m) for m in WIKITEXT_JOINS) + ") ")
 
 
 def prettify(text: str) -> str:
     """Display form of generated text (WikiText's @-@ style joins read back sensibly)."""
-    return _WIKITEXT_JOINS.sub(r"\1", text)
+    return _WIKITEXT_JOINS.sub(lambda m: WIKITEXT_JOINS[m.group(1)], text)
+
+
+class WikiTextJoins:
+    """`prettify` for text that arrives piece by piece (word-level tokens, streamed).
+
+    A join marker is held back until the next piece shows whether a space follows it
+    (then it reads as "-", "." or ","); `flush()` gives back a marker the stream ended on.
+    Feeding every piece and then flushing gives exactly prettify() of the joined pieces.
+    """
+
+    def __init__(self) -> None:
+        self.held = ""  # a join marker waiting for the next piece
+
+    def feed(self, piece: str) -> str:
+        """The display text `piece` adds (possibly "", while a marker is held)."""
+        if not piece:
+            return ""
+        out = ""
+        if self.held:
+            held, self.held = self.held, ""
+            if not piece.startswith(" "):
+                return held + piece
+            out, piece = WIKITEXT_JOINS[held], piece[1:]  # the space after a marker is part of the join
+        if piece in WIKITEXT_JOINS:
+            self.held = piece
+            return out
+        return out + piece
+
+    def flush(self) -> str:
+        """The marker the stream ended on, as written (no space followed it), or ""."""
+        held, self.held = self.held, ""
+        return held

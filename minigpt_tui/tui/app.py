@@ -6,6 +6,7 @@ generating happen in thread workers, training in a child process.
 
 from __future__ import annotations
 
+import logging
 from functools import partial, wraps
 from pathlib import Path
 from typing import Iterable
@@ -19,10 +20,13 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from minigpt_tui.core import events as ev
 from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+from minigpt_tui.tui.debug_log import setup_debug_log
 from minigpt_tui.tui.generate_tab import GeneratePane
 from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen, RunPickerScreen
 from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
-from minigpt_tui.tui.train_tab import TrainPane
+from minigpt_tui.tui.train import TrainPane
+
+log = logging.getLogger(__name__)
 
 TABS = Binding.Group("Tabs", compact=False)
 TAB_IDS = ("train", "checkpoints", "generate")
@@ -115,7 +119,8 @@ class MiniGPTApp(App[int]):
         if self.settings.keymap:
             try:
                 self.set_keymap(self.settings.keymap)
-            except Exception:
+            except (ValueError, TypeError, KeyError):  # (settings keeps only str values; belt and braces)
+                log.exception("keymap %r not applied", self.settings.keymap)
                 self.notify("The [keymap] in config.toml could not be applied; using the default keys.",
                             severity="warning")
         if self.settings_warning:
@@ -164,7 +169,7 @@ class MiniGPTApp(App[int]):
         if action == "show_tab" and parameters:
             try:
                 return None if self.tabs.active == parameters[0] else True
-            except Exception:
+            except NoMatches:  # asked before the tabs are composed or after they are gone
                 return True
         return True
 
@@ -190,11 +195,12 @@ class MiniGPTApp(App[int]):
     def _focus_active(self, force: bool = False) -> None:
         """Focus the active tab's main widget, unless the focus is already inside that tab."""
         try:
-            pane = self.pane(self.tabs.active)
+            pane = self._panes.get(self.tabs.active)  # None while no tab is active yet
             focused = self.focused
-            if force or focused is None or not (focused is pane or pane in focused.ancestors):
+            inside = focused is not None and (focused is pane or pane in focused.ancestors)
+            if pane is not None and (force or not inside):
                 pane.focus_default()
-        except Exception:
+        except NoMatches:  # (called after a refresh) the app closed meanwhile: nothing to focus
             pass
 
     def _offer_run(self) -> None:
@@ -203,7 +209,7 @@ class MiniGPTApp(App[int]):
         if gen.sampler is not None or gen.loading or self._generate_offered:
             return
         self._generate_offered = True
-        from minigpt_tui.core.checkpoint import list_runs
+        from minigpt_tui.core.runs import list_runs
 
         runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
         if not runs:
@@ -253,15 +259,15 @@ class MiniGPTApp(App[int]):
             self.resume(message.run_dir)
 
     def resume(self, run_dir: Path) -> None:
-        from minigpt_tui.core.checkpoint import CheckpointError, load_run_config, read_meta
+        from minigpt_tui.core.runs import RunDir, RunError
 
-        if self.train.is_running:
+        if self.train.training:
             self.notify("A run is already training; stop it first.", severity="warning")
             return
         try:
-            config = load_run_config(run_dir)
-            step = int(read_meta(run_dir).get("step", 0))
-        except (CheckpointError, ValueError, TypeError) as err:
+            run = RunDir(run_dir)
+            config, step = run.config(), run.read_meta().step
+        except RunError as err:
             self.notify(str(err), severity="error")
             return
         self.tabs.active = "train"
@@ -292,17 +298,16 @@ class MiniGPTApp(App[int]):
         self.schedule_save()
 
     def is_training(self) -> bool:
-        return self.train.is_running
+        return self.train.training
 
     def run_in_use(self, run_dir: Path) -> bool:
         """Is this run being trained right now (by this app, or by any process holding its lock)?"""
-        from minigpt_tui.core import checkpoint as ckpt
+        from minigpt_tui.core.runs import RunDir
 
-        held = getattr(ckpt, "is_training", None)
-        if held is not None and held(run_dir):
+        if RunDir(run_dir).is_training():
             return True
         state = self.train.state
-        if not self.train.is_running:
+        if not self.train.training:
             return False
         try:
             if state.run_dir and Path(state.run_dir).resolve() == Path(run_dir).resolve():
@@ -313,8 +318,8 @@ class MiniGPTApp(App[int]):
             return False
 
     def action_pick_run(self) -> None:
-        from minigpt_tui.core.checkpoint import list_runs
-        from minigpt_tui.tui.checkpoints_tab import fmt_params
+        from minigpt_tui.core.runs import list_runs
+        from minigpt_tui.tui.formatting import fmt_params
 
         runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
         if not runs:
@@ -412,7 +417,7 @@ class MiniGPTApp(App[int]):
         self.call_after_refresh(self.run_action, action, pane)
 
     async def action_quit(self) -> None:
-        if self.train.is_running:
+        if self.train.training:
             def answer(yes: bool | None) -> None:
                 if yes:
                     self.run_worker(self._stop_and_exit(), group="quit", exit_on_error=False)
@@ -440,9 +445,10 @@ def run_app(run: str | None) -> int:
     """`minigpt-tui [--run RUN]`: the full-screen app (a bad run name is an error before it opens)."""
     run_dir = None
     if run:
-        from minigpt_tui.core.checkpoint import resolve_run
+        from minigpt_tui.core.runs import RunDir
 
-        run_dir = resolve_run(run)  # CheckpointError: the CLI prints its sentence
+        run_dir = RunDir.resolve(run).path  # RunError: the CLI prints its sentence
+    setup_debug_log()  # (tests build MiniGPTApp directly and keep their logs to themselves)
     app = MiniGPTApp(run=run_dir)
     result = app.run()
     return int(result or app.return_code or 0)

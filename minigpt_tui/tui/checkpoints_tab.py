@@ -1,6 +1,6 @@
 """The Checkpoints tab: every run in a sortable table, its config and its loss curves.
 
-Listing reads only the small files of each run (core.checkpoint.list_runs), in a
+Listing reads only the small files of each run (core.runs.list_runs), in a
 thread worker; a run whose files are broken is listed with the reason instead of
 breaking the table.
 """
@@ -17,8 +17,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import CellDoesNotExist
 
-from minigpt_tui.core.checkpoint import RunInfo
+from minigpt_tui.core.runs import RunInfo
+from minigpt_tui.tui.formatting import fmt_params
+from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.screens import ConfirmScreen
 from minigpt_tui.tui.widgets.loss_plot import LossPlot
 
@@ -33,14 +36,6 @@ COLUMNS = [
     ("corpus", "Corpus", lambda r: r.corpus.lower()),
     ("date", "Date", lambda r: r.created),
 ]
-
-
-def fmt_params(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1_000:
-        return f"{n / 1e3:.0f}k"
-    return str(n)
 
 
 class CheckpointsPane(Vertical):
@@ -75,7 +70,6 @@ class CheckpointsPane(Vertical):
         self.runs: list[RunInfo] = []
         self.sort_column = "date"
         self.sort_reverse = True
-        self.loaded = False
         self._detail_for: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -93,6 +87,12 @@ class CheckpointsPane(Vertical):
         for key, label, _ in COLUMNS:
             table.add_column(label, key=key)
         self._update_headers()
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme) -> None:
+        """Cells and details hold colours read from the theme: build them again."""
+        if self.runs:
+            self.show_runs(self.runs)
 
     # ---- listing ---------------------------------------------------------------------------
     def refresh_runs(self) -> None:
@@ -100,7 +100,7 @@ class CheckpointsPane(Vertical):
 
     @work(thread=True, exclusive=True, group="list-runs", exit_on_error=False)
     def _list_worker(self) -> None:
-        from minigpt_tui.core.checkpoint import list_runs
+        from minigpt_tui.core.runs import list_runs
 
         try:
             runs = list_runs()
@@ -122,7 +122,6 @@ class CheckpointsPane(Vertical):
         table = self.query_one(DataTable)
         current = self.selected_name
         self.runs = runs
-        self.loaded = True
         sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
         ordered = sorted(runs, key=sort_key, reverse=self.sort_reverse)
         table.clear()
@@ -140,13 +139,14 @@ class CheckpointsPane(Vertical):
 
     def _cells(self, r: RunInfo) -> list[Text | str]:
         if r.error:
-            return [Text(r.name, style="dim"), Text("⚠ unreadable", style="red"), "", "", "", "", "", r.date]
+            return [Text(r.name, style="dim"), Text("⚠ unreadable", style=colour(self.app, "bad")),
+                    "", "", "", "", "", r.date]
         # (for an unreadable run the reason shows beside the table when it is selected)
         best = f"{r.best_val_loss:.3f}" if r.best_val_loss is not None else "-"
         steps = f"{r.step:,}/{r.max_steps:,}" if r.max_steps else f"{r.step:,}"
         name = Text(r.name)
         if r.status == "training":
-            name.append(" ●", "green")
+            name.append(" ●", colour(self.app, "good"))
         return [name, Text(steps, justify="right"), Text(best, justify="right"),
                 Text(fmt_params(r.params), justify="right"), r.family, r.tokenizer, r.corpus, r.date]
 
@@ -167,7 +167,7 @@ class CheckpointsPane(Vertical):
             return None
         try:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:
+        except CellDoesNotExist:  # the cursor is past the rows (the table was just refilled)
             return None
         return next((r for r in self.runs if r.name == key), None)
 
@@ -175,13 +175,6 @@ class CheckpointsPane(Vertical):
     def selected_name(self) -> str | None:
         run = self.selected
         return run.name if run else None
-
-    def select_run(self, name: str) -> None:
-        table = self.query_one(DataTable)
-        try:
-            table.move_cursor(row=table.get_row_index(name), animate=False)
-        except Exception:
-            pass
 
     # ---- details ---------------------------------------------------------------------------------
     @on(DataTable.RowHighlighted)
@@ -202,31 +195,26 @@ class CheckpointsPane(Vertical):
             plot.clear()
             return
         if run.error:
-            config_view.update(Text.assemble(("Unreadable run\n", "bold red"), run.error))
+            bad = f"bold {colour(self.app, 'bad')}"
+            config_view.update(Text.assemble(("Unreadable run\n", bad), run.error))
             plot.clear()
             return
         self._details_worker(run)
 
     @work(thread=True, exclusive=True, group="run-details", exit_on_error=False)
     def _details_worker(self, run: RunInfo) -> None:
-        from minigpt_tui.core.checkpoint import CheckpointError, load_run_config
-        from minigpt_tui.tui.train_tab import metrics_series
+        from minigpt_tui.core.runs import RunDir, RunError
+        from minigpt_tui.core.runs import loss_series
 
         try:
-            config_text = load_run_config(run.path).to_toml()
-        except CheckpointError as err:
+            config_text = RunDir(run.path).config().to_toml()
+        except RunError as err:
             config_text = f"# {err}"
-        train, val = metrics_series(run.path)
+        train, val = loss_series(run.path)
         import math
 
-        ln_v = None
-        try:
-            from minigpt_tui.core.checkpoint import read_meta
-
-            vocab = int(read_meta(run.path).get("vocab_size", 0))
-            ln_v = math.log(vocab) if vocab > 1 else None
-        except Exception:
-            pass
+        vocab = run.meta.vocab_size  # read by the listing; 0 in a meta.json from before it was kept
+        ln_v = math.log(vocab) if vocab > 1 else None
         self._from_thread(self._apply_details, run, config_text, train, val, ln_v)
 
     def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v) -> None:
@@ -308,10 +296,10 @@ class CheckpointsPane(Vertical):
             yes="Delete", no="Keep", danger=True), answer)
 
     def _delete(self, run: RunInfo) -> None:
-        from minigpt_tui.core.checkpoint import delete_run
+        from minigpt_tui.core.runs import RunDir
 
         try:
-            delete_run(run.path)
+            RunDir(run.path).delete()
         except OSError as err:
             self.app.notify(f"Could not delete {run.name} ({err.strerror or err}).", severity="error")
             return

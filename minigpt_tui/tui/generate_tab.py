@@ -1,23 +1,19 @@
 """The Generate tab: a prompt, the streamed output, the sampling settings and the model's odds.
 
-Generation runs in a thread worker that checks for cancellation on every token and
-pushes token events into a deque; a ~30 Hz timer drains the deque and appends only
-the new text to the output (the StreamView never re-renders what it has). Sampling
-settings live in one object the sampler re-reads at every token, so the keys take
-effect from the next token, even mid-generation. Torch is imported only by the
-worker that loads a run.
+Generation streams into the output through tui.generation (a thread worker, a ~30 Hz
+drain; the StreamView never re-renders what it has). Sampling settings live in one
+object the sampler re-reads at every token, so the keys take effect from the next
+token, even mid-generation. Torch is imported only by the worker that loads a run.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
-import threading
-import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -28,21 +24,18 @@ from textual.message import Message
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from minigpt_tui.tui.settings import SamplingPrefs
+from minigpt_tui.core.sampling_settings import SamplingSettings
+from minigpt_tui.core.tokenizer import WikiTextJoins
+from minigpt_tui.tui.generation import Generation, GenerationStream
+from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.widgets.live_text import LiveText
-from minigpt_tui.tui.widgets.stream_view import CONFIDENCE_LEVELS, StreamView, confidence_colour
+from minigpt_tui.tui.widgets.odds_panel import OddsPanel
+from minigpt_tui.tui.widgets.stream_view import StreamView
+
+log = logging.getLogger(__name__)
 
 TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissive
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
-MAX_TEMPERATURE = 3.0
-DRAIN_HZ = 30  # the output takes new tokens 30 times a second...
-FAST_DRAIN_HZ = 15  # ...or 15 when they pour in (>= FAST_BATCH per drain: a blur to a reader either way),
-FAST_BATCH = 8  # since every repaint costs the UI thread time that the generation worker then waits for
-# While tokens stream, the odds panel repaints at most twice a second and the settings
-# line (live tokens/s) once: every repaint costs the UI thread time, and the generation
-# worker waits for the UI thread (the GIL) meanwhile. Both show the final state at the end.
-PANEL_INTERVAL = 0.5
-WORDPIECE_JOINS = (" @-@", " @.@", " @,@")  # WikiText's joined hyphens, decimal points and commas
 
 TEMP = Binding.Group("Temp", compact=True)
 TOPK = Binding.Group("top-k", compact=True)
@@ -63,35 +56,7 @@ class LoadedInfo:
     word_level: bool = False
 
 
-@dataclass
-class _Generation:
-    prompt: str
-    stop: threading.Event = field(default_factory=threading.Event)
-    buffer: deque = field(default_factory=deque)
-    done: bool = False
-    error: str = ""
-    count: int = 0
-    drains: int = 0
-
-
-def token_label(text: str) -> str:
-    """A token as the side panel shows it (whitespace made visible)."""
-    shown = text.replace("\n", "⏎").replace("\t", "⇥")
-    if shown == " ":
-        return "␣"
-    if shown.startswith(" ") and len(shown) > 1:
-        shown = shown[1:]
-    return shown if len(shown) <= 12 else shown[:11] + "…"
-
-
-def fraction_bar(fraction: float, width: int) -> str:
-    """A bar of `width` cells filled to `fraction`, in eighths of a cell."""
-    eighths = max(0, min(width * 8, round(fraction * width * 8)))
-    full, part = divmod(eighths, 8)
-    return "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
-
-
-class GeneratePane(Vertical):
+class GeneratePane(GenerationStream, Vertical):
     """Prompt, streaming output, settings line and the top alternatives of the latest token."""
 
     BINDINGS = [
@@ -133,21 +98,23 @@ class GeneratePane(Vertical):
     class SettingsChanged(Message):
         """Sampling settings, the loaded run or the colour mode changed (the app saves them)."""
 
-    def __init__(self, prefs: SamplingPrefs | None = None, checkpoint: str = "best",
+    def __init__(self, prefs: SamplingSettings | None = None, checkpoint: str = "best",
                  confidence: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.prefs = prefs or SamplingPrefs()
+        self.prefs = prefs or SamplingSettings()
         self.checkpoint_kind = checkpoint if checkpoint in ("best", "last") else "best"
         self._confidence = confidence
         self.sampler: Any = None
         self.info: LoadedInfo | None = None
         self.loading: str = ""  # the run being loaded
-        self.gen: _Generation | None = None
+        self.gen: Generation | None = None
         self.last_tps: float | None = None
         self.last_count = 0
         self.last_prompt: str | None = None
         self.stopped = False
-        self._pending_join: str | None = None
+        self._joins = WikiTextJoins()  # word-level runs: WikiText's joins, a marker held across tokens
+        # Set by the loader with the run (see use_sampler): names the prompt's unknown symbols.
+        self._prompt_check: Callable[[str], str | None] | None = None
         self._last_event = None
         self._panel_drawn = 0.0
         self._panel_draws = 0
@@ -159,7 +126,7 @@ class GeneratePane(Vertical):
                     select_on_focus=False)
         # A grid rather than nested containers: fewer layers to paint under the streaming text.
         yield StreamView(id="output")
-        yield LiveText("", id="alternatives")
+        yield OddsPanel(id="alternatives")
         yield LiveText("", id="gen-status")
 
     def on_mount(self) -> None:
@@ -167,6 +134,10 @@ class GeneratePane(Vertical):
         self._render_header()
         self._render_status()
         self._render_alternatives(None)
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme) -> None:
+        self._render_status()  # (drawn in theme colours; the widgets redraw themselves)
 
     def on_unmount(self) -> None:
         if self.gen is not None:
@@ -195,26 +166,31 @@ class GeneratePane(Vertical):
         from minigpt_tui.core.errors import USER_ERRORS
 
         try:
-            from minigpt_tui.core.checkpoint import load_run, read_meta
+            from minigpt_tui.core.runs import RunDir, RunError
             from minigpt_tui.core.models import count_parameters
             from minigpt_tui.core.sampling import Sampler, SamplingSettings
 
-            run = load_run(run_dir, checkpoint=kind)
+            run = RunDir(run_dir).load(checkpoint=kind)
             settings = SamplingSettings(**asdict(self.prefs))
             sampler = Sampler(run.model, run.tokenizer, settings, use_cache=True)
             try:
-                params = int(read_meta(run_dir).get("params", 0)) or count_parameters(run.model)
-            except Exception:
-                params = 0
+                params = RunDir(run_dir).read_meta().params or count_parameters(run.model)
+            except RunError:  # meta.json damaged: the weights are what counts here
+                params = count_parameters(run.model)
             info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
                               params, run.tokenizer.kind == "word")
         except USER_ERRORS as err:
             self._from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
+            log.exception("loading run %s (%s checkpoint)", run_dir, kind)
             self._from_thread(self._load_failed, run_dir,
                               f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
         else:
-            self._from_thread(self.use_sampler, sampler, info)
+            # The prompt check comes with the run: core.sampling imports torch, which the UI
+            # thread never imports itself.
+            from minigpt_tui.core.sampling import prompt_warning
+
+            self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer))
 
     def _from_thread(self, callback, *args) -> None:
         """Hand a loaded run to the UI thread, unless a later load replaced this one or the app closed."""
@@ -230,12 +206,15 @@ class GeneratePane(Vertical):
         self.app.notify(message, severity="error", title="Generate")
         self._render_header()
 
-    def use_sampler(self, sampler: Any, info: LoadedInfo) -> None:
-        """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake)."""
+    def use_sampler(self, sampler: Any, info: LoadedInfo,
+                    prompt_check: Callable[[str], str | None] | None = None) -> None:
+        """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake).
+        `prompt_check(prompt)` is a warning about the prompt (unknown symbols) or None."""
         self.stop_generation()
         self.loading = ""
         self.sampler = sampler
         self.info = info
+        self._prompt_check = prompt_check
         # The sampler's settings follow the tab's: copy them over once, then keep them in step.
         for name, value in asdict(self.prefs).items():
             if hasattr(sampler.settings, name):
@@ -249,6 +228,7 @@ class GeneratePane(Vertical):
         self.stop_generation()
         self.sampler = None
         self.info = None
+        self._prompt_check = None
         self._render_header()
         self.refresh_bindings()
 
@@ -257,142 +237,6 @@ class GeneratePane(Vertical):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.generate(event.value)
-
-    def generate(self, prompt: str) -> None:
-        if self.sampler is None:
-            what = f"Run {self.loading} is still loading." if self.loading else \
-                "No run is loaded; train one (1) or open one (o, or g on the Checkpoints tab)."
-            self.app.notify(what, severity="warning")
-            return
-        self.stop_generation()
-        # (core.sampling is already imported by the worker that loaded the run; never import
-        # torch on the UI thread just for this)
-        sampling = sys.modules.get("minigpt_tui.core.sampling")
-        try:
-            warning = sampling.prompt_warning(self.sampler.tokenizer, prompt) if sampling else None
-        except Exception:
-            warning = None
-        if warning:
-            self.app.notify(warning, severity="warning", title="Prompt")
-        self.output.clear()
-        self.output.append(prompt, None)
-        self.last_prompt = prompt
-        self.stopped = False
-        self._pending_join = None
-        gen = _Generation(prompt)
-        self.gen = gen
-        self._render_alternatives(None)
-        self._render_status()
-        self._arm_drain(1 / DRAIN_HZ)
-        if self.app.focused is self.output:
-            self.refresh_bindings()  # (otherwise the focus change refreshes them: one footer rebuild, not two)
-        else:
-            self.output.focus()
-        # The worker starts once the UI has repainted for the new state (the footer rebuild takes
-        # a few tens of ms of the UI thread, which would otherwise hold back the first tokens).
-        self.call_after_refresh(self._start_worker, self.sampler, gen)
-
-    def _start_worker(self, sampler: Any, gen: _Generation) -> None:
-        if self.gen is gen and not gen.stop.is_set():
-            self._generate_worker(sampler, gen)
-        elif self.gen is gen:  # stopped before it started
-            gen.done = True
-
-    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate_worker(self, sampler: Any, gen: _Generation) -> None:
-        buffer, stop = gen.buffer, gen.stop
-        try:
-            for event in sampler.generate(gen.prompt, cancel=stop.is_set):
-                buffer.append(event)
-        except Exception as err:  # surfaced as a notification by the drain
-            gen.error = f"Generation failed ({type(err).__name__}: {err})."
-        finally:
-            gen.done = True
-
-    def _arm_drain(self, delay: float) -> None:
-        if self._drain_timer is not None:
-            self._drain_timer.stop()
-        self._drain_timer = self.set_timer(delay, self._drain)
-
-    def _drain(self) -> None:
-        """Move what the worker produced into the output (only the new text is appended)."""
-        self._drain_timer = None
-        gen = self.gen
-        if gen is None:
-            return
-        buffer = gen.buffer
-        n = len(buffer)
-        if n:
-            events = [buffer.popleft() for _ in range(n)]
-            pieces = []
-            for e in events:
-                text = self._display(e.text)
-                if text:
-                    pieces.append((text, e.prob))
-            self.output.append_many(pieces)
-            gen.count += n
-            gen.drains += 1
-            now = time.monotonic()
-            if now - self._panel_drawn >= PANEL_INTERVAL:  # nobody reads odds at 30 Hz
-                self._panel_drawn = now
-                self._render_alternatives(events[-1])
-                self._panel_draws += 1
-                if self._panel_draws % 2 == 1:
-                    self._render_status()
-            else:
-                self._last_event = events[-1]
-        if gen.done and not buffer:
-            self._finish(gen)
-        elif self.gen is gen:
-            self._arm_drain(1 / (FAST_DRAIN_HZ if n >= FAST_BATCH else DRAIN_HZ))
-
-    def _display(self, piece: str) -> str:
-        """What a token adds on screen: WikiText's ' @-@ ' joins read back as '-' (as core prettify does)."""
-        pending = self._pending_join
-        if pending is not None:
-            self._pending_join = None
-            if piece.startswith(" "):
-                return pending[2] + self._display(piece[1:])
-            return pending + self._display(piece)
-        if piece in WORDPIECE_JOINS and self.info is not None and self.info.word_level:
-            self._pending_join = piece
-            return ""
-        return piece
-
-    def _finish(self, gen: _Generation, announce: bool = True) -> None:
-        if self._pending_join:
-            self.output.append(self._pending_join, None)
-            self._pending_join = None
-        if self._drain_timer is not None:
-            self._drain_timer.stop()
-            self._drain_timer = None
-        self.output.settle()
-        if self._last_event is not None:
-            self._render_alternatives(None, keep=True)
-        self.gen = None
-        self.last_count = gen.count
-        self.stopped = gen.stop.is_set()
-        if self.sampler is not None and gen.count:
-            self.last_tps = float(getattr(self.sampler, "tokens_per_s", 0.0))
-        if gen.error:
-            self.app.notify(gen.error, severity="error", title="Generate")
-        elif self.stopped and announce:
-            self.app.notify(f"Stopped after {gen.count:,} tokens.", timeout=2)
-        self._render_status()
-        self.refresh_bindings()
-
-    def stop_generation(self) -> None:
-        """Stop now and detach from the worker (it sees the flag before its next token)."""
-        gen = self.gen
-        if gen is None:
-            return
-        gen.stop.set()
-        if self._drain_timer is not None:
-            self._drain_timer.stop()
-            self._drain_timer = None
-        self._drain()  # whatever is already buffered is still shown
-        if self.gen is gen:
-            self._finish(gen, announce=False)
 
     # ---- actions -----------------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -433,8 +277,7 @@ class GeneratePane(Vertical):
         self.post_message(GeneratePane.SettingsChanged())
 
     def action_temperature(self, delta: float) -> None:
-        value = round(min(MAX_TEMPERATURE, max(0.0, self.prefs.temperature + delta)), 1)
-        self._set("temperature", value)
+        self._set("temperature", self.prefs.stepped("temperature", delta))  # within the settings' limits
 
     def action_top_k(self, direction: int) -> None:
         k = self.prefs.top_k
@@ -449,7 +292,7 @@ class GeneratePane(Vertical):
         self._set("top_k", ladder[i])
 
     def action_top_p(self, delta: float) -> None:
-        self._set("top_p", round(min(1.0, max(0.05, self.prefs.top_p + delta)), 2))
+        self._set("top_p", self.prefs.stepped("top_p", delta))
 
     def action_length(self, direction: int) -> None:
         n = self.prefs.max_new_tokens
@@ -528,7 +371,7 @@ class GeneratePane(Vertical):
             if i.family:
                 text.append(f"  {i.family}", "dim")
             if i.params:
-                from minigpt_tui.tui.checkpoints_tab import fmt_params
+                from minigpt_tui.tui.formatting import fmt_params
 
                 text.append(f" {fmt_params(i.params)}", "dim")
             header.update(text)
@@ -550,32 +393,13 @@ class GeneratePane(Vertical):
     def _render_status(self) -> None:
         text = Text(self.status_text(), no_wrap=True, overflow="ellipsis")
         if self.gen is None and self.stopped:
-            text.append(" │ stopped", "yellow")
+            text.append(" │ stopped", colour(self.app, "warn"))
         elif self.gen is not None and self.gen.stop.is_set():
-            text.append(" │ stopping", "yellow")
+            text.append(" │ stopping", colour(self.app, "warn"))
         self.query_one("#gen-status", LiveText).update(text)
 
     def _render_alternatives(self, event, keep: bool = False) -> None:
         if keep:
             event = self._last_event
         self._last_event = event
-        panel = self.query_one("#alternatives", LiveText)
-        out = Text(no_wrap=True, overflow="ellipsis")
-        if event is None:
-            out.append("Top alternatives\n", "bold")
-            out.append("for the latest token\nappear here.\n", "dim")
-        else:
-            out.append("Latest ", "bold")
-            out.append(token_label(event.text), "bold reverse")
-            out.append(f" {event.prob:.0%}\n", "")
-            for text, prob in event.top[:5]:
-                bar = fraction_bar(prob, 8)
-                out.append(f"{token_label(text):<8}", "bold" if text == event.text else "")
-                out.append(f"{prob:4.0%} ", "")
-                out.append(bar + "\n", confidence_colour(prob) if self.output.confidence else "#4aa8ff")
-        if self.output.confidence:
-            out.append("\nColour = probability\n", "bold")
-            for _, colour, label in CONFIDENCE_LEVELS:
-                out.append("■ ", colour)
-                out.append(label + "\n", "")
-        panel.update(out)
+        self.query_one("#alternatives", OddsPanel).show(event, self.output.confidence)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_helpers import PINNED_TIME, TINY_TEXT, tiny_config
+from kit import GENESIS_TEXT, PINNED_TIME, tiny_config, train_tiny_run, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -30,21 +30,15 @@ def tui_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
-    path = tmp_path / "tiny.txt"
-    path.write_text(TINY_TEXT, encoding="utf-8")
-    return path
+    return write_corpus(tmp_path, GENESIS_TEXT)
 
 
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory) -> Path:
     """A tiny run trained once per session by the core Trainer (a few thousand parameters)."""
-    from minigpt_tui.core.trainer import Trainer
-
     root = tmp_path_factory.mktemp("template")
-    corpus = root / "tiny.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    done = Trainer(tiny_config(corpus), emit=lambda e: None, recipe_name="tiny", runs_root=root / "runs").run()
-    run_dir = Path(done.run_dir)
+    config = tiny_config(write_corpus(root, GENESIS_TEXT), model={"n_layer": 1}, batch_size=4)
+    run_dir = train_tiny_run(config, root / "runs")
     pinned = run_dir.with_name("tiny-run")
     run_dir.rename(pinned)
     meta = json.loads((pinned / "meta.json").read_text())

@@ -15,7 +15,7 @@ from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
 from minigpt_tui.tui.generate_tab import GeneratePane
 from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen
 from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
-from minigpt_tui.tui.train_tab import TrainPane
+from minigpt_tui.tui.train import TrainPane
 
 ALL_BINDINGS = [
     b for cls in (MiniGPTApp, TrainPane, CheckpointsPane, GeneratePane) for b in Binding.make_bindings(cls.BINDINGS)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from textual.widgets import DataTable, Static
-from tui_helpers import PINNED_TIME, make_fake_run, wait_for
+from kit import PINNED_TIME, make_fake_run
+from tui_helpers import wait_for
 
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.screens import ConfirmScreen

@@ -7,7 +7,7 @@ import random
 from textual.widgets import Input
 from tui_helpers import FakeSampler, focus_id, wait_for
 
-from minigpt_tui.core.tokenizer import prettify
+from minigpt_tui.core.tokenizer import WikiTextJoins, prettify
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate_tab import LoadedInfo
 from minigpt_tui.tui.widgets.stream_view import StreamView, wrap_rows
@@ -202,8 +202,8 @@ def test_word_level_display_matches_prettify():
     vocab = [" the", " @-@", " @.@", " @,@", " 3", " well", " known", "\n", "\n", " ="]
     for _ in range(50):
         tokens = [rng.choice(vocab) for _ in range(60)]
-        pane._pending_join = None
-        shown = "".join(pane._display(t) for t in tokens) + (pane._pending_join or "")
+        pane._joins = WikiTextJoins()
+        shown = "".join(pane._display(t) for t in tokens) + pane._joins.flush()
         assert shown == prettify("".join(tokens))
 
 
@@ -217,6 +217,27 @@ def test_wrapping_is_stable_under_appends():
             keep = len(rows) - 1
             rows = rows[:keep] + wrap_rows(text, rows[keep], width)
             assert rows == wrap_rows(text, 0, width)
+
+
+def test_wrapping_counts_terminal_cells_for_wide_characters():
+    """CJK characters and emoji take two cells: a row never holds more cells than the view is wide."""
+    from rich.cells import cell_len
+
+    assert wrap_rows("中文中文中文", 0, 5) == [0, 2, 4]  # two wide characters (4 cells) a row, not five
+    assert wrap_rows("ab 中文 🙂🙂", 0, 6) == [0, 3, 6]  # broken at the spaces, as narrow text is
+    rng = random.Random(2)
+    for width in (1, 2, 3, 5, 9, 17):
+        text, rows = "", [0]
+        for _ in range(200):
+            text += rng.choice(["a", "bb ", " ", "中文", "🙂🙂 ", "字", "dddddddddd", "é", "👩‍👩‍👧 "])
+            keep = len(rows) - 1
+            rows = rows[:keep] + wrap_rows(text, rows[keep], width)
+            assert rows == wrap_rows(text, 0, width)  # appending never moves an earlier row
+        for r, (start, end) in enumerate(zip(rows, rows[1:] + [len(text)])):
+            drawn = text[start:end]
+            if r + 1 < len(rows) and drawn.endswith(" "):
+                drawn = drawn[:-1]  # the space at a break is not drawn
+            assert cell_len(drawn) <= width or (width == 1 and cell_len(drawn) == 2), (width, drawn)
 
 
 async def test_stream_view_rewraps_on_resize():

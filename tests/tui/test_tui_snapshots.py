@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from tui_helpers import PINNED_TIME, FakeSampler, make_fake_run, wait_for
+from kit import PINNED_TIME, make_fake_run
+from tui_helpers import FakeSampler, wait_for
 
 from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths

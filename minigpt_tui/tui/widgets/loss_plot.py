@@ -1,6 +1,7 @@
 """A loss plot drawn with braille characters: training and validation curves against steps,
 with ln(V) (the loss of a model that knows nothing) as a dotted reference line.
 
+Colours come from the app's theme (tui.palette) and follow a theme change.
 Points can arrive hundreds of times a second; the widget redraws at most
 `MAX_FPS` times a second (a one-shot timer coalesces the requests, so an idle plot
 costs nothing).
@@ -15,12 +16,10 @@ from rich.text import Text
 from textual.timer import Timer
 from textual.widget import Widget
 
+from minigpt_tui.tui.palette import colour
+
 # Braille dot bits: a cell is 2 dots wide and 4 dots high.
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
-TRAIN_STYLE = "#4aa8ff"
-VAL_STYLE = "#ff9f1c"
-REF_STYLE = "#8a8a8a"
-AXIS_STYLE = "#8a8a8a"
 
 
 def _fmt(v: float) -> str:
@@ -38,7 +37,7 @@ def _steps(v: int) -> str:
 
 
 class LossPlot(Widget, can_focus=True):
-    """Training loss (blue), validation loss (orange) and ln V (grey dots) against steps."""
+    """Training loss, validation loss and ln V (dotted) against steps (palette roles train, val, muted)."""
 
     DEFAULT_CSS = """
     LossPlot {
@@ -59,6 +58,9 @@ class LossPlot(Widget, can_focus=True):
         self.redraws = 0  # how many times the plot was actually drawn (tests check the throttle)
         self._last_draw = 0.0
         self._pending: Timer | None = None
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refresh())
 
     # ---- data -------------------------------------------------------------------------
     def clear(self) -> None:
@@ -126,6 +128,7 @@ class LossPlot(Widget, can_focus=True):
         # The x axis spans the data (a long run's curve would otherwise hug the left edge);
         # the status line says how far along max_steps the run is.
         x_max = max([s for s, _ in self.train] + [s for s, _ in self.val] + [1])
+        train_style, val_style, muted = (colour(self.app, role) for role in ("train", "val", "muted"))
 
         label_w = max(len(_fmt(hi)), len(_fmt(lo))) + 1
         plot_w = width - label_w
@@ -145,8 +148,8 @@ class LossPlot(Widget, can_focus=True):
             y = py(self.ln_vocab)
             for x in range(0, dots_w, 3):
                 self._dot(ref, x, y)
-            layers.append((REF_STYLE, ref))
-        for style, series in ((TRAIN_STYLE, self.train), (VAL_STYLE, self.val)):
+            layers.append((muted, ref))
+        for style, series in ((train_style, self.train), (val_style, self.val)):
             cells: dict[tuple[int, int], int] = {}
             self._plot_series(cells, series, px, py)
             layers.append((style, cells))
@@ -160,11 +163,11 @@ class LossPlot(Widget, can_focus=True):
 
         out = Text(no_wrap=True, overflow="crop")
         legend = Text(" " * label_w)
-        legend.append("━ train", TRAIN_STYLE)
+        legend.append("━ train", train_style)
         if self.val:
-            legend.append("  ━ val", VAL_STYLE)
+            legend.append("  ━ val", val_style)
         if self.ln_vocab is not None:
-            legend.append(f"  ┄ ln V {self.ln_vocab:.2f}", REF_STYLE)
+            legend.append(f"  ┄ ln V {self.ln_vocab:.2f}", muted)
         legend.truncate(width)
         out.append_text(legend)
         out.append("\n")
@@ -177,7 +180,7 @@ class LossPlot(Widget, can_focus=True):
                 label = _fmt((hi + lo) / 2)
             else:
                 label = ""
-            out.append(label.rjust(label_w - 1) + "┤" if label else " " * (label_w - 1) + "│", AXIS_STYLE)
+            out.append(label.rjust(label_w - 1) + "┤" if label else " " * (label_w - 1) + "│", muted)
             bits_row, style_row = grid_bits[row], grid_style[row]
             run_style, run = None, []
             for cx in range(plot_w):
@@ -194,7 +197,7 @@ class LossPlot(Widget, can_focus=True):
             out.append("\n")
         left, right = "0", _steps(x_max)
         axis = " " * label_w + left + right.rjust(plot_w - len(left))
-        out.append(axis[:width], AXIS_STYLE)
+        out.append(axis[:width], muted)
         return out
 
     @staticmethod

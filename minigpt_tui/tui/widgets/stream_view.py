@@ -6,8 +6,10 @@ re-wraps only the last row of the last line (greedy word wrap never moves an
 earlier row when text is added at the end), so streaming costs the same per token
 however long the output grows, and only the rows that changed are repainted.
 
-With `confidence` on, each token is coloured by its probability. The view follows
-the end while the user is at the bottom and stays put once they scroll up.
+With `confidence` on, each token is coloured by its probability, in colours of the
+app's theme (see tui.palette; a theme change recolours the view). Rows are wrapped
+by terminal cells, so wide characters (CJK, emoji) take two. The view follows the
+end while the user is at the bottom and stays put once they scroll up.
 
 Cheap to stream into: a change of virtual size makes Textual lay out the whole
 screen, so while text streams the virtual height grows a few screenfuls at a time
@@ -22,7 +24,7 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from rich.cells import cell_len
+from rich.cells import cell_len, get_character_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
@@ -31,23 +33,36 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from minigpt_tui.tui.palette import colour
+
+try:  # rich >= 15 measures graphemes (an emoji with modifiers is one); older rich, characters
+    from rich.cells import split_graphemes
+except ImportError:  # pragma: no cover - depends on the installed rich
+    split_graphemes = None
+
 FOLLOW_HZ = 8
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but \n shows as a space
 
-# Probability thresholds and colours for confidence mode (low -> high).
+# Probability thresholds and palette roles for confidence mode (low -> high).
 CONFIDENCE_LEVELS: list[tuple[float, str, str]] = [
-    (0.10, "#ff5f5f", "< 10%"),
-    (0.30, "#ffaf5f", "10-30%"),
-    (0.60, "#ffd75f", "30-60%"),
-    (1.01, "#87d787", ">= 60%"),
+    (0.10, "confidence-0", "< 10%"),
+    (0.30, "confidence-1", "10-30%"),
+    (0.60, "confidence-2", "30-60%"),
+    (1.01, "confidence-3", ">= 60%"),
 ]
 
 
-def confidence_colour(prob: float) -> str:
-    for limit, colour, _ in CONFIDENCE_LEVELS:
+def confidence_level(prob: float) -> int:
+    """The index in CONFIDENCE_LEVELS of a probability."""
+    for i, (limit, _, _) in enumerate(CONFIDENCE_LEVELS):
         if prob < limit:
-            return colour
-    return CONFIDENCE_LEVELS[-1][1]
+            return i
+    return len(CONFIDENCE_LEVELS) - 1
+
+
+def confidence_role(prob: float) -> str:
+    """The palette role (see tui.palette) that colours a token of this probability."""
+    return CONFIDENCE_LEVELS[confidence_level(prob)][1]
 
 
 @dataclass
@@ -59,15 +74,52 @@ class _Line:
 
 
 def wrap_rows(text: str, start: int, width: int) -> list[int]:
-    """Row start offsets for text[start:] wrapped greedily at spaces into `width` cells."""
+    """Row start offsets for text[start:] wrapped greedily at spaces into `width` terminal cells.
+
+    A wide character (CJK, emoji) takes two cells, and a character is never split from
+    what joins it (an emoji and its modifiers); one wider than a whole row gets a row
+    of its own (cropped when drawn). Greedy: appending text never moves an earlier row.
+    """
+    width = max(1, width)
+    if text[start:].isascii():
+        return _wrap_narrow(text, start, width)
+    units = _cell_units(text[start:])  # (offset, cells) of each grapheme
+    rows = [start]
+    i, n = 0, len(units)
+    while True:
+        cells, j = 0, i
+        while j < n and cells + units[j][1] <= width:
+            cells += units[j][1]
+            j += 1
+        j = max(j, i + 1)  # a grapheme wider than the row: alone on it
+        if j >= n:
+            return rows
+        # Break after the row's last space: the first grapheme that does not fit counts (the space
+        # at a break is not drawn); the row's first does not (that would leave the row empty).
+        k = next((k for k in range(j, i, -1) if text[start + units[k][0]] == " "), None)
+        i = j if k is None else k + 1
+        if i >= n:  # the break space was the last character: an empty row follows, as in narrow text
+            rows.append(len(text))
+            return rows
+        rows.append(start + units[i][0])
+
+
+def _wrap_narrow(text: str, start: int, width: int) -> list[int]:
+    """wrap_rows for text of one cell per character (ASCII, the common case): offsets are cells."""
     rows = [start]
     pos, n = start, len(text)
-    width = max(1, width)
     while n - pos > width:
         cut = text.rfind(" ", pos + 1, pos + width + 1)
         pos = pos + width if cut <= pos else cut + 1  # the space at a break is not drawn
         rows.append(pos)
     return rows
+
+
+def _cell_units(text: str) -> list[tuple[int, int]]:
+    """(offset, width in cells) of each grapheme of `text` (each character with an older rich)."""
+    if split_graphemes is not None:
+        return [(s, w) for s, _, w in split_graphemes(text)[0]]
+    return [(i, get_character_cell_size(c)) for i, c in enumerate(text)]
 
 
 class StreamView(ScrollView, can_focus=True):
@@ -100,6 +152,15 @@ class StreamView(ScrollView, can_focus=True):
         self.scrolls = 0  # follow-the-end scrolls (each repaints the whole view)
         self._last_follow = 0.0
         self._follow_pending = False  # the end is below the view, to be scrolled to soon
+        self._level_colours: list[Style] | None = None  # CONFIDENCE_LEVELS in the theme's colours
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme) -> None:
+        self._level_colours = None
+        self._cache.clear()
+        self.refresh()
 
     # ---- content ----------------------------------------------------------------------------
     @property
@@ -280,7 +341,7 @@ class StreamView(ScrollView, can_focus=True):
         bold = base + Style(bold=True)
         i = max(0, bisect_right(line.starts, start) - 1)
         pos = start
-        colour = self.confidence
+        levels = self._confidence_colours() if self.confidence else None
         while pos < end and i < len(line.starts):
             span_end = line.starts[i + 1] if i + 1 < len(line.starts) else len(text)
             stop = min(span_end, end)
@@ -288,11 +349,17 @@ class StreamView(ScrollView, can_focus=True):
                 prob = line.probs[i]
                 if prob is None:
                     style = bold
-                elif colour:
-                    style = base + Style(color=confidence_colour(prob))
+                elif levels:
+                    style = base + levels[confidence_level(prob)]
                 else:
                     style = base
                 segments.append(Segment(text[pos:stop], style))
             pos = max(pos, stop)
             i += 1
         return Strip(segments, sum(cell_len(seg.text) for seg in segments))
+
+    def _confidence_colours(self) -> list[Style]:
+        """The Style of each confidence level, read from the theme once per theme (rows are drawn often)."""
+        if self._level_colours is None:
+            self._level_colours = [Style(color=colour(self.app, role)) for _, role, _ in CONFIDENCE_LEVELS]
+        return self._level_colours

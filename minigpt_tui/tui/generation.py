@@ -1,0 +1,179 @@
+"""Streaming a generation into the Generate tab's output: GenerationStream, a part of GeneratePane.
+
+Generation runs in a thread worker that checks for cancellation on every token and
+pushes token events into a deque; a ~30 Hz one-shot timer drains the deque and appends
+only the new text to the output (the StreamView never re-renders what it has). Kept apart
+from the pane's keys and layout, which it shares state with: the pane's `sampler`, `info`,
+`output`, `gen` and the `_render_*` methods (see GeneratePane.__init__ for the state).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual import work
+
+from minigpt_tui.core.tokenizer import WikiTextJoins
+
+log = logging.getLogger(__name__)
+
+DRAIN_HZ = 30  # the output takes new tokens 30 times a second...
+FAST_DRAIN_HZ = 15  # ...or 15 when they pour in (>= FAST_BATCH per drain: a blur to a reader either way),
+FAST_BATCH = 8  # since every repaint costs the UI thread time that the generation worker then waits for
+# While tokens stream, the odds panel repaints at most twice a second and the settings
+# line (live tokens/s) once: every repaint costs the UI thread time, and the generation
+# worker waits for the UI thread (the GIL) meanwhile. Both show the final state at the end.
+PANEL_INTERVAL = 0.5
+
+
+@dataclass
+class Generation:
+    """One generation: the worker fills `buffer` and sets `done`; the drain empties it."""
+
+    prompt: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    buffer: deque = field(default_factory=deque)
+    done: bool = False
+    error: str = ""
+    count: int = 0
+
+
+class GenerationStream:
+    """Start, drain, finish and stop a generation (mixed into GeneratePane, a textual widget)."""
+
+    def generate(self, prompt: str) -> None:
+        if self.sampler is None:
+            what = f"Run {self.loading} is still loading." if self.loading else \
+                "No run is loaded; train one (1) or open one (o, or g on the Checkpoints tab)."
+            self.app.notify(what, severity="warning")
+            return
+        self.stop_generation()
+        warning = self._check_prompt(prompt)
+        if warning:
+            self.app.notify(warning, severity="warning", title="Prompt")
+        self.output.clear()
+        self.output.append(prompt, None)
+        self.last_prompt = prompt
+        self.stopped = False
+        self._joins = WikiTextJoins()
+        gen = Generation(prompt)
+        self.gen = gen
+        self._render_alternatives(None)
+        self._render_status()
+        self._arm_drain(1 / DRAIN_HZ)
+        if self.app.focused is self.output:
+            self.refresh_bindings()  # (otherwise the focus change refreshes them: one footer rebuild, not two)
+        else:
+            self.output.focus()
+        # The worker starts once the UI has repainted for the new state (the footer rebuild takes
+        # a few tens of ms of the UI thread, which would otherwise hold back the first tokens).
+        self.call_after_refresh(self._start_worker, self.sampler, gen)
+
+    def _check_prompt(self, prompt: str) -> str | None:
+        if self._prompt_check is None:  # a sampler handed over without one (tests)
+            return None
+        try:
+            return self._prompt_check(prompt)
+        except Exception:  # a nicety: a bug in it is logged, and the generation goes ahead
+            log.exception("checking a prompt of %d characters", len(prompt))
+            return None
+
+    def _start_worker(self, sampler: Any, gen: Generation) -> None:
+        if self.gen is gen and not gen.stop.is_set():
+            self._generate_worker(sampler, gen)
+        elif self.gen is gen:  # stopped before it started
+            gen.done = True
+
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def _generate_worker(self, sampler: Any, gen: Generation) -> None:
+        buffer, stop = gen.buffer, gen.stop
+        try:
+            for event in sampler.generate(gen.prompt, cancel=stop.is_set):
+                buffer.append(event)
+        except Exception as err:  # surfaced as a notification by the drain; the traceback is logged
+            log.exception("generating from a prompt of %d characters", len(gen.prompt))
+            gen.error = f"Generation failed ({type(err).__name__}: {err})."
+        finally:
+            gen.done = True
+
+    def _arm_drain(self, delay: float) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+        self._drain_timer = self.set_timer(delay, self._drain)
+
+    def _drain(self) -> None:
+        """Move what the worker produced into the output (only the new text is appended)."""
+        self._drain_timer = None
+        gen = self.gen
+        if gen is None:
+            return
+        buffer = gen.buffer
+        n = len(buffer)
+        if n:
+            events = [buffer.popleft() for _ in range(n)]
+            pieces = []
+            for e in events:
+                text = self._display(e.text)
+                if text:
+                    pieces.append((text, e.prob))
+            self.output.append_many(pieces)
+            gen.count += n
+            now = time.monotonic()
+            if now - self._panel_drawn >= PANEL_INTERVAL:  # nobody reads odds at 30 Hz
+                self._panel_drawn = now
+                self._render_alternatives(events[-1])
+                self._panel_draws += 1
+                if self._panel_draws % 2 == 1:
+                    self._render_status()
+            else:
+                self._last_event = events[-1]
+        if gen.done and not buffer:
+            self._finish(gen)
+        elif self.gen is gen:
+            self._arm_drain(1 / (FAST_DRAIN_HZ if n >= FAST_BATCH else DRAIN_HZ))
+
+    def _display(self, piece: str) -> str:
+        """What a token adds on screen: WikiText's ' @-@ ' joins read back as '-' (as core prettify does)."""
+        if self.info is not None and self.info.word_level:
+            return self._joins.feed(piece)
+        return piece
+
+    def _finish(self, gen: Generation, announce: bool = True) -> None:
+        held = self._joins.flush()  # the output ended on a join marker: shown as written
+        if held:
+            self.output.append(held, None)
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
+        self.output.settle()
+        if self._last_event is not None:
+            self._render_alternatives(None, keep=True)
+        self.gen = None
+        self.last_count = gen.count
+        self.stopped = gen.stop.is_set()
+        if self.sampler is not None and gen.count:
+            self.last_tps = float(getattr(self.sampler, "tokens_per_s", 0.0))
+        if gen.error:
+            self.app.notify(gen.error, severity="error", title="Generate")
+        elif self.stopped and announce:
+            self.app.notify(f"Stopped after {gen.count:,} tokens.", timeout=2)
+        self._render_status()
+        self.refresh_bindings()
+
+    def stop_generation(self) -> None:
+        """Stop now and detach from the worker (it sees the flag before its next token)."""
+        gen = self.gen
+        if gen is None:
+            return
+        gen.stop.set()
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
+        self._drain()  # whatever is already buffered is still shown
+        if self.gen is gen:
+            self._finish(gen, announce=False)

@@ -1,0 +1,63 @@
+"""The import rules the layout promises (README, "Layout"), read from the source with ast:
+the core never imports the UI libraries, and no tab's module imports another tab's."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "minigpt_tui"
+# A tab is a module or a package under tui/; app.py composes them and is no tab.
+TABS = {"minigpt_tui.tui.train", "minigpt_tui.tui.checkpoints_tab", "minigpt_tui.tui.generate_tab"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function (lazy imports count)."""
+    found = set()
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this file's package
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def tab_of(module: str) -> str | None:
+    return next((tab for tab in TABS if module == tab or module.startswith(tab + ".")), None)
+
+
+def test_the_core_never_imports_textual_or_rich():
+    offenders = {
+        module_name(path): sorted(m for m in imports(path) if m.split(".")[0] in ("textual", "rich"))
+        for path in (PACKAGE / "core").rglob("*.py")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_no_tab_imports_another_tabs_module():
+    offenders = []
+    for path in (PACKAGE / "tui").rglob("*.py"):
+        own = tab_of(module_name(path))
+        for imported in imports(path):
+            other = tab_of(imported)
+            if other is not None and other != own and module_name(path) != "minigpt_tui.tui.app":
+                offenders.append(f"{module_name(path)} imports {imported}")
+    assert not offenders
+
+
+def test_every_tab_named_here_exists():
+    """The rules above check nothing if a tab is renamed: keep TABS in step with the tree."""
+    for tab in TABS:
+        relative = Path(*tab.split(".")[1:])
+        assert (PACKAGE / relative).is_dir() or (PACKAGE / relative).with_suffix(".py").is_file(), tab
