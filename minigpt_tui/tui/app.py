@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from textual import on
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -47,8 +47,8 @@ def closing_safe(handler):
     def wrapper(self, *args, **kwargs):
         try:
             return handler(self, *args, **kwargs)
-        except NoMatches:
-            if self.is_running and self.screen.is_mounted:
+        except (NoMatches, ScreenStackError):
+            if self.is_running and self.screen_stack and self.screen.is_mounted:
                 raise
 
     return wrapper

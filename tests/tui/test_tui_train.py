@@ -91,6 +91,28 @@ def test_corpus_and_duration_helpers(tmp_path):
 
 
 @pytest.mark.slow
+async def test_enter_in_a_field_starts_training_and_leaves_the_stop_key_working(tiny_corpus, tui_home):
+    """Issue 13, defect 1: the field with focus is disabled when training starts; focus must
+    land on Stop, so that the footer keeps the tab's keys and x stops the run."""
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tiny_form(app, tiny_corpus)
+        await pilot.pause()
+        app.query_one("#f-train-max-steps").focus()
+        await pilot.pause()
+        await pilot.press("end", "0", "enter")
+        train = app.train
+        assert await wait_for(pilot, lambda: train.training and app.focused is not None)
+        assert app.focused.id == "stop"
+        assert await wait_for(pilot, lambda: train.state.status == "training", timeout=60)
+        assert app.screen.active_bindings["x"].enabled
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: not train.training, timeout=60)
+        assert train.state.status == "stopped"
+        assert await wait_for(pilot, lambda: any("Stopped" in n.message for n in app._notifications))
+
+
+@pytest.mark.slow
 async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(80, 24)) as pilot:

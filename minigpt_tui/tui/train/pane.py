@@ -157,6 +157,7 @@ class TrainPane(Vertical):
     def _set_form_mode(self) -> None:
         resuming = self.resume_dir is not None
         running = self.training
+        focused = self.app.focused
         for key in FORM_KEYS:
             widget = self.query_one("#" + field_id(key))
             widget.disabled = running or (resuming and key != "train.max_steps")
@@ -169,6 +170,10 @@ class TrainPane(Vertical):
             mode.display = True
         else:
             mode.display = False
+        # A field that had focus (Enter in it starts training) is disabled now: focus would go
+        # nowhere and the tab's keys (x: stop) would be dead. Move it to the Start/Stop button.
+        if focused is not None and focused.disabled and focused in self.query(".form-field, #recipe"):
+            self.call_after_refresh(self.focus_default)
         self.refresh_bindings()
 
     def _form_values(self) -> dict[str, str]:
