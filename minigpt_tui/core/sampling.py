@@ -45,6 +45,7 @@ caller's torch settings are untouched while it holds an event.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -234,11 +235,43 @@ class Sampler:
         logits, state = self.model.decode_step(ids[-1], state)
         return logits[0], state
 
+    # ---- picking a token (shared with core.chat's conversations) -------------------------------
+    @contextmanager
+    def compute(self):
+        """Run one token's torch work: inference mode, on the sampler's thread count, which is
+        put back afterwards (the caller's torch settings are untouched while it holds an event)."""
+        saved_threads = torch.get_num_threads()
+        if self.threads and self.threads != saved_threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if torch.get_num_threads() != saved_threads:
+                torch.set_num_threads(saved_threads)
+
+    def pick(self, logits: torch.Tensor, recent: list[int]) -> tuple[int, float, list[tuple[str, float]]]:
+        """The next token under the current settings from logits (V,): its id, its probability
+        (softmax at temperature 1, unfiltered) and the top alternatives. Call inside compute()."""
+        s = self.settings
+        if self._reseed_pending:
+            self.generator.manual_seed(s.seed)
+            self._reseed_pending = False
+        logits = logits.float()
+        if logits.device.type != "cpu":
+            logits = logits.cpu()
+        probs = logits.softmax(-1)
+        next_id = choose(logits, s, recent, self.generator, probs)
+        top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
+        top_ids, top_probs = top_i.tolist(), top_p.tolist()
+        prob = top_probs[top_ids.index(next_id)] if next_id in top_ids else float(probs[next_id])
+        itos = self.tokenizer.itos
+        return next_id, prob, [(itos[i], p) for i, p in zip(top_ids, top_probs)]
+
     # ---- the loop -------------------------------------------------------------------------------
     def generate(self, prompt: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """Yield one TokenEvent per new token until max_new_tokens, a stop string or cancel()."""
         tok = self.tokenizer
-        itos = tok.itos
         encoded = tok.encode(prompt)
         ids = self._prompt_context(encoded or start_ids(tok))
         prev = ids[-1] if encoded else None  # the start token is context, not text
@@ -255,30 +288,12 @@ class Sampler:
                     return
                 s = self.settings  # re-read: the app may have changed it
                 started = time.perf_counter()
-                saved_threads = torch.get_num_threads()
-                if self.threads and self.threads != saved_threads:
-                    torch.set_num_threads(self.threads)
-                try:
-                    with torch.inference_mode():
-                        if logits is None:
-                            logits, state = self._prefill(ids)
-                        else:
-                            logits, state = self._step(ids, state)
-                        if self._reseed_pending:
-                            self.generator.manual_seed(s.seed)
-                            self._reseed_pending = False
-                        logits = logits.float()
-                        if logits.device.type != "cpu":
-                            logits = logits.cpu()
-                        probs = logits.softmax(-1)
-                        next_id = choose(logits, s, ids, self.generator, probs)
-                        top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
-                        top_ids, top_probs = top_i.tolist(), top_p.tolist()
-                        prob = top_probs[top_ids.index(next_id)] if next_id in top_ids else float(probs[next_id])
-                        top = [(itos[i], p) for i, p in zip(top_ids, top_probs)]
-                finally:
-                    if torch.get_num_threads() != saved_threads:
-                        torch.set_num_threads(saved_threads)
+                with self.compute():
+                    if logits is None:
+                        logits, state = self._prefill(ids)
+                    else:
+                        logits, state = self._step(ids, state)
+                    next_id, prob, top = self.pick(logits, ids)
                 elapsed = time.perf_counter() - started
                 if index == 0:
                     stats.prefill_s = elapsed

@@ -1,81 +1,98 @@
-"""The Generate tab: a prompt, the streamed output, the sampling settings and the model's odds.
+"""The Generate tab: a conversation with the loaded model, its sampling settings and its odds.
 
-Generation streams into the output through tui.generation (a thread worker, a ~30 Hz
-drain; the StreamView never re-renders what it has). Sampling settings live in one
-object the sampler re-reads at every token, so the keys take effect from the next
-token, even mid-generation. Torch is imported only by the worker that loads a run.
+Each Enter adds a turn: the user's words, then the model's reply streaming beneath them.
+The model reads the whole conversation through a chat session that keeps its state
+between turns (core.chat), so a turn costs the same however long the conversation is.
+Replies stream through tui.generation (a thread worker, a ~30 Hz drain); the transcript,
+versions of replies, undo and the conversation files are tui.chat_actions; loading a run
+is tui.run_loading. Sampling
+settings live in one object the sampler re-reads at every token, so the keys take effect
+from the next token, even mid-reply. Torch is imported only by the worker that loads a run.
+
+Focus rule: single keys act when the focus is not in the prompt; the prompt takes every
+printable key. So no hint on screen names a single key while the prompt has the focus
+without saying "Esc, then": the hints are redrawn when the focus moves.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import asdict, dataclass
-from functools import partial
-from pathlib import Path
+import threading
 from typing import Any, Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Input, Static
-from textual.worker import get_current_worker
+from textual.widgets import Static
 
+from minigpt_tui.core.conversation import MODE_NAMES
 from minigpt_tui.core.sampling_settings import SamplingSettings
 from minigpt_tui.core.tokenizer import WikiTextJoins
+from minigpt_tui.tui.chat_actions import ChatActions
 from minigpt_tui.tui.generation import Generation, GenerationStream
 from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.run_loading import LoadedInfo, RunLoading  # noqa: F401 (LoadedInfo: the tab's API)
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.odds_panel import OddsPanel
+from minigpt_tui.tui.widgets.prompt_area import PromptArea, PromptHistory
 from minigpt_tui.tui.widgets.stream_view import StreamView
 
 log = logging.getLogger(__name__)
 
 TOP_K_LADDER = [1, 2, 3, 5, 10, 20, 50, 100, 0]  # 0 (off) is the most permissive
 LENGTH_LADDER = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
+NEWER_CHECK_S = 3.0  # how often the loaded run's checkpoint file is looked at (one stat)
 
 TEMP = Binding.Group("Temp", compact=True)
 TOPK = Binding.Group("top-k", compact=True)
 TOPP = Binding.Group("top-p", compact=True)
 LENGTH = Binding.Group("Length", compact=True)
+VERSION = Binding.Group("Version", compact=True)
 
 
-@dataclass
-class LoadedInfo:
-    """What the header says about the loaded run."""
-
-    run_name: str
-    run_dir: Path | None
-    checkpoint: str  # "best" | "last"
-    step: int
-    family: str = ""
-    params: int = 0
-    word_level: bool = False
-
-
-class GeneratePane(GenerationStream, Vertical):
-    """Prompt, streaming output, settings line and the top alternatives of the latest token."""
+class GeneratePane(RunLoading, GenerationStream, ChatActions, Vertical):
+    """Transcript, prompt, settings line and the top alternatives of the latest token."""
 
     BINDINGS = [
-        Binding("escape", "stop", "Stop", id="generate.stop", tooltip="Stop generating at once"),
+        Binding("escape", "stop", "Stop", id="generate.stop", tooltip="Stop the reply at once"),
         Binding("escape", "leave_prompt", "Leave prompt", id="generate.leave_prompt",
-                tooltip="In the prompt (when not generating): move to the output so single keys act"),
-        Binding("i", "focus_prompt", "Prompt", id="generate.prompt", tooltip="Back to the prompt"),
+                tooltip="In the prompt (when not generating): move to the transcript so single keys act"),
+        Binding("i", "focus_prompt", "Prompt", id="generate.prompt", tooltip="Back to the prompt, to type the next turn"),
+        # (Enter too, away from the prompt; a key of its own so that the footer never shows "i" while
+        # the prompt has the focus: there "i" is a letter)
+        Binding("enter", "focus_prompt", "Prompt", show=False, id="generate.prompt_enter",
+                tooltip="Away from the prompt: back to it"),
         Binding("left_square_bracket", "temperature(-0.1)", "Temp -0.1", key_display="[", group=TEMP,
                 id="generate.temp_down", tooltip="Lower the temperature by 0.1 (0 is greedy)"),
         Binding("right_square_bracket", "temperature(0.1)", "Temp +0.1", key_display="]", group=TEMP,
                 id="generate.temp_up", tooltip="Raise the temperature by 0.1"),
         Binding("r", "regenerate", "Regen", id="generate.regenerate",
-                tooltip="Generate again from the same prompt (same seed and settings: same text)"),
+                tooltip="A new version of the last reply (the old one is kept)"),
+        Binding("left", "flip(-1)", "Prev version", key_display="←", group=VERSION, id="generate.prev_version",
+                tooltip="Show the previous version of the last reply"),
+        Binding("right", "flip(1)", "Next version", key_display="→", group=VERSION, id="generate.next_version",
+                tooltip="Show the next version of the last reply"),
+        Binding("u", "undo", "Undo", id="generate.undo",
+                tooltip="Remove the last turn and its reply (your words go back into the prompt)"),
+        Binding("n", "new_chat", "New chat", id="generate.new_chat",
+                tooltip="Start a new conversation (the current one is saved)"),
+        Binding("m", "mode", "Mode", id="generate.mode",
+                tooltip="Switch between co-write (one document) and dialogue (two speakers)"),
+        Binding("t", "template", "Template", show=False, id="generate.template",
+                tooltip="Edit the dialogue template: speakers, tags, where a reply ends"),
+        Binding("h", "saved", "Saved chats", show=False, id="generate.saved",
+                tooltip="Reopen a saved conversation of this run"),
+        Binding("e", "export", "Export", show=False, id="generate.export",
+                tooltip="Export the conversation as Markdown or plain text"),
         Binding("s", "reseed", "Seed", id="generate.reseed", show=False,
                 tooltip="Draw a new random seed (applies from the next token)"),
-        Binding("v", "confidence", "Colour", id="generate.confidence",
+        Binding("v", "confidence", "Colour", id="generate.confidence", show=False,
                 tooltip="Colour each token by the model's probability for it"),
-        Binding("c", "copy", "Copy", id="generate.copy", show=False, tooltip="Copy the output to the clipboard"),
-        Binding("x", "clear", "Clear", id="generate.clear", show=False, tooltip="Clear the output"),
+        Binding("c", "copy", "Copy", id="generate.copy", show=False, tooltip="Copy the conversation to the clipboard"),
         Binding("k", "top_k(-1)", "top-k down", key_display="k", group=TOPK, show=False,
                 id="generate.top_k_down", tooltip="Keep fewer candidate tokens (top-k: 100 ... 1)"),
         Binding("K", "top_k(1)", "top-k up", key_display="K", group=TOPK, show=False,
@@ -85,13 +102,13 @@ class GeneratePane(GenerationStream, Vertical):
         Binding("P", "top_p(0.05)", "top-p up", key_display="P", group=TOPP, show=False,
                 id="generate.top_p_up", tooltip="Raise top-p by 0.05 (1.00 is off)"),
         Binding("minus", "length(-1)", "shorter", key_display="-", group=LENGTH, show=False,
-                id="generate.shorter", tooltip="Generate fewer tokens"),
+                id="generate.shorter", tooltip="Generate fewer tokens per reply"),
         Binding("equals_sign,plus", "length(1)", "longer", key_display="+", group=LENGTH, show=False,
-                id="generate.longer", tooltip="Generate more tokens"),
+                id="generate.longer", tooltip="Generate more tokens per reply"),
         Binding("b", "toggle_checkpoint", "Best/last", show=False, id="generate.checkpoint",
                 tooltip="Switch between the best and the last checkpoint"),
         Binding("l", "reload", "Reload", show=False, id="generate.reload",
-                tooltip="Reload the checkpoint (picks up what a running training wrote since)"),
+                tooltip="Reload the checkpoint (picks up what a running training wrote; the conversation stays)"),
         Binding("o", "pick_run", "Open run", show=False, id="generate.open", tooltip="Choose another run"),
     ]
 
@@ -105,13 +122,20 @@ class GeneratePane(GenerationStream, Vertical):
         self.checkpoint_kind = checkpoint if checkpoint in ("best", "last") else "best"
         self._confidence = confidence
         self.sampler: Any = None
+        self.session: Any = None  # core.chat_session.ChatSession (or a stateless one, see use_sampler)
+        self.chat: Any = None  # core.chat.Chat: the conversation shown
+        self.run_chat: Any = None  # core.chat_template.RunChat: the run's template and speakers
         self.info: LoadedInfo | None = None
         self.loading: str = ""  # the run being loaded
         self.gen: Generation | None = None
+        self.turn_pieces: dict[int, list] = {}  # reply turn id -> its pieces as drawn (confidence colours)
         self.last_tps: float | None = None
         self.last_count = 0
         self.last_prompt: str | None = None
         self.stopped = False
+        self.loaded_mtime: int | None = None  # of the checkpoint file loaded
+        self.newer_step: int | None = None  # set when the run wrote a newer checkpoint since
+        self._chat_lock = threading.Lock()  # one reply at a time touches the model state
         self._joins = WikiTextJoins()  # word-level runs: WikiText's joins, a marker held across tokens
         # Set by the loader with the run (see use_sampler): names the prompt's unknown symbols.
         self._prompt_check: Callable[[str], str | None] | None = None
@@ -122,19 +146,22 @@ class GeneratePane(GenerationStream, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="gen-header")
-        yield Input(placeholder="Type a prompt, Enter generates (empty: start afresh)", id="prompt",
-                    select_on_focus=False)
         # A grid rather than nested containers: fewer layers to paint under the streaming text.
         yield StreamView(id="output")
         yield OddsPanel(id="alternatives")
+        yield LiveText("", id="gen-turn")
+        yield PromptArea(history=PromptHistory(), id="prompt",
+                         placeholder="Type a turn; Enter sends, ctrl+j a new line, ↑ earlier prompts")
         yield LiveText("", id="gen-status")
 
     def on_mount(self) -> None:
         self.output.confidence = self._confidence
         self._render_header()
         self._render_status()
+        self._render_turn_bar()
         self._render_alternatives(None)
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.set_interval(NEWER_CHECK_S, self.check_newer)
 
     def _theme_changed(self, _theme) -> None:
         self._render_status()  # (drawn in theme colours; the widgets redraw themselves)
@@ -143,115 +170,76 @@ class GeneratePane(GenerationStream, Vertical):
         if self.gen is not None:
             self.gen.stop.set()
 
+    def on_descendant_focus(self, _event) -> None:
+        self._focus_moved()
+
+    def on_descendant_blur(self, _event) -> None:
+        self._focus_moved()
+
+    def _focus_moved(self) -> None:
+        """Hints that name single keys depend on whether the prompt has the focus (the focus rule)."""
+        self._render_header()
+        self._render_turn_bar()
+
     @property
     def output(self) -> StreamView:
         return self.query_one("#output", StreamView)
 
     @property
+    def prompt(self) -> PromptArea:
+        return self.query_one("#prompt", PromptArea)
+
+    @property
+    def prompt_focused(self) -> bool:
+        try:
+            return self.app.focused is self.prompt
+        except Exception:  # (not mounted yet or any more)
+            return False
+
+    @property
     def generating(self) -> bool:
         return self.gen is not None
 
-    # ---- loading a run --------------------------------------------------------------------------
-    def load(self, run_dir: Path, checkpoint: str | None = None) -> None:
-        """Load a run's checkpoint in a thread worker (torch is imported there)."""
-        self.stop_generation()
-        if checkpoint:
-            self.checkpoint_kind = checkpoint
-        self.loading = Path(run_dir).name
-        self._render_header()
-        self._load_worker(Path(run_dir), self.checkpoint_kind)
+    def keys(self, keys: str) -> str:
+        """How to press `keys` from where the focus is: "Esc, then o" while the prompt takes keys."""
+        return f"Esc, then {keys}" if self.prompt_focused else keys
 
-    @work(thread=True, exclusive=True, group="load-run", exit_on_error=False)
-    def _load_worker(self, run_dir: Path, kind: str) -> None:
-        from minigpt_tui.core.errors import USER_ERRORS
+    def no_run_hint(self) -> str:
+        if self.prompt_focused:
+            return "No run is loaded: Esc, then 1 to train one or o to open one."
+        return "No run is loaded: 1 to train one, o to open one (or g on the Checkpoints tab)."
 
-        try:
-            from minigpt_tui.core.runs import RunDir, RunError
-            from minigpt_tui.core.models import count_parameters
-            from minigpt_tui.core.sampling import Sampler, SamplingSettings
-
-            run = RunDir(run_dir).load(checkpoint=kind)
-            settings = SamplingSettings(**asdict(self.prefs))
-            sampler = Sampler(run.model, run.tokenizer, settings, use_cache=True)
-            try:
-                params = RunDir(run_dir).read_meta().params or count_parameters(run.model)
-            except RunError:  # meta.json damaged: the weights are what counts here
-                params = count_parameters(run.model)
-            info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
-                              params, run.tokenizer.kind == "word")
-        except USER_ERRORS as err:
-            self._from_thread(self._load_failed, run_dir, str(err))
-        except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
-            log.exception("loading run %s (%s checkpoint)", run_dir, kind)
-            self._from_thread(self._load_failed, run_dir,
-                              f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
-        else:
-            # The prompt check comes with the run: core.sampling imports torch, which the UI
-            # thread never imports itself.
-            from minigpt_tui.core.sampling import prompt_warning
-
-            self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer))
-
-    def _from_thread(self, callback, *args) -> None:
-        """Hand a loaded run to the UI thread, unless a later load replaced this one or the app closed."""
-        if get_current_worker().is_cancelled:
-            return
-        try:
-            self.app.call_from_thread(callback, *args)
-        except RuntimeError:  # the app is no longer running
-            pass
-
-    def _load_failed(self, run_dir: Path, message: str) -> None:
-        self.loading = ""
-        self.app.notify(message, severity="error", title="Generate")
-        self._render_header()
-
-    def use_sampler(self, sampler: Any, info: LoadedInfo,
-                    prompt_check: Callable[[str], str | None] | None = None) -> None:
-        """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake).
-        `prompt_check(prompt)` is a warning about the prompt (unknown symbols) or None."""
-        self.stop_generation()
-        self.loading = ""
-        self.sampler = sampler
-        self.info = info
-        self._prompt_check = prompt_check
-        # The sampler's settings follow the tab's: copy them over once, then keep them in step.
-        for name, value in asdict(self.prefs).items():
-            if hasattr(sampler.settings, name):
-                setattr(sampler.settings, name, value)
-        self._render_header()
-        self._render_status()
-        self.refresh_bindings()
-        self.post_message(GeneratePane.SettingsChanged())
-
-    def unload(self) -> None:
-        self.stop_generation()
-        self.sampler = None
-        self.info = None
-        self._prompt_check = None
-        self._render_header()
-        self.refresh_bindings()
-
-    # ---- generating ------------------------------------------------------------------------------------
-    @on(Input.Submitted, "#prompt")
-    def _submitted(self, event: Input.Submitted) -> None:
+    # ---- sending -------------------------------------------------------------------------------------
+    @on(PromptArea.Submitted, "#prompt")
+    def _submitted(self, event: PromptArea.Submitted) -> None:
         event.stop()
+        if self.sampler is not None and self.chat is not None:
+            history = self.prompt.prompt_history
+            error = history.add(event.value) if history is not None else None
+            if error:
+                self.app.notify(error, severity="warning")
+            self.prompt.value = ""
         self.generate(event.value)
 
     # ---- actions -----------------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        prompt_focused = self.app.focused is self.query_one("#prompt")
+        prompt_focused = self.prompt_focused
+        has_chat = self.chat is not None
         if action == "stop":
             if self.generating:
                 return True
             return False if prompt_focused else None
         if action == "leave_prompt":
             return prompt_focused and not self.generating
-        if action in ("regenerate",):
-            return True if self.sampler is not None and self.last_prompt is not None else None
-        if action in ("copy", "clear"):
-            return True if self.output.text else None
-        if action in ("toggle_checkpoint", "reload"):
+        if action == "regenerate":
+            return True if has_chat and self.chat.last_reply is not None else None
+        if action == "flip":
+            return True if has_chat and self.chat.siblings()[1] > 1 else False
+        if action in ("undo", "copy", "export", "new_chat"):
+            return True if has_chat and self.chat.conversation.turns else None
+        if action in ("mode", "template"):
+            return True if has_chat else None
+        if action in ("toggle_checkpoint", "reload", "saved"):
             return True if self.info is not None and self.info.run_dir is not None else None
         if action == "focus_prompt":
             return None if prompt_focused else True
@@ -267,7 +255,7 @@ class GeneratePane(GenerationStream, Vertical):
         self.output.focus()
 
     def action_focus_prompt(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        self.prompt.focus()
 
     def _set(self, name: str, value) -> None:
         setattr(self.prefs, name, value)
@@ -311,24 +299,7 @@ class GeneratePane(GenerationStream, Vertical):
         self.post_message(GeneratePane.SettingsChanged())
 
     def action_regenerate(self) -> None:
-        if self.last_prompt is None:
-            self.app.notify("Nothing to regenerate yet; type a prompt and press Enter.", severity="warning")
-            return
-        self.generate(self.last_prompt)
-
-    def action_clear(self) -> None:
-        self.stop_generation()
-        self.output.clear()
-        self._render_alternatives(None)
-        self.refresh_bindings()
-
-    def action_copy(self) -> None:
-        text = self.output.text
-        if not text:
-            self.app.notify("Nothing to copy yet.", severity="warning")
-            return
-        self.app.copy_to_clipboard(text)
-        self.app.notify(f"Copied {len(text):,} characters to the clipboard.", timeout=2)
+        self.regenerate()
 
     def action_confidence(self) -> None:
         self._confidence = not self._confidence
@@ -350,7 +321,7 @@ class GeneratePane(GenerationStream, Vertical):
         self.app.action_pick_run()
 
     def focus_default(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        self.prompt.focus()
 
     # ---- display -----------------------------------------------------------------------------------------------
     @property
@@ -362,10 +333,13 @@ class GeneratePane(GenerationStream, Vertical):
         if self.loading:
             header.update(Text.assemble(("Loading ", "dim"), (self.loading, "bold"), (f" ({self.checkpoint_kind})…", "dim")))
         elif self.info is None:
-            header.update(Text("No run loaded. Train one on the Train tab (1), or open one (o).", style="dim"))
+            header.update(Text(self.no_run_hint(), style="dim"))
         else:
             i = self.info
             text = Text(no_wrap=True, overflow="ellipsis")
+            if self.newer_step is not None:  # first: it is news, and the line may be cut on the right
+                step = f" (step {self.newer_step:,})" if self.newer_step else ""
+                text.append(f"Newer checkpoint{step}: {self.keys('l')} reloads  ", colour(self.app, "warn"))
             text.append(i.run_name, "bold")
             text.append(f"  {i.checkpoint} @ step {i.step:,}", "")
             if i.family:
@@ -377,14 +351,16 @@ class GeneratePane(GenerationStream, Vertical):
             header.update(text)
 
     def status_text(self) -> str:
-        """The settings line (tests read it)."""
+        """The settings line (tests read it): the mode first, then the sampling settings."""
         p = self.prefs
-        parts = [f"temp {p.temperature:.1f}" + (" (greedy)" if p.temperature == 0 else ""),
+        mode = self.chat.template.mode if self.chat is not None else "cowrite"
+        parts = [MODE_NAMES.get(mode, mode),
+                 f"temp {p.temperature:.1f}" + (" (greedy)" if p.temperature == 0 else ""),
                  f"top-k {p.top_k or 'off'}",
                  f"top-p {p.top_p:.2f}" if p.top_p < 1 else "top-p off",
                  f"seed {p.seed}", f"max {p.max_new_tokens:,}"]
         if self.gen is not None:
-            tps = float(getattr(self.sampler, "tokens_per_s", 0.0) or 0.0)
+            tps = float(getattr(self.session, "tokens_per_s", 0.0) or 0.0)
             parts.append(f"{tps:,.0f} tok/s…" if tps else "…")
         elif self.last_tps is not None:
             parts.append(f"{self.last_tps:,.0f} tok/s")

@@ -1,10 +1,10 @@
-"""The Generate tab: streaming, Esc, sampling keys mid-generation, the output view."""
+"""The Generate tab: streaming, Esc, sampling keys mid-generation, the transcript view
+(the conversation itself is tests/tui/test_tui_chat.py)."""
 
 from __future__ import annotations
 
 import random
 
-from textual.widgets import Input
 from tui_helpers import FakeSampler, focus_id, wait_for
 
 from minigpt_tui.core.tokenizer import WikiTextJoins, prettify
@@ -23,7 +23,7 @@ async def open_generate(pilot, app):
 
 
 async def submit(pilot, app, prompt: str):
-    app.query_one("#prompt", Input).value = prompt
+    app.query_one("#prompt").value = prompt
     await pilot.press("enter")
     # Under load the Submitted message can still be on its way when press() returns.
     assert await wait_for(pilot, lambda: app.generate.gen is not None or app.generate.last_prompt == prompt)
@@ -48,11 +48,10 @@ async def test_generate_with_a_real_tiny_run(tiny_run):
         assert "temp 0.9" in gen.status_text() and gen.sampler.settings.temperature == 0.9
         await pilot.press("left_square_bracket", "left_square_bracket")
         assert "temp 0.7" in gen.status_text() and gen.sampler.settings.temperature == 0.7
-        # Same seed and settings give the same text: regenerate is reproducible.
-        await pilot.press("right_square_bracket")
+        # Regenerate makes a second version of the reply; the first is kept.
         await pilot.press("r")
-        assert await wait_for(pilot, lambda: not gen.generating, timeout=30)
-        assert gen.output.text == text
+        assert await wait_for(pilot, lambda: not gen.generating and gen.chat.siblings() == (2, 2), timeout=30)
+        assert gen.output.text.startswith("And the") and "‹2/2›" in gen.output.rendered_text()
 
 
 async def test_escape_stops_at_once_and_shows_what_was_made():
@@ -76,7 +75,7 @@ async def test_escape_stops_at_once_and_shows_what_was_made():
         await pilot.press("i")
         assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
         await pilot.press("left_square_bracket", "right_square_bracket")
-        assert app.query_one("#prompt", Input).value.endswith("[]")
+        assert app.query_one("#prompt").value.endswith("[]")
         assert gen.prefs.temperature == 0.8
 
 
@@ -109,7 +108,10 @@ async def test_settings_keys_take_effect_mid_generation():
         assert gen.prefs.temperature == 0.0 and "temp 0.0 (greedy)" in gen.status_text()
 
 
-async def test_streaming_2000_tokens_shows_exactly_the_generated_text():
+async def test_streaming_2000_tokens_shows_exactly_the_generated_text(monkeypatch):
+    from minigpt_tui.tui import chat_actions
+
+    monkeypatch.setattr(chat_actions, "CLIPBOARD_TOOLS", [])  # (never the developer's own clipboard)
     rng = random.Random(7)
     words = ["In", "the", "beginning", "God", "created", "heaven", "earth", ",", ".", "\n", "\t", "ünïcode", "ΑΩ"]
     pieces = [(" " if rng.random() < 0.8 else "") + rng.choice(words) for _ in range(2000)]
@@ -137,11 +139,12 @@ async def test_streaming_2000_tokens_shows_exactly_the_generated_text():
             for a, b in zip(line.rows, ends):
                 drawn = b - a - (1 if b < len(line.text) and line.text[b - 1] == " " else 0)  # a break space
                 assert drawn <= width
-        # Copy and clear.
+        # Copy (no clipboard program here: said so), and a new conversation clears the view.
         await pilot.press("c")
         assert app.clipboard == expected
-        await pilot.press("x")
-        assert gen.output.text == ""
+        assert any("No clipboard program here" in n.message for n in app._notifications)
+        await pilot.press("n")
+        assert gen.output.text == "" and not gen.chat.conversation.turns
 
 
 async def test_output_follows_the_end_only_at_the_bottom():

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
-from minigpt_tui.core.models.transformer_decode import KVCache, decode
+from minigpt_tui.core.models.transformer_decode import KVCache, decode, extend
 
 
 class Rotary(nn.Module):
@@ -198,13 +198,16 @@ class Transformer(nn.Module):
         With state=None the whole sequence is processed (training, or the
         uncached sampler). With an empty cache the sequence is a prompt: the
         cache is filled (only its last `receptive_field` tokens can matter to
-        what follows, so a sampler need not feed more). With a filled cache,
-        tokens are decoded one at a time. A cache is an inference tool:
+        what follows, so a sampler need not feed more). With a filled cache, one
+        token is decoded; several are read a window at a time (transformer_decode.extend). A cache is an inference tool:
         decoding applies no dropout.
         """
         if state is not None and not state.empty:
-            outs = [decode(self, idx[:, t], state) for t in range(idx.size(1))]
-            return torch.stack(outs, dim=1), state
+            if idx.size(1) == 1:
+                return decode(self, idx[:, 0], state).unsqueeze(1), state
+            # Several tokens (a conversation's new turn): a window at a time against the ring.
+            W = state.window
+            return torch.cat([extend(self, idx[:, t : t + W], state) for t in range(0, idx.size(1), W)], 1), state
         T = idx.size(1)
         x = self.drop(self.embed(idx))
         cos, sin = self.rotary.cos_sin(0, T, x.dtype)

@@ -89,6 +89,15 @@ class KVCache:
         keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
         self.layers[layer] = (keys, values)
 
+    def copy(self) -> "KVCache":
+        """An independent copy (the ring is written in place by every decoded token): what a
+        conversation keeps at a turn boundary so undo and branches need no recomputation.
+        The decode plan is the weights' arrangement, shared, not copied."""
+        twin = KVCache(len(self.layers), self.window)
+        twin.layers = [None if kv is None else (kv[0].clone(), kv[1].clone()) for kv in self.layers]
+        twin.count, twin.pos, twin.plan = self.count, self.pos, self.plan
+        return twin
+
     def prefilled(self, length: int) -> None:
         """Record that a prompt of `length` tokens was stored: the ring holds min(length, W)
         entries, so the next write goes to slot count % W, over the oldest entry once full."""
@@ -125,7 +134,7 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     inference tool); advances the cache by one token.
     """
     cfg = model.config
-    C, H, W = cfg.n_embd, cfg.n_head, cfg.context_length
+    C, H, W = cfg.n_embd, cfg.n_head, cache.window
     D, eps = C // H, model.norm.eps
     if cache.plan is None:
         cache.plan = decode_plan(model)
@@ -170,3 +179,55 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     cache.count += 1
     cache.pos += 1
     return linear(x, model.head.weight)
+
+
+def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it.
+
+    What a conversation uses to read a new turn: one forward over the new tokens
+    whose queries attend to the ring's keys and values plus their own, with the
+    same sliding-window mask as the network's forward over the whole text, so the
+    logits equal that forward's (to float rounding) at a cost that does not grow
+    with the conversation. As in `decode`, queries and keys are made in
+    interleaved order by the plan's weights and rotated as complex numbers, so the
+    ring is used as it lies: no gathering, no reordering. Each slot's age tells the
+    mask how far back it is; the new keys overwrite the oldest slots afterwards.
+    """
+    cfg = model.config
+    C, H, W = cfg.n_embd, cfg.n_head, cache.window
+    D, eps = C // H, model.norm.eps
+    B, T = idx.shape
+    if T > W:
+        raise ValueError(f"extend takes at most {W} tokens at a time, got {T}")
+    if cache.plan is None:
+        cache.plan = decode_plan(model)
+    device = idx.device
+    # Slot s was last written as entry c_s (the ring's count before that write); its age is
+    # count - c_s (1: the newest). Query t (position pos + t) sees it when t + age < W.
+    count = cache.count
+    slot = torch.arange(W, device=device)
+    age = (count - 1 - slot) % W + 1
+    t = torch.arange(T, device=device)[:, None]
+    mask = torch.cat(((t + age[None, :] < W) & (slot < count)[None, :],
+                      torch.arange(T, device=device)[None, :] <= t), dim=1)  # (T, W + T)
+    first, _, _, table = model.rotary._table(cache.pos, T)
+    rot = table[cache.pos - first : cache.pos - first + T].view(T, 1, D // 2)  # (T, 1, D/2) complex
+    writes = (count + torch.arange(T, device=device)) % W
+    x = F.embedding(idx, model.embed.weight)  # (B, T, C)
+    for p, (keys, values) in zip(cache.plan, cache.layers):
+        qkv = F.linear(torch.layer_norm(x, (C,), p.norm1_weight, p.norm1_bias, eps), p.qkv_weight, p.qkv_bias)
+        qk = qkv[..., : 2 * C].float().reshape(B, T, 2 * H, D // 2, 2)
+        qk = torch.view_as_real(torch.view_as_complex(qk) * rot).view(B, T, 2 * H, D).transpose(1, 2)  # (B, 2H, T, D)
+        q, k = qk[:, :H].to(keys.dtype), qk[:, H:].to(keys.dtype)
+        v = qkv[..., 2 * C :].reshape(B, T, H, D).transpose(1, 2).to(values.dtype)
+        y = F.scaled_dot_product_attention(q, torch.cat((keys, k), 2), torch.cat((values, v), 2), attn_mask=mask)
+        keys[:, :, writes] = k
+        values[:, :, writes] = v
+        x = x + F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), p.proj_weight_t.t(), p.proj_bias)
+        h = F.gelu(F.linear(torch.layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
+                   approximate="tanh")
+        x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
+    cache.count += T
+    cache.pos += T
+    x = torch.layer_norm(x, (C,), model.norm.weight, model.norm.bias, eps)
+    return F.linear(x, model.head.weight)

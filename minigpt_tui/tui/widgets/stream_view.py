@@ -1,6 +1,7 @@
-"""A scrolling view of streamed text that only ever appends.
+"""A scrolling view of streamed text that only ever appends: the Generate tab's transcript.
 
-Text arrives as pieces (tokens), each with an optional probability. The view keeps
+Text arrives as pieces (tokens), each with a probability, or marked as the user's words,
+template text or a label (see USER, TEMPLATE, MODEL, LABEL). The view keeps
 logical lines (split at newlines) and their soft-wrapped rows; appending a piece
 re-wraps only the last row of the last line (greedy word wrap never moves an
 earlier row when text is added at the end), so streaming costs the same per token
@@ -41,6 +42,11 @@ except ImportError:  # pragma: no cover - depends on the installed rich
     split_graphemes = None
 
 FOLLOW_HZ = 8
+# What a piece is, besides a model token with its probability (a float):
+USER = None  # the user's words (bold)
+TEMPLATE = "template"  # text a chat template added (a speaker tag, a blank line): dimmed
+MODEL = "model"  # model text without a probability (a reply redrawn from a saved conversation)
+LABEL = "label"  # a marker such as a reply's "‹2/3›": drawn, dimmed, but not part of `text`
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # everything but \n shows as a space
 
 # Probability thresholds and palette roles for confidence mode (low -> high).
@@ -69,7 +75,7 @@ def confidence_role(prob: float) -> str:
 class _Line:
     text: str = ""
     starts: list[int] = field(default_factory=list)  # offset of each span in text
-    probs: list[float | None] = field(default_factory=list)  # None: prompt text
+    probs: list[float | str | None] = field(default_factory=list)  # see USER, TEMPLATE, MODEL, LABEL
     rows: list[int] = field(default_factory=lambda: [0])  # offset where each wrapped row starts
 
 
@@ -189,8 +195,8 @@ class StreamView(ScrollView, can_focus=True):
     def append(self, text: str, prob: float | None = None) -> None:
         self.append_many([(text, prob)])
 
-    def append_many(self, pieces: list[tuple[str, float | None]]) -> None:
-        """Append pieces (text, probability or None for prompt text) in one repaint."""
+    def append_many(self, pieces: list[tuple[str, float | str | None]]) -> None:
+        """Append pieces (text, a probability or one of USER, TEMPLATE, MODEL, LABEL) in one repaint."""
         if not pieces:
             return
         self.appends += 1
@@ -200,7 +206,8 @@ class StreamView(ScrollView, can_focus=True):
         for text, prob in pieces:
             if not text:
                 continue
-            self._parts.append(text)
+            if prob != LABEL:
+                self._parts.append(text)
             clean = _CONTROL.sub(" ", text)
             segments = clean.split("\n")
             for i, seg in enumerate(segments):
@@ -339,6 +346,7 @@ class StreamView(ScrollView, can_focus=True):
             end -= 1  # the break space
         segments: list[Segment] = []
         bold = base + Style(bold=True)
+        dim = base + Style(dim=True, italic=True)
         i = max(0, bisect_right(line.starts, start) - 1)
         pos = start
         levels = self._confidence_colours() if self.confidence else None
@@ -349,6 +357,10 @@ class StreamView(ScrollView, can_focus=True):
                 prob = line.probs[i]
                 if prob is None:
                     style = bold
+                elif prob == MODEL:
+                    style = base
+                elif isinstance(prob, str):  # TEMPLATE, LABEL
+                    style = dim
                 elif levels:
                     style = base + levels[confidence_level(prob)]
                 else:

@@ -1,0 +1,238 @@
+"""A chat: a conversation (core.conversation), the model state that has read it
+(core.chat_session) and the template that says how turns are joined (core.chat_template).
+
+The one implementation of say / regenerate / undo / flip that the app and the
+`--chat` REPL share. The session's state follows the path shown through the marks
+kept at turn boundaries; `sync()` brings it there, and every reply starts with it (so
+undo and flip cost nothing until the next reply, which a caller runs in a worker):
+
+    say(words)    the user turn (template text around the words) is read, a mark is
+                  kept after it, then the reply streams as a model turn, and a mark is
+                  kept after that;
+    regenerate()  back to the mark after the user turn, a new reply: a sibling of the
+                  last model turn, the old one kept;
+    undo()        removes the last exchange (user turn and its replies), back to the
+                  mark before it;
+    flip(+-1)     shows another sibling of the last model turn, restoring its mark.
+
+Where no mark exists (a reopened conversation, a model reloaded with new weights),
+the nearest marked turn on the path is restored and the rest read from there, or
+the whole path read once from the start.
+
+Torch-free itself: the session does the model work, so tests may hand in a fake one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from minigpt_tui.core.chat_template import ChatTemplate
+from minigpt_tui.core.conversation import Conversation, Turn
+
+
+class ChatError(ValueError):
+    """An action that does not apply now (nothing to undo, ...); str(err) is one sentence."""
+
+
+class Chat:
+    def __init__(self, session: Any, template: ChatTemplate | None = None,
+                 conversation: Conversation | None = None, run: str = ""):
+        self.session = session
+        self.template = template or ChatTemplate()
+        self.conversation = conversation or Conversation(run=run, mode=self.template.mode)
+        self.marks: dict[int, Any] = {}  # turn id -> the session's mark after that turn
+        self.start_mark = session.mark() if conversation is None else None  # the empty conversation
+        self.word_level = getattr(getattr(session, "tokenizer", None), "kind", "") == "word"
+
+    # ---- reading the path ------------------------------------------------------------------------
+    @property
+    def turns(self) -> list[Turn]:
+        return self.conversation.path()
+
+    @property
+    def last_reply(self) -> Turn | None:
+        path = self.turns
+        return path[-1] if path and path[-1].role == "model" else None
+
+    def siblings(self) -> tuple[int, int]:
+        """(index, count) of the last reply among its siblings, (0, 0) without one."""
+        last = self.last_reply
+        return self.conversation.sibling_position(last) if last else (0, 0)
+
+    def sync(self, open_turn: Turn | None = None) -> None:
+        """Bring the session to the end of the path shown (see the module docstring); every turn
+        read is marked, except `open_turn` (a reply about to stream: only its prefix is read yet)."""
+        path = self.turns
+        wanted = [i for t in path for i in t.ids]
+        if list(self.session.ids) == wanted:
+            return
+        start = 0
+        for k in range(len(path), 0, -1):
+            mark = self.marks.get(path[k - 1].id)
+            if mark is not None and path[k - 1] is not open_turn:
+                self.session.restore(mark)
+                start = k
+                break
+        else:
+            if self.start_mark is not None:
+                self.session.restore(self.start_mark)
+            else:
+                self.session.reset()
+        for turn in path[start:]:
+            self.session.feed_ids(turn.ids)
+            if turn is not open_turn:
+                self.marks[turn.id] = self.session.mark()
+
+    # ---- actions ---------------------------------------------------------------------------------------
+    def say(self, words: str, cancel: Callable[[], bool] | None = None) -> Iterator:
+        """The user's turn, then the model's reply streaming (TokenEvents). In co-write, empty
+        words add no user turn: the model goes on writing where the document ends.
+
+        The turns are added at once (a transcript can show them); the model reads the new
+        text when the stream starts, so a caller may iterate it in a worker thread."""
+        conv, t = self.conversation, self.template
+        conv.mode = t.mode
+        encode = self.session.tokenizer.encode
+        parent = conv.current
+        if words or t.mode == "dialogue":
+            prefix, suffix = t.user_turn(conv.text(), words, self.word_level)
+            turn = conv.add("user", words, parent=parent, prefix=prefix, suffix=suffix,
+                            ids=encode(prefix + words + suffix), speaker=t.user if t.mode == "dialogue" else "")
+            parent = turn.id
+        return self._reply(parent, cancel)
+
+    def regenerate(self, cancel: Callable[[], bool] | None = None) -> Iterator:
+        """A new reply in place of the last one, which is kept as a sibling."""
+        last = self.last_reply
+        if last is None:
+            raise ChatError("There is no reply to regenerate yet; say something first.")
+        self.conversation.current = last.parent
+        return self._reply(last.parent, cancel, prefix=last.prefix)
+
+    def undo(self) -> Turn | None:
+        """Remove the last exchange (the user turn and every reply to it); returns that user
+        turn (its words can go back into the prompt), or None when the chat was a lone reply."""
+        path = self.turns
+        if not path:
+            raise ChatError("Nothing to undo; the conversation is empty.")
+        last = path[-1]
+        user = last if last.role == "user" else None
+        if last.role == "model" and last.parent is not None and self.conversation.turns[last.parent].role == "user":
+            user = self.conversation.turns[last.parent]
+        doomed = user or last
+        self.conversation.remove(doomed.id)
+        for turn_id in [i for i in self.marks if i not in self.conversation.turns]:
+            del self.marks[turn_id]
+        return user
+
+    def flip(self, delta: int) -> tuple[int, int]:
+        """Show the previous (-1) or next (+1) sibling of the last reply; returns (index, count)."""
+        last = self.last_reply
+        if last is None:
+            raise ChatError("There is no reply to flip through yet.")
+        sibs = self.conversation.siblings(last)
+        if len(sibs) < 2:
+            raise ChatError("This reply has no other versions; regenerate (r) makes one.")
+        target = sibs[(sibs.index(last) + delta) % len(sibs)]
+        self.conversation.current = self.conversation.latest_leaf(target).id
+        return self.siblings()
+
+    def new(self) -> None:
+        """Start an empty conversation (the caller saves the old one)."""
+        self.conversation = Conversation(run=self.conversation.run, mode=self.template.mode)
+        self.marks.clear()
+        self.session.reset()
+        self.start_mark = self.session.mark()
+        reseed = getattr(getattr(self.session, "sampler", None), "reseed", None)
+        if reseed is not None:
+            reseed()  # a new conversation starts from the seed: same settings, same first reply
+
+    # ---- the reply -------------------------------------------------------------------------------------
+    def _reply(self, parent: int | None, cancel, prefix: str | None = None) -> Iterator:
+        conv, t = self.conversation, self.template
+        if prefix is None:
+            prefix = t.model_prefix(conv.text())
+        ids = self.session.tokenizer.encode(prefix) if prefix else []
+        if parent is None and not ids:  # an empty start: a new line, read as context (not text)
+            ids = list(self.session.context_start())
+        turn = conv.add("model", "", parent=parent, prefix=prefix, ids=ids,
+                        speaker=t.model if t.mode == "dialogue" else "")
+        return self._stream(turn, cancel)
+
+    def _stream(self, turn: Turn, cancel) -> Iterator:
+        try:
+            self.sync(open_turn=turn)  # the new text (and anything not read yet) is read here
+            for event in self.session.reply(stops=self.template.reply_stops(), cancel=cancel):
+                turn.text += event.text
+                turn.ids.append(event.token_id)
+                yield event
+        finally:
+            turn.finish = self.session.stats.finish_reason or "cancelled"
+            if list(self.session.ids) == [i for t in self.turns for i in t.ids]:
+                self.marks[turn.id] = self.session.mark()
+            self.conversation.updated = max(self.conversation.updated, turn.created)
+
+
+class TranscriptSession:
+    """A session without state: every reply re-reads the whole transcript through the sampler's
+    stateless generate(). What a sampler without a KV cache (or a test's fake) gets; the same
+    interface as core.chat_session.ChatSession."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+        self.tokenizer = sampler.tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+        self.stats = _Stats()
+
+    @property
+    def tokens_per_s(self) -> float:
+        return float(getattr(self.sampler, "tokens_per_s", 0.0) or 0.0)
+
+    def context_start(self) -> list[int]:
+        return []
+
+    def reset(self) -> None:
+        self.ids, self.text = [], ""
+
+    def feed(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text)
+        self.feed_ids(ids)
+        return ids
+
+    def feed_ids(self, ids) -> None:
+        ids = list(ids)
+        self.ids += ids
+        self.text += self.tokenizer.decode(ids) if ids else ""
+
+    def reply(self, stops=(), max_new_tokens=None, cancel=None) -> Iterator:
+        self.stats = stats = _Stats()
+        written = ""
+        stream = self.sampler.generate(self.text, cancel=cancel)
+        try:
+            for event in stream:
+                self.ids.append(event.token_id)
+                self.text += event.text
+                before, written = len(written), written + event.text
+                stats.new_tokens += 1
+                yield event
+                if any(written.find(s, max(0, before - len(s) + 1)) >= 0 for s in stops if s):
+                    stats.finish_reason = "stop"
+                    return
+            inner = getattr(getattr(self.sampler, "stats", None), "finish_reason", "")
+            stats.finish_reason = inner or ("cancelled" if cancel is not None and cancel() else "length")
+        finally:
+            stream.close()
+
+    def mark(self) -> tuple[tuple[int, ...], str]:
+        return tuple(self.ids), self.text
+
+    def restore(self, mark) -> None:
+        self.ids, self.text = list(mark[0]), mark[1]
+
+
+class _Stats:
+    new_tokens = 0
+    prompt_tokens = 0
+    finish_reason = ""
+    tokens_per_s = 0.0

@@ -1,0 +1,243 @@
+"""Two ways to talk to a model that was never taught to chat, and the template that says how.
+
+co-write   the user's text and the model's form one document: the model continues
+           after whatever the user adds (the natural mode for the Bible or for prose).
+dialogue   the user speaks as one speaker and the model answers as another, in the
+           corpus's own format. For tiny Shakespeare that is a speaker line, the
+           speech and a blank line:
+
+               ROMEO:
+               What light through yonder window breaks?
+
+               JULIET:
+               ...
+
+           so a user turn adds "ROMEO:\\n" before the words and the blank line after,
+           the reply starts after "JULIET:\\n" and ends at the next blank line or
+           speaker tag (stop strings). Text without speaker lines (the Bible) gets an
+           inline format, "You: ...\\nModel: ...", one line a turn.
+
+The template is those few strings, with {user} and {model} standing for the names;
+it is visible (the chat shows what it adds, dimmed), editable, and remembered per
+run in <run>/chat.json. Speaker names are found by a cheap scan of the corpus's
+first megabytes (or the samples the trainer wrote) for `NAME:` lines; only names
+the run's vocabulary can spell are offered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from minigpt_tui.core import fsutil
+from minigpt_tui.core.conversation import MODE_NAMES, MODES
+
+TEMPLATE_FILE = "chat.json"
+SCAN_BYTES = 2_000_000
+NAME = r"[A-Z][A-Za-z'.-]*(?: [A-Za-z'.-]+){0,2}"  # "ROMEO", "First Citizen", "LADY CAPULET"
+_BLOCK = re.compile(rf"^({NAME}):[ \t]*$", re.M)  # a speaker line of its own, the speech below
+_INLINE = re.compile(rf"^({NAME}): \S", re.M)  # "NAME: speech" on one line
+MIN_LINES = 3  # a name must open at least this many speeches to count
+EDITABLE = ("user", "model", "user_tag", "model_tag", "separator", "stops")
+
+
+class TemplateError(ValueError):
+    """A template value that cannot be used; str(err) is one sentence."""
+
+
+@dataclass
+class ChatTemplate:
+    mode: str = "cowrite"
+    user: str = "You"
+    model: str = "Model"
+    user_tag: str = "{user}: "  # before the user's words (dialogue)
+    model_tag: str = "{model}: "  # before the model's reply (dialogue)
+    separator: str = "\n"  # between speeches (dialogue)
+    stops: list[str] = field(default_factory=lambda: ["\n"])  # end the model's turn (dialogue)
+
+    def fill(self, text: str) -> str:
+        return text.replace("{user}", self.user).replace("{model}", self.model)
+
+    # ---- what a turn adds ----------------------------------------------------------------------
+    def user_turn(self, document: str, words: str, word_level: bool = False) -> tuple[str, str]:
+        """(prefix, suffix) the chat adds around the user's words, given the document so far."""
+        if self.mode != "dialogue":
+            # Co-write joins texts as they are; word-level text needs a space between words.
+            joined = word_level and document and words and not document[-1].isspace() and not words[0].isspace()
+            return (" " if joined else ""), ""
+        tag = self.fill(self.user_tag)
+        spoken = tag.rstrip()  # "ROMEO:"
+        if document and spoken and document.endswith("\n" + spoken):
+            prefix = tag[len(spoken):]  # the last reply stopped at the user's speaker tag: complete it
+        else:
+            prefix = missing(document, (self.separator if document else "") + tag)
+        return prefix, missing(document + prefix + words, self.separator)
+
+    def model_prefix(self, document: str) -> str:
+        """What the chat adds before the model's reply (dialogue: the model's speaker tag)."""
+        if self.mode != "dialogue":
+            return ""
+        return missing(document, self.fill(self.model_tag))
+
+    def reply_stops(self) -> list[str]:
+        return [self.fill(s) for s in self.stops if s] if self.mode == "dialogue" else []
+
+    def describe(self) -> str:
+        """One line for a status bar: the mode, and in dialogue who speaks and what ends a reply."""
+        if self.mode != "dialogue":
+            return f"{MODE_NAMES['cowrite']}: the model continues the document"
+        stops = " or ".join(shown(s) for s in self.reply_stops()) or "length"
+        return f"dialogue: you are {self.user}, the model {self.model}; a reply ends at {stops}"
+
+    # ---- editing and files ---------------------------------------------------------------------
+    def set(self, name: str, value: str | list[str]) -> None:
+        """Change one field (the REPL's /template, the app's editor); TemplateError if it cannot be."""
+        if name == "mode":
+            if value not in MODES:
+                raise TemplateError(f"The mode must be one of {', '.join(MODES)}, got {value!r}.")
+        elif name not in EDITABLE:
+            raise TemplateError(f"The template has no field {name!r}; it has {', '.join(EDITABLE)}.")
+        elif name == "stops":
+            value = [value] if isinstance(value, str) else list(value)
+            value = [unescape(v) for v in value if v]
+        elif name in ("user", "model"):
+            value = " ".join(str(value).split())
+            if not value or ":" in value:
+                raise TemplateError(f"A speaker name must be non-empty and without ':', got {value!r}.")
+        else:
+            value = unescape(str(value))
+        setattr(self, name, value)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ChatTemplate":
+        out = cls()
+        for f in fields(cls):
+            value = raw.get(f.name)
+            if f.name == "stops":
+                if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    out.stops = value
+            elif isinstance(value, str):
+                setattr(out, f.name, value)
+        if out.mode not in MODES:
+            out.mode = "cowrite"
+        return out
+
+
+def missing(document: str, wanted: str) -> str:
+    """The part of `wanted` the document does not already end with: after a reply that
+    stopped at a blank line, a separator of a blank line adds nothing more."""
+    for k in range(min(len(wanted), len(document)), 0, -1):
+        if document.endswith(wanted[:k]):
+            return wanted[k:]
+    return wanted
+
+
+def shown(text: str) -> str:
+    """A template string as a person reads it: newlines as \\n, quoted."""
+    return '"' + text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def unescape(text: str) -> str:
+    """\\n and \\t typed in a command or a field mean a newline and a tab."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+# ---- speakers -----------------------------------------------------------------------------------------
+
+
+def find_speakers(text: str, limit: int = 12) -> tuple[list[str], str]:
+    """Speaker names of `text` by how many speeches they open, and the style: "block" (a
+    name line, the speech below), "inline" ("NAME: speech") or "" (none found)."""
+    block = Counter(_BLOCK.findall(text))
+    inline = Counter(_INLINE.findall(text))
+    counts, style = (block, "block") if sum(block.values()) >= sum(inline.values()) else (inline, "inline")
+    names = [n for n, c in counts.most_common() if c >= MIN_LINES][:limit]
+    return names, (style if names else "")
+
+
+def speaker_text(run_dir: Path) -> str:
+    """Text to look for speakers in: the start of the run's corpus, else its training samples."""
+    run_dir = Path(run_dir)
+    try:
+        import tomllib
+
+        path = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")).get("data", {}).get("path", "")
+    except (OSError, ValueError):
+        path = ""
+    candidates = []
+    if path:
+        p = Path(path).expanduser()
+        candidates = [p] if p.is_file() else [p / n for n in ("wiki.train.tokens", "wiki.train.raw")]
+    for candidate in candidates:
+        try:
+            with open(candidate, "rb") as f:
+                return f.read(SCAN_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            continue
+    samples = []
+    try:
+        for line in (run_dir / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
+            if '"sample"' in line:
+                try:
+                    samples.append(json.loads(line).get("text", ""))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return "\n".join(s for s in samples if isinstance(s, str))
+
+
+def spellable(names: list[str], tokenizer) -> list[str]:
+    """The names the vocabulary can write (a word-level vocabulary needs "NAME:" as a word)."""
+    if tokenizer is None:
+        return names
+    if tokenizer.kind == "word":
+        return [n for n in names if all(w in tokenizer.stoi for w in f"{n}:".split())]
+    return [n for n in names if all(c in tokenizer.stoi for c in f"{n}:")]
+
+
+def default_template(names: list[str], style: str) -> ChatTemplate:
+    """Dialogue between the two most frequent speakers in the corpus's own format."""
+    t = ChatTemplate()
+    if len(names) >= 2:
+        t.user, t.model = names[0], names[1]
+    if style == "block":
+        t.user_tag, t.model_tag, t.separator = "{user}:\n", "{model}:\n", "\n\n"
+        t.stops = ["\n\n", "\n{user}:"]
+    return t
+
+
+class RunChat:
+    """A run's chat settings: its template (chat.json) and the speakers its corpus names."""
+
+    def __init__(self, run_dir: Path, tokenizer=None):
+        self.run_dir = Path(run_dir)
+        names, self.style = find_speakers(speaker_text(self.run_dir))
+        self.speakers = spellable(names, tokenizer)
+        self.template = self.load()
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / TEMPLATE_FILE
+
+    def load(self) -> ChatTemplate:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(raw, dict):
+                return ChatTemplate.from_dict(raw)
+        except (OSError, ValueError):
+            pass  # missing or damaged: the defaults (rewritten at the next change)
+        return default_template(self.speakers, self.style)
+
+    def save(self) -> None:
+        """Remember the template for this run; TemplateError (one sentence) if it cannot be written."""
+        try:
+            fsutil.atomic_write_text(self.path, json.dumps(self.template.to_dict(), ensure_ascii=False, indent=1))
+        except OSError as err:
+            raise TemplateError(f"Could not save the chat template to {self.path} ({err.strerror or err}).") from None

@@ -1,0 +1,151 @@
+"""Loading a run into the Generate tab: RunLoading, a part of GeneratePane.
+
+A run loads in a thread worker (torch is imported there, never on the UI thread): its
+checkpoint, a Sampler, a ChatSession that keeps the model's state between turns, and
+the run's chat template and speakers (core.chat_template.RunChat). The UI thread then
+makes it the one Enter uses; reloading the run already shown (new weights from a
+training still running) keeps the conversation, which the new weights read once at the
+next reply. Shares the pane's state (see GeneratePane.__init__).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from textual import work
+from textual.worker import get_current_worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedInfo:
+    """What the header says about the loaded run."""
+
+    run_name: str
+    run_dir: Path | None
+    checkpoint: str  # "best" | "last"
+    step: int
+    family: str = ""
+    params: int = 0
+    word_level: bool = False
+
+
+class RunLoading:
+    """Load, use and unload a run (mixed into GeneratePane, a textual widget)."""
+
+    def load(self, run_dir: Path, checkpoint: str | None = None) -> None:
+        """Load a run's checkpoint in a thread worker (torch is imported there)."""
+        self.stop_generation()
+        if checkpoint:
+            self.checkpoint_kind = checkpoint
+        self.loading = Path(run_dir).name
+        self._render_header()
+        self._load_worker(Path(run_dir), self.checkpoint_kind)
+
+    @work(thread=True, exclusive=True, group="load-run", exit_on_error=False)
+    def _load_worker(self, run_dir: Path, kind: str) -> None:
+        from minigpt_tui.core.errors import USER_ERRORS
+
+        try:
+            from minigpt_tui.core.chat_session import ChatSession
+            from minigpt_tui.core.chat_template import RunChat
+            from minigpt_tui.core.models import count_parameters
+            from minigpt_tui.core.runs import RunDir
+            from minigpt_tui.core.sampling import Sampler
+
+            run = RunDir(run_dir).load(checkpoint=kind)
+            # A settings object of its own (use_sampler copies the tab's settings into it).
+            sampler = Sampler(run.model, run.tokenizer, use_cache=True)
+            params = count_parameters(run.model)
+            info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
+                              params, run.tokenizer.kind == "word")
+            mtime = run.checkpoint.stat().st_mtime_ns
+            run_chat = RunChat(run_dir, run.tokenizer)  # the template; speakers from the corpus's start
+        except USER_ERRORS as err:
+            self._from_thread(self._load_failed, run_dir, str(err))
+        except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
+            log.exception("loading run %s (%s checkpoint)", run_dir, kind)
+            self._from_thread(self._load_failed, run_dir,
+                              f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
+        else:
+            # The prompt check comes with the run: core.sampling imports torch, which the UI
+            # thread never imports itself.
+            from minigpt_tui.core.sampling import prompt_warning
+
+            self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
+                              ChatSession(sampler), run_chat, mtime)
+
+    def _from_thread(self, callback, *args) -> None:
+        """Hand a loaded run to the UI thread, unless a later load replaced this one or the app closed."""
+        if get_current_worker().is_cancelled:
+            return
+        try:
+            self.app.call_from_thread(callback, *args)
+        except RuntimeError:  # the app is no longer running
+            pass
+
+    def _load_failed(self, run_dir: Path, message: str) -> None:
+        self.loading = ""
+        self.app.notify(message, severity="error", title="Generate")
+        self._render_header()
+
+    def use_sampler(self, sampler: Any, info: LoadedInfo, prompt_check: Callable[[str], str | None] | None = None,
+                    session: Any = None, run_chat: Any = None, mtime: int | None = None) -> None:
+        """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake). `session`
+        keeps the model's state between turns; without one (a fake, a sampler without a cache)
+        every reply re-reads the transcript. Reloading the run shown keeps the conversation."""
+        from minigpt_tui.core.chat import Chat, TranscriptSession
+        from minigpt_tui.core.chat_template import ChatTemplate
+
+        self.stop_generation()
+        same_run = self.chat is not None and self.info is not None and info.run_dir is not None \
+            and self.info.run_dir == info.run_dir
+        self.loading = ""
+        self.sampler = sampler
+        self.session = session or TranscriptSession(sampler)
+        self.run_chat = run_chat
+        template = run_chat.template if run_chat is not None else ChatTemplate()
+        if same_run:
+            self.chat = Chat(self.session, template, self.chat.conversation)  # read again at the next reply
+        else:
+            self.autosave()
+            self.chat = Chat(self.session, template, run=info.run_name)
+            self.turn_pieces.clear()
+        self.info = info
+        self.loaded_mtime, self.newer_step = mtime, None
+        self._prompt_check = prompt_check
+        # The sampler's settings follow the tab's: copy them over once, then keep them in step.
+        for name, value in asdict(self.prefs).items():
+            if hasattr(sampler.settings, name):
+                setattr(sampler.settings, name, value)
+        self.render_transcript()
+        self._render_header()
+        self._render_status()
+        self._render_turn_bar()
+        self.refresh_bindings()
+        self.post_message(self.SettingsChanged())
+
+    def run_moved(self, old_dir: Path, new_dir: Path) -> None:
+        """The loaded run's folder was renamed: follow it, so saves and reloads go to the new one."""
+        info = self.info
+        if info is None or info.run_dir is None or Path(info.run_dir) != Path(old_dir):
+            return
+        self.info = replace(info, run_name=Path(new_dir).name, run_dir=Path(new_dir))
+        if self.run_chat is not None:
+            self.run_chat.run_dir = Path(new_dir)
+        self._render_header()
+
+    def unload(self) -> None:
+        self.stop_generation()
+        self.sampler = self.session = self.chat = self.run_chat = None
+        self.info = None
+        self._prompt_check = None
+        self.output.clear()
+        self._render_header()
+        self._render_turn_bar()
+        self.refresh_bindings()
