@@ -5,9 +5,14 @@
     python benchmarks/train_bench.py best-char --budget 600    # best char recipe: time to val 1.88, best val in 10 min
     python benchmarks/train_bench.py best-word --budget 300    # best word recipe on WikiText-2 (partial): val perplexity in 5 min
     python benchmarks/train_bench.py plot                  # loss-versus-time PNG from the saved results
+    python benchmarks/train_bench.py compare               # side by side with a GPT-2-style baseline, interleaved
+                                                           # (see benchmarks/side_by_side.py; --steps, --block,
+                                                           # --threads, --precision fp32|bf16, --data FILE)
 
 Each prints a table and writes JSON to benchmarks/results/. The data folder defaults to ../shared/data
-next to the repository; --data moves it. Runs go to a temporary data home, never the user's.
+next to the repository; --data moves it (compare also takes the text file itself). Runs go to a
+temporary data home, never the user's. compare prints a Markdown table (with the machine and its load)
+for the README's Performance section.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # side_by_side, baseline_gpt
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -93,8 +99,9 @@ def step_times(log: dict) -> list[float]:
 
 
 def cmd_throughput(args, tmp: Path) -> dict:
-    overrides = shakespeare(args.data) + [f"train.max_steps={args.steps}", "train.log_interval=1",
-                                          f"train.eval_interval={args.steps}", *args.set]
+    steps = args.steps or 300
+    overrides = shakespeare(args.data) + [f"train.max_steps={steps}", "train.log_interval=1",
+                                          f"train.eval_interval={steps}", *args.set]
     log = train("shakespeare-char-transformer", overrides, label="throughput")
     times = step_times(log)[10:]  # skip warm-up
     ms = statistics.median(times) * 1000
@@ -162,19 +169,36 @@ def cmd_plot(args, tmp: Path) -> dict:
     return {"benchmark": "plot", "image": str(out.relative_to(ROOT))}
 
 
+def cmd_compare(args, tmp: Path) -> dict:
+    from side_by_side import run_compare
+
+    return run_compare(args, tmp)
+
+
 COMMANDS = {"throughput": cmd_throughput, "reference": cmd_reference, "best-char": cmd_best_char,
-            "best-word": cmd_best_word, "plot": cmd_plot}
+            "best-word": cmd_best_word, "plot": cmd_plot, "compare": cmd_compare}
+BULKY = ("curve", "markdown", "per_step_s", "per_step_loss")  # kept in the JSON file, not printed
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", choices=COMMANDS)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--steps", type=int, default=300, help="steps for the throughput benchmark")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps: throughput (default 300); compare (default the recipe's 2000)")
     p.add_argument("--budget", type=float, default=600.0, help="wall-time budget in seconds")
     p.add_argument("--recipe", help="recipe for best-char / best-word")
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     p.add_argument("--tag", default="", help="suffix for the results file name")
+    g = p.add_argument_group("compare")
+    g.add_argument("--block", type=int, default=50, help="steps per interleaved block (default 50)")
+    g.add_argument("--threads", type=int, default=0, help="torch threads for both (default: torch's default)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="minigpt-tui's train.precision (bf16: CPU autocast, float32 weights); the baseline is fp32")
+    g.add_argument("--warmup", type=int, default=10, help="first steps left out of step statistics")
+    g.add_argument("--target", type=float, default=1.88, help="validation loss for the time-to-target row")
+    g.add_argument("--peak-seconds", type=float, default=1.5, help="seconds per matmul-limit measurement")
+    g.add_argument("--baseline-compile", action="store_true", help="torch.compile the baseline model too")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,11 +207,15 @@ def main() -> int:
     result["machine"] = machine()
     name = args.benchmark + (f"-{args.tag}" if args.tag else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    if "markdown" in result:
+        print(result["markdown"])
+        print(f"\nresults: {(RESULTS / f'{name}.json').relative_to(ROOT)}")
+        return 0
     width = max(map(len, result))
     for key, value in result.items():
-        if key != "curve":
+        if key not in BULKY:
             print(f"{key.ljust(width)}  {value}")
-    print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
+    print(json.dumps({k: v for k, v in result.items() if k not in BULKY}))
     return 0
 
 
