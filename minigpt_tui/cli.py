@@ -1,9 +1,10 @@
-"""Command line: the app, and its headless twins (train, generate, list).
+"""Command line: the app, and its headless twins (train, generate, chat, list).
 
     minigpt-tui                          the full-screen app
     minigpt-tui --run RUN                the app, on the Generate tab with RUN loaded
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
+    minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat_cli.py)
     minigpt-tui --list
 
 The headless paths never import textual (a test checks it). Every error a user
@@ -37,6 +38,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR, f"{self.prog}: {message[:1].upper()}{message[1:]}; see {self.prog} --help.\n")
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (argparse prints the error as one sentence)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="minigpt-tui",
@@ -48,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--train", nargs="?", const=paths.DEFAULT_RECIPE, metavar="RECIPE",
                       help=f"train headless from a recipe (a path, or a name in models/; default {paths.DEFAULT_RECIPE})")
     mode.add_argument("--generate", metavar="RUN", help="stream text from a trained run (name or folder)")
+    mode.add_argument("--chat", metavar="RUN", help="a conversation with a trained run in the terminal (/help inside)")
     mode.add_argument("--list", action="store_true", help="list the runs in the data home")
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
@@ -56,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set train.max_steps=200 (repeatable)")
     t.add_argument("--resume", metavar="RUN", help="continue a run where it stopped (name or folder)")
     t.add_argument("--events", choices=["jsonl"], help="print one JSON event per line instead of a progress bar")
-    t.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+    t.add_argument("--progress-every", type=_seconds, default=10.0, metavar="SECONDS",
                    help="with output not a terminal (a log file, a pipe), print a progress line this often "
                         "(default 10)")
     t.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
@@ -79,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
     g.add_argument("--no-kv-cache", action="store_true",
                    help="recompute the whole context for every token (slow; for comparison)")
+    g.add_argument("--mode", metavar="cowrite|dialogue", help="with --chat: how turns join (default: the run's last)")
     return p
 
 
@@ -89,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.generate is not None:
             return cmd_generate(args)
+        if args.chat is not None:
+            from minigpt_tui.chat_cli import cmd_chat
+
+            return cmd_chat(args)
         if args.list:
             return cmd_list()
         from minigpt_tui.tui.app import run_app
@@ -240,10 +258,10 @@ class ProgressPrinter:
         if now - self.last_line_at < self.every_s and e.step + 1 < self.max_steps:
             return
         self.last_line_at = now
-        eta = int(e.eta_s) if e.eta_s == e.eta_s and e.eta_s < 1e9 else None
-        eta_text = "-" if eta is None else (f"{eta // 60}m {eta % 60:02d}s" if eta >= 60 else f"{eta}s")
+        from minigpt_tui.core.formatting import fmt_duration
+
         self.console.print(f"step {e.step + 1:,}/{self.max_steps:,}  loss {e.loss:.3f}  "
-                           f"{e.tokens_per_s:,.0f} tok/s  ETA {eta_text}", markup=False)
+                           f"{e.tokens_per_s:,.0f} tok/s  ETA {fmt_duration(e.eta_s)}", markup=False)
         self.console.file.flush()
 
     def _start(self, e) -> None:

@@ -78,11 +78,13 @@ def tiny_recipe_run(folder: Path, runs_root: Path, max_steps: int = 10) -> Path:
 
 def make_fake_run(home: Path, name: str, *, step: int = 400, max_steps: int = 1000, created: float = PINNED_TIME,
                   best: float | None = 1.85, params: int = 812_672, family: str = "transformer",
-                  checkpoint: bool = True) -> Path:
-    """A run folder written by hand, with pinned facts and curves (no real weights)."""
+                  checkpoint: bool = True, loss_floor: float = 1.7, seconds_per_step: float = 0.05,
+                  overrides: tuple[str, ...] = ()) -> Path:
+    """A run folder written by hand, with pinned facts and curves (no real weights); `overrides`
+    are --set items for its config."""
     run = home / "runs" / name
     (run / "checkpoints").mkdir(parents=True)
-    config = RunConfig().with_overrides([f'model.family="{family}"', f"train.max_steps={max_steps}"])
+    config = RunConfig().with_overrides([f'model.family="{family}"', f"train.max_steps={max_steps}", *overrides])
     (run / "config.toml").write_text(config.to_toml())
     (run / "tokenizer.json").write_text(CharTokenizer(["<unk>", "\n", " ", "a", "b"]).to_json())
     meta = {"name": name, "recipe": "kjv-char-transformer", "family": family, "tokenizer": "char", "corpus": "kjv",
@@ -91,8 +93,9 @@ def make_fake_run(home: Path, name: str, *, step: int = 400, max_steps: int = 10
     (run / "meta.json").write_text(json.dumps(meta))
     records = []
     for s in range(0, step + 1, 10):
-        loss = 1.7 + 2.5 * 0.985 ** s
-        records.append({"step": s, "loss": round(loss, 4)})
+        loss = loss_floor + 2.5 * 0.985 ** s
+        lr = 1e-3 * min(1.0, (s + 1) / 100)  # a warmup, then flat
+        records.append({"step": s, "loss": round(loss, 4), "lr": lr, "time": round(s * seconds_per_step, 3)})
         if s % 100 == 0:
             records.append({"step": s, "val_loss": round(loss + 0.08, 4), "train_loss": round(loss, 4)})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

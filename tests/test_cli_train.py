@@ -29,7 +29,8 @@ def test_train_jsonl_then_list_then_resume(tiny_corpus, data_home):
     assert types[0] == "started" and types[-1] == "done"
     assert {"step", "eval", "sample", "checkpoint"} <= set(types)
     run_name = events[0]["run_name"]
-    assert run_name.startswith("kjv-char-transformer-")  # the default recipe
+    # the default recipe (kjv-char-transformer), named after the corpus it was given instead
+    assert run_name.startswith("tiny-char-transformer-")
 
     listing = cli("--list", home=data_home)
     assert listing.returncode == 0

@@ -3,12 +3,17 @@
 The headless CLI prints these (as a progress bar, or as JSON lines with
 `--events jsonl`); the Textual app runs the trainer as a child process and reads
 the JSON lines back with `decode`. Each event is one JSON object with a "type".
+The trainer also appends the same lines to its run's events.jsonl (EventLog), so a
+run can be followed from disk by a process that is not its parent (see follow.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 
 @dataclass
@@ -101,3 +106,46 @@ def decode(line: str) -> Event:
     cls = EVENT_TYPES[raw["type"]]
     known = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class EventLog:
+    """A run's events.jsonl: the events of its latest training session, one per line.
+
+    Each session starts a new file (written aside and renamed over the old one, so a
+    follower of the last session sees a different file rather than a mix of two), and
+    every event is flushed as it is written: steps come at log steps only, so this is
+    one small write per log step. A kill can tear the last line; readers skip it.
+    Best effort: a run never fails because its event log cannot be written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.file = None
+
+    def start(self, first: Event) -> None:
+        """Begin a new session's file with its first event (Started)."""
+        self.close()
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(encode(first) + "\n")
+            os.replace(tmp, self.path)
+            self.file = open(self.path, "a", encoding="utf-8")
+        except OSError:
+            self.file = None
+
+    def write(self, event: Event) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(encode(event) + "\n")
+            self.file.flush()
+        except OSError:  # a full disk: training goes on, the log stops here
+            self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            self.file = None

@@ -5,8 +5,9 @@ A run folder holds
     tokenizer.json    the vocabulary
     meta.json         RunMeta: small facts for listings (family, steps, best loss, ...)
     metrics.jsonl     one JSON object per logged step or evaluation
+    events.jsonl      the latest training session's events (events.EventLog), to follow it live
     checkpoints/      last.pt and best.pt (see checkpoint.py)
-    .lock             held (flock) by the one trainer writing into the folder
+    .lock             held (flock) by the one trainer writing into the folder; holds its pid
 
 A new run folder is assembled under a hidden name and renamed into place with its
 config, tokenizer and meta inside, so a run that a listing can see is never half
@@ -21,20 +22,22 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minigpt_tui.core import fsutil, paths
+from minigpt_tui.core import fsutil, paths, run_lock
 from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS, CheckpointError, checkpoint_problem, load_checkpoint
 from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.run_names import MAX_NOTE_CHARS, run_name_problem
 from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError
 
 if TYPE_CHECKING:
     import torch
 
 LOCK_NAME = ".lock"
+EVENTS_NAME = "events.jsonl"
 LossSeries = list[tuple[int, float]]
 
 
@@ -63,16 +66,25 @@ class RunMeta:
     precision: str = ""
     world_size: int = 1
     error: str = ""  # the sentence a failed run ended with
+    note: str = ""  # the user's own words about the run (the Checkpoints tab's n)
+
+    # Keys this version does not know (written by a newer one), kept as they were on rewrite.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        known = asdict(self)
+        del known["extra"]
+        return json.dumps({**self.extra, **known}, indent=1)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: Path) -> "RunMeta":
-        """Known keys are type-checked (ints are fine for floats); unknown keys are ignored."""
-        meta = cls()
+        """Known keys are type-checked (ints are fine for floats); unknown keys are kept in .extra."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        meta = cls(extra={k: v for k, v in raw.items() if k not in names})
         try:
             for f in fields(cls):
+                if f.name == "extra":
+                    continue
                 if f.name not in raw or (raw[f.name] is None and f.name == "best_val_loss"):
                     continue
                 value = raw[f.name]
@@ -85,31 +97,12 @@ class RunMeta:
         return meta
 
 
-class RunLock:
-    """An exclusive flock on run_dir/.lock, held by the one process training the run.
-    The kernel drops it when the process ends, however it ends (SIGKILL included)."""
-
-    def __init__(self, fd: int | None):
-        self.fd = fd
-
-    def __del__(self):
-        self.release()
-
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
-
-
 class RunDir:
     """One run folder. Cheap to make: nothing is read until asked for."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.lock_handle: RunLock | None = None
+        self.lock_handle: run_lock.RunLock | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -133,15 +126,17 @@ class RunDir:
         plain_name = Path(name_or_path).name == name_or_path and name_or_path not in ("", ".", "..")
         if plain_name and (root / name_or_path).is_dir():  # a name is a folder right under the runs folder
             return cls(root / name_or_path)
-        if plain_name and root.is_dir():
-            matches = sorted(p.name for p in root.iterdir()
-                             if p.is_dir() and not p.name.startswith(".") and p.name.startswith(name_or_path))
-            if len(matches) == 1:
-                return cls(root / matches[0])
-            if matches:
-                shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
-                raise RunError(f"Run name {name_or_path!r} matches {len(matches)} runs ({shown}); "
-                               "type more of the name.")
+        try:
+            matches = sorted(p.name for p in root.iterdir() if plain_name and p.is_dir()
+                             and not p.name.startswith(".") and p.name.startswith(name_or_path))
+        except OSError:  # no runs folder yet, or one we may not read
+            matches = []
+        if len(matches) == 1:
+            return cls(root / matches[0])
+        if matches:
+            shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
+            raise RunError(f"Run name {name_or_path!r} matches {len(matches)} runs ({shown}); "
+                           "type more of the name.")
         raise RunError(f"No run named {name_or_path!r}; minigpt-tui --list shows the runs.")
 
     @classmethod
@@ -187,26 +182,11 @@ class RunDir:
 
     # ---- the lock --------------------------------------------------------------------------
     def lock(self, wait_s: float = 2.0) -> None:
-        """Take the run's lock, or raise RunError when another process trains it.
-        (Where flock does not exist, e.g. on Windows, this is a no-op.)"""
+        """Take the run's lock, or raise RunError when another process trains it."""
         try:
-            import fcntl
-        except ImportError:
-            return
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait_s  # a listing may be peeking at the lock for a moment
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise RunError(f"Run {self.name} is being trained by another process; stop that one first.") from None
-                time.sleep(0.05)
-            except OSError:  # a file system without locks: go on unlocked
-                break
-        self.lock_handle = RunLock(fd)
+            self.lock_handle = run_lock.acquire(self.path / LOCK_NAME, wait_s)
+        except run_lock.Busy:
+            raise RunError(f"Run {self.name} is being trained by another process; stop that one first.") from None
 
     def release(self) -> None:
         """Let another process train this run (the lock also goes when the process ends)."""
@@ -216,25 +196,16 @@ class RunDir:
 
     def is_training(self) -> bool | None:
         """Whether a live process holds the run's lock (None where that cannot be told)."""
-        try:
-            import fcntl
-        except ImportError:
-            return None
-        try:
-            fd = os.open(self.path / LOCK_NAME, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        except OSError:
-            return None
-        finally:
-            os.close(fd)  # closing drops a lock taken here
+        return run_lock.held(self.path / LOCK_NAME)
+
+    def trainer_pid(self) -> int | None:
+        """The pid of the process that took the run's lock last (it trains the run while
+        is_training() is True); None when the lock file does not say."""
+        return run_lock.holder_pid(self.path / LOCK_NAME)
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / EVENTS_NAME
 
     def remove_temp_files(self) -> None:
         """Temporary files of a writer that was killed (call with the lock held)."""
@@ -372,6 +343,69 @@ class RunDir:
     def delete(self) -> None:
         shutil.rmtree(self.path)
 
+    # ---- tidying: rename, note ---------------------------------------------------------------------
+    def rename(self, new_name: str) -> "RunDir":
+        """The run under a new folder name, meta.json's name following. Refused (RunError, one
+        sentence) for an unusable or taken name, and while a process trains the run: its lock is
+        held across the rename, so no trainer can start on the old path meanwhile."""
+        new_name = new_name.strip()
+        problem = run_name_problem(new_name)
+        if problem:
+            raise RunError(problem)
+        if new_name == self.name:
+            return self
+        target = self.path.parent / new_name
+        if os.path.lexists(target):
+            raise RunError(f"A run named {new_name} already exists; choose another name.")
+        self._lock_for_edit("rename")
+        try:
+            try:
+                os.rename(self.path, target)
+            except OSError as err:
+                raise RunError(f"Could not rename run {self.name} ({err.strerror or err}).") from None
+            renamed = RunDir(target)
+            try:
+                meta = renamed.read_meta()
+            except RunError:  # an unreadable meta.json stays as it is: the folder name is the run's name
+                meta = None
+            if meta is not None:
+                meta.name = new_name
+                try:
+                    renamed.write_meta(meta)
+                except OSError as err:  # (a full disk) put the folder back: name and meta agree again
+                    os.rename(target, self.path)
+                    raise RunError(f"Could not rename run {self.name} ({err.strerror or err}).") from None
+            fsutil.fsync_dir(self.path.parent)
+            return renamed
+        finally:
+            self.release()
+
+    def set_note(self, note: str) -> RunMeta:
+        """Keep `note` in meta.json. Refused while the run trains: its trainer rewrites meta.json
+        from what it holds in memory and would drop the note."""
+        note = note.strip()
+        if len(note) > MAX_NOTE_CHARS:
+            raise RunError(f"A note can be at most {MAX_NOTE_CHARS} characters; this one has {len(note)}.")
+        self._lock_for_edit("add a note to")
+        try:
+            meta = self.read_meta()
+            meta.note = note
+            try:
+                self.write_meta(meta)
+            except OSError as err:
+                raise RunError(f"Could not write the note of run {self.name} ({err.strerror or err}).") from None
+            return meta
+        finally:
+            self.release()
+
+    def _lock_for_edit(self, what: str) -> None:
+        try:
+            self.lock(wait_s=0.2)
+        except RunError:
+            raise RunError(f"Run {self.name} is being trained; stop it before you {what} it.") from None
+        except OSError as err:
+            raise RunError(f"Could not {what} run {self.name} ({err.strerror or err}).") from None
+
 
 @dataclass
 class LoadedRun:
@@ -389,20 +423,20 @@ class RunInfo:
 
     name: str
     path: Path
-    meta: RunMeta = None  # type: ignore[assignment]  # filled in __post_init__ when not given
+    meta: RunMeta = field(default_factory=RunMeta)
     created: float = 0.0  # unix time: meta.created, else the folder's mtime
     status: str = ""  # meta.status, or "interrupted" for a dead trainer's run
     has_checkpoint: bool = False
-    error: str = ""  # why the run is unreadable; empty when it is fine
+    error: str = ""  # why the run is unreadable (not meta.error, a failed run's sentence); empty when fine
 
-    def __post_init__(self):
-        if self.meta is None:
-            self.meta = RunMeta(name=self.name)
-
-    def __getattr__(self, name: str):  # family, step, best_val_loss, ...: the meta's fields
-        if name != "meta" and name in RunMeta.__dataclass_fields__:
-            return getattr(self.meta, name)
-        raise AttributeError(name)
+    # The meta's facts a listing shows, by their plain names.
+    family = property(lambda self: self.meta.family)
+    tokenizer = property(lambda self: self.meta.tokenizer)
+    corpus = property(lambda self: self.meta.corpus)
+    params = property(lambda self: self.meta.params)
+    step = property(lambda self: self.meta.step)
+    max_steps = property(lambda self: self.meta.max_steps)
+    best_val_loss = property(lambda self: self.meta.best_val_loss)
 
     @property
     def date(self) -> str:
@@ -418,9 +452,12 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
     return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
 
 
-def loss_series(run_dir: str | Path, upto: int | None = None) -> tuple[LossSeries, LossSeries]:
-    """(train, val) loss series of the run in `run_dir` (see RunDir.loss_series)."""
-    return RunDir(run_dir).loss_series(upto)
+def metric_series(run_dir: str | Path, key: str, upto: int | None = None) -> LossSeries:
+    """(step, value) of one numeric field of the run's metric records ("lr", "time",
+    "tokens_per_s"), for records before step `upto` (all when None)."""
+    return [(rec["step"], float(rec[key])) for rec in RunDir(run_dir).read_metrics()
+            if isinstance(rec.get(key), (int, float)) and not isinstance(rec.get(key), bool)
+            and (upto is None or rec["step"] < upto)]
 
 
 def _remove_stale_staging(root: Path, age_s: float = 3600.0) -> None:

@@ -35,7 +35,9 @@ from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import load_corpus
 from minigpt_tui.core.devices import Distributed, resolve_device, resolve_precision
 from minigpt_tui.core.errors import TrainingError
+from minigpt_tui.core.eta import EtaEstimator, evals_left
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
+from minigpt_tui.core.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.runs import RunDir, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.tokenizer import build_tokenizer
@@ -71,15 +73,31 @@ class Trainer:
         self.stop_requested = False  # set from a signal handler: save and exit at the next step
         self.dist = Distributed.from_env()
         self.folder: RunDir | None = None  # rank 0 holds its lock while writing into it
+        self.event_log: ev.EventLog | None = None  # rank 0: the run's events.jsonl, open while it trains
         self.meta = RunMeta()
 
     @property
     def run_dir(self) -> Path | None:
         return self.folder.path if self.folder is not None else None
 
+    @property
+    def best_val_loss(self) -> float | None:
+        """The best validation loss of trained weights so far (None before the first one)."""
+        return None if math.isinf(self.best_val) else self.best_val
+
     def emit(self, event: ev.Event) -> None:
         if self.dist.is_main:
+            self._log_event(event)
             self.emit_fn(event)
+
+    def _log_event(self, event: ev.Event) -> None:
+        """Events also go to the run's events.jsonl, so that a process which is not the
+        trainer's parent can follow the run (core/follow.py); a Started begins a new file."""
+        if isinstance(event, ev.Started) and self.folder is not None:
+            self.event_log = ev.EventLog(self.folder.events_path)
+            self.event_log.start(event)
+        elif self.event_log is not None:
+            self.event_log.write(event)
 
     # ---- set-up --------------------------------------------------------------------
     def _setup(self):
@@ -181,11 +199,16 @@ class Trainer:
         cfg = self.config
         if self.resume:
             self.resume.lock()  # one trainer per run folder (before it is ours: a refusal must not touch it)
+            # The meta is read before the folder counts as ours: should anything below fail,
+            # fail() records the failure in the run's real meta, never in a blank one.
+            self.meta = self.resume.read_meta()
+            self.meta.error = ""  # a failure of an earlier attempt is no longer the run's state
             self.folder = self.resume
             self.folder.remove_temp_files()  # left by a writer that was killed
+            # The last session's events would tell a follower this run is over: gone until ours begin.
+            self.folder.events_path.unlink(missing_ok=True)
             # Records logged after the checkpoint we resume from are re-logged by this run.
             self.folder.truncate_metrics(self.step - 1)
-            self.meta = self.folder.read_meta()
         else:
             self.meta = RunMeta(
                 recipe=self.recipe_name, family=cfg.model.family, tokenizer=cfg.data.tokenizer,
@@ -193,7 +216,9 @@ class Trainer:
                 created=time.time(), status="training", max_steps=cfg.train.max_steps,
             )
             # The folder appears with its config, tokenizer and meta inside, already locked.
-            self.folder = RunDir.create(self.recipe_name, self.runs_root, {
+            # Named after the recipe, and after the corpus too when it is not the recipe's own.
+            stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
+            self.folder = RunDir.create(stem, self.runs_root, {
                 "config.toml": cfg.to_run_toml(),
                 "tokenizer.json": self.tokenizer.to_json(),
                 "meta.json": self.meta.to_json(),
@@ -215,6 +240,8 @@ class Trainer:
         except MemoryError:
             raise TrainingError("Out of memory; make the model (model.n_embd, model.n_layer) or "
                                 "train.batch_size smaller.") from None
+        if self.dist.is_main:  # in the events file before the lock goes: a follower reads how it ended
+            self._log_event(done)
         self.release()
         return done
 
@@ -242,8 +269,7 @@ class Trainer:
         self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
         self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)
         started = time.perf_counter()
-        train_time = 0.0
-        trained_steps = 0
+        eta = EtaEstimator()  # over recent steps, never the warm-up after this (re)start
         pending: list[dict] = []  # metric records not yet written (flushed at log and eval points)
         window_start, window_steps = time.perf_counter(), 0
         start_step = self.step
@@ -255,21 +281,20 @@ class Trainer:
                     break
                 step = self.step
                 if step % t.eval_interval == 0 or step == t.max_steps:
+                    eval_start = time.perf_counter()
                     if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
                         self.folder.append_metrics(pending)
                     pending = []
                     evaluated = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
                     if self.dist.is_main:
                         self.folder.append_metrics(evaluated)
+                    eta.add_eval(time.perf_counter() - eval_start)
                     window_start, window_steps = time.perf_counter(), 0
                 if step >= t.max_steps:
                     break
-                t0 = time.perf_counter()
                 lr = lr_at(step, t)
                 loss = self._train_step(step, lr)
                 window_steps += 1
-                trained_steps += 1
-                train_time += time.perf_counter() - t0
                 self.step = step + 1
                 if step % t.log_interval == 0 or self.step == t.max_steps:
                     # The loss of the global batch; .item() syncs with the device only here.
@@ -279,11 +304,14 @@ class Trainer:
                             f"The loss became {loss_value} at step {step}; the last good checkpoint is kept. "
                             "Try a lower train.learning_rate or a larger train.warmup_steps."
                         )
+                    # The time since the last log step is honest here (the .item() above waited
+                    # for the device); per-step timings would measure only the kernel launches.
                     now = time.perf_counter()
+                    eta.add(window_steps, now - window_start)
                     tps = window_steps * tokens_per_step / max(now - window_start, 1e-9)
-                    per_step = train_time / trained_steps
+                    eta_s = eta.eta(t.max_steps - self.step, evals_left(self.step, t.max_steps, t.eval_interval))
                     self.emit(ev.Step(step=step, loss=loss_value, lr=lr, tokens_per_s=tps,
-                                      elapsed_s=now - started, eta_s=per_step * (t.max_steps - self.step)))
+                                      elapsed_s=now - started, eta_s=eta_s))
                     pending.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
                                     "time": now - started})
                     window_start, window_steps = now, 0
@@ -297,7 +325,7 @@ class Trainer:
             self._save(self.step, improved=False)
         self._update_meta(status=reason)
         return ev.Done(step=self.step, run_dir=str(self.run_dir), reason=reason,
-                       best_val_loss=None if math.isinf(self.best_val) else self.best_val,
+                       best_val_loss=self.best_val_loss,
                        elapsed_s=time.perf_counter() - started)
 
     def _should_stop(self) -> bool:
@@ -383,7 +411,7 @@ class Trainer:
         improved = step > 0 and val_loss < self.best_val
         if improved:
             self.best_val = val_loss
-        best = None if math.isinf(self.best_val) else self.best_val
+        best = self.best_val_loss
         self.emit(ev.Eval(step=step, train_loss=train_loss, val_loss=val_loss, best_val_loss=best))
         if self.dist.is_main and self.config.train.sample_tokens:
             self.emit(ev.Sample(step=step, text=self.sample()))
@@ -410,7 +438,7 @@ class Trainer:
                 "Try a lower train.learning_rate."
             )
         model_state = model.state_dict()
-        best = None if math.isinf(self.best_val) else self.best_val
+        best = self.best_val_loss
         state = {
             "model": model_state,
             "optimizer": self.optimizer.state_dict(),
@@ -445,6 +473,8 @@ class Trainer:
 
     def fail(self, message: str) -> None:
         """Record a failed run in its meta (the caller reports the message) and let go of it."""
+        if self.dist.is_main:
+            self._log_event(ev.Error(message=message, run_dir=str(self.run_dir or "")))
         try:
             self._update_meta(status="failed", error=message)
         except OSError:
@@ -453,5 +483,8 @@ class Trainer:
 
     def release(self) -> None:
         """Let another process train this run folder (the lock also goes when the process ends)."""
+        if self.event_log is not None:  # (what is emitted after this goes to the callback only)
+            self.event_log.close()
+            self.event_log = None
         if self.folder is not None:
             self.folder.release()

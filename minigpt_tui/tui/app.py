@@ -1,18 +1,19 @@
-"""The full-screen app: Train, Checkpoints and Generate tabs.
+"""The full-screen app: Train, Checkpoints and Generate tabs, and over them a bar that shows
+every run being trained (live.py; hidden while none is).
 
 Start-up imports no torch (the first frame comes fast); loading a model and
-generating happen in thread workers, training in a child process.
+generating happen in thread workers, training in a child process. The help screen and
+the command palette are in commands.py.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import partial, wraps
+from functools import wraps
 from pathlib import Path
-from typing import Iterable
 
 from textual import on
-from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -20,24 +21,17 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from minigpt_tui.core import events as ev
 from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+from minigpt_tui.tui.commands import NOT_IN_PALETTE, TAB_IDS, TAB_TITLES, HelpAndCommands  # noqa: F401 (tests)
 from minigpt_tui.tui.debug_log import setup_debug_log
 from minigpt_tui.tui.generate_tab import GeneratePane
-from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen, RunPickerScreen
+from minigpt_tui.tui.live import LiveRuns, TrainingBar
+from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
 from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
 from minigpt_tui.tui.train import TrainPane
 
 log = logging.getLogger(__name__)
 
 TABS = Binding.Group("Tabs", compact=False)
-TAB_IDS = ("train", "checkpoints", "generate")
-NOT_IN_PALETTE = {"leave_field", "leave_prompt"}  # about where the focus is; meaningless from the palette
-TAB_TITLES = {"train": "Train", "checkpoints": "Checkpoints", "generate": "Generate"}
-
-HELP_INTRO = (
-    "Single keys act when the focus is not in a text field. In a field, Esc leaves it "
-    "(in Generate, Enter generates and moves the focus to the output). Tab and Shift+Tab move "
-    "between widgets; the mouse works too. Ctrl+P opens the command palette, which lists every action."
-)
 
 
 def closing_safe(handler):
@@ -57,6 +51,10 @@ def closing_safe(handler):
 class MainScreen(Screen):
     """The app's screen; lists the tab keys first in the Footer so they never scroll out of sight."""
 
+    # Shown (and listed in the palette) only while another process trains a run; the bar says "w: watch".
+    BINDINGS = [Binding("w", "app.watch_run", "Watch", id="app.watch",
+                        tooltip="Watch a run another process trains (headless, torchrun) in the Train tab")]
+
     @property
     def active_bindings(self):
         bindings = super().active_bindings
@@ -64,11 +62,13 @@ class MainScreen(Screen):
         return {**first, **{k: v for k, v in bindings.items() if k not in first}}
 
 
-class MiniGPTApp(App[int]):
+class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
     """Train a small language model, browse its checkpoints, play with it."""
 
     TITLE = "minigpt-tui"
     CSS_PATH = Path(__file__).parent / "app.tcss"
+    # The screen gets the class -narrow below 80 columns; app.tcss stacks panes there.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-normal")]
     BINDINGS = [
         Binding("1", "show_tab('train')", "Train", group=TABS, id="app.tab.train",
                 tooltip="Show the Train tab"),
@@ -109,6 +109,7 @@ class MiniGPTApp(App[int]):
             "generate": GeneratePane(prefs=s.sampling, checkpoint=s.checkpoint, confidence=s.confidence,
                                      id="generate-pane"),
         }
+        yield TrainingBar(id="training-bar")
         with TabbedContent(initial=initial, id="tabs"):
             for tab_id, key in zip(TAB_IDS, "123"):
                 with TabPane(f"{key} {TAB_TITLES[tab_id]}", id=tab_id):
@@ -127,6 +128,7 @@ class MiniGPTApp(App[int]):
             self.notify(self.settings_warning, severity="warning")
         self._update_width(self.size.width)
         self.checkpoints.refresh_runs()
+        self.start_live()
         if self.start_run is not None:
             self.generate.load(self.start_run)
             self._generate_offered = True
@@ -166,6 +168,8 @@ class MiniGPTApp(App[int]):
 
     # ---- tabs -----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "watch_run":
+            return bool(self.watchable_runs())
         if action == "show_tab" and parameters:
             try:
                 return None if self.tabs.active == parameters[0] else True
@@ -241,6 +245,10 @@ class MiniGPTApp(App[int]):
     def _train_ended(self, message: TrainPane.Ended) -> None:
         self.checkpoints.refresh_runs()
         self.refresh_bindings()
+        # Its trainer lets go of the run as it exits: look again soon, or the bar would show the
+        # run as trained by "another process" until the next look.
+        self.training_bar.poll()
+        self.set_timer(0.5, self.training_bar.poll)
 
     @on(TrainPane.RecipeChosen)
     @closing_safe
@@ -285,6 +293,17 @@ class MiniGPTApp(App[int]):
         if self.settings.last_run == Path(message.run_dir).name:
             self.settings.last_run = ""
             self.schedule_save()
+
+    @on(CheckpointsPane.RunRenamed)
+    @closing_safe
+    def _run_renamed(self, message: CheckpointsPane.RunRenamed) -> None:
+        """Whatever held the old folder follows it: Generate, the remembered last run, a resume form."""
+        old, new = Path(message.old_dir), Path(message.new_dir)
+        self.generate.run_moved(old, new)
+        if self.settings.last_run == old.name:
+            self.settings.last_run = new.name
+            self.schedule_save()
+        self.train.run_moved(old, new)
 
     @on(GeneratePane.SettingsChanged)
     @closing_safe
@@ -355,67 +374,7 @@ class MiniGPTApp(App[int]):
         if error:
             self.notify(error, severity="warning")
 
-    # ---- help, palette, quit ------------------------------------------------------------------------
-    def key_for(self, binding: Binding) -> str:
-        keys = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
-        shown = []
-        for key in keys.split(","):
-            key = key.strip()
-            display = self.get_key_display(Binding(key, binding.action)) if key else key
-            shown.append("ctrl+" + display[1:] if display.startswith("^") and len(display) > 1 else display)
-        return " / ".join(dict.fromkeys(shown))
-
-    def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        sections = []
-        for title, cls in (("Everywhere", type(self)), ("Train", TrainPane), ("Checkpoints", CheckpointsPane),
-                           ("Generate", GeneratePane)):
-            merged: dict[tuple[str, str], list[str]] = {}
-            for binding in Binding.make_bindings(cls.BINDINGS):
-                keys = merged.setdefault((binding.action, binding.tooltip or binding.description), [])
-                shown = self.key_for(binding)
-                if shown not in keys:
-                    keys.append(shown)
-            rows = [(" / ".join(keys), what) for (_, what), keys in merged.items()]
-            if title == "Everywhere":
-                rows.insert(3, ("ctrl+p", "Command palette: every action, searchable"))
-            if title == "Train":
-                rows.append(("enter", "In a form field: start training"))
-            if title == "Checkpoints":
-                rows.append(("enter", "Open the selected run in Generate"))
-                rows.append(("click header", "Sort by that column (again: reverse)"))
-            if title == "Generate":
-                rows.insert(0, ("enter", "In the prompt: generate"))
-            sections.append((title, rows))
-        return sections
-
-    def action_help(self) -> None:
-        if isinstance(self.screen, HelpScreen):
-            self.screen.dismiss(None)
-            return
-        self.push_screen(HelpScreen(self.help_sections(), HELP_INTRO))
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for tab in TAB_IDS:
-            yield SystemCommand(f"Go to {TAB_TITLES[tab]}", f"Switch to the {TAB_TITLES[tab]} tab",
-                                partial(self.action_show_tab, tab))
-        yield SystemCommand("Help: keys", "Every key of the app", self.action_help)
-        for tab, cls in (("train", TrainPane), ("checkpoints", CheckpointsPane), ("generate", GeneratePane)):
-            seen = set()
-            for binding in Binding.make_bindings(cls.BINDINGS):
-                if binding.action in seen or binding.action in NOT_IN_PALETTE:
-                    continue
-                seen.add(binding.action)
-                title = f"{TAB_TITLES[tab]}: {binding.description}"
-                help_text = f"{binding.tooltip or binding.description} (key: {self.key_for(binding)})"
-                yield SystemCommand(title, help_text, partial(self._palette_action, tab, binding.action))
-
-    def _palette_action(self, tab: str, action: str) -> None:
-        if self.tabs.active != tab:
-            self.tabs.active = tab
-        pane = self.pane(tab)
-        self.call_after_refresh(self.run_action, action, pane)
-
+    # ---- quit ------------------------------------------------------------------------------------------
     async def action_quit(self) -> None:
         if self.train.training:
             def answer(yes: bool | None) -> None:

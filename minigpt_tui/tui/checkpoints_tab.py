@@ -2,7 +2,8 @@
 
 Listing reads only the small files of each run (core.runs.list_runs), in a
 thread worker; a run whose files are broken is listed with the reason instead of
-breaking the table.
+breaking the table. Runs can be marked (space) to compare them (c, see compare.py) or
+delete them together; rename, notes and clearing stub runs keep the list tidy (run_tidy.py).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from minigpt_tui.core.runs import RunInfo
-from minigpt_tui.tui.formatting import fmt_params
+from minigpt_tui.tui.formatting import break_name, fmt_params
 from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.run_tidy import TidyActions, is_stub
 from minigpt_tui.tui.screens import ConfirmScreen
-from minigpt_tui.tui.widgets.loss_plot import LossPlot
+from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
 
 # (key, label, sort key), most telling first so they stay in view at 80 columns
 COLUMNS = [
@@ -38,8 +40,9 @@ COLUMNS = [
 ]
 
 
-class CheckpointsPane(Vertical):
-    """A table of runs; the selected one's config and curves; open, resume, delete."""
+class CheckpointsPane(TidyActions, Vertical):
+    """A table of runs; the selected one's config and curves; open, resume, delete; marks,
+    compare, rename, notes, clearing stubs (TidyActions)."""
 
     BINDINGS = [
         Binding("g", "open_generate", "Generate", id="checkpoints.generate",
@@ -47,11 +50,24 @@ class CheckpointsPane(Vertical):
         Binding("r", "resume", "Resume", id="checkpoints.resume",
                 tooltip="Resume training the selected run (switches to Train)"),
         Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
-                tooltip="Delete the selected run and its checkpoints (asks first)"),
-        Binding("o", "sort", "Sort", id="checkpoints.sort",
+                tooltip="Delete the marked runs, or else the selected one, with their checkpoints (asks first)"),
+        # (out of the footer, which has room for 80 columns' worth: the column headers sort too)
+        Binding("o", "sort", "Sort", show=False, id="checkpoints.sort",
                 tooltip="Sort by the next column; pressing on the sorted column's header reverses"),
         Binding("O", "reverse", "Reverse", show=False, id="checkpoints.reverse",
                 tooltip="Reverse the sort order"),
+        Binding("space", "mark", "Mark", id="checkpoints.mark",
+                tooltip="Mark or unmark the selected run (to compare or delete several)"),
+        Binding("c", "compare", "Compare", id="checkpoints.compare",
+                tooltip="Compare the marked runs: validation curves overlaid, configs side by side"),
+        Binding("u", "unmark", "Unmark all", show=False, id="checkpoints.unmark", tooltip="Unmark every run"),
+        Binding("e,f2", "rename", "Rename", show=False, id="checkpoints.rename",
+                tooltip="Rename the selected run (its folder and its name in meta.json)"),
+        Binding("n", "note", "Note", show=False, id="checkpoints.note",
+                tooltip="Write a note about the selected run (shown beside its config)"),
+        Binding("x", "clear_stubs", "Clear stubs", show=False, id="checkpoints.clear_stubs",
+                tooltip="Delete every stub run (stopped before its first checkpoint; asks first)"),
+        *PLOT_BINDINGS,
     ]
 
     class OpenRun(Message):
@@ -65,12 +81,23 @@ class CheckpointsPane(Vertical):
             super().__init__()
             self.run_dir = run_dir
 
+    class RunRenamed(Message):
+        """A run's folder moved: whatever holds the old path (Generate, the remembered last run)
+        should follow it."""
+
+        def __init__(self, old_dir: Path, new_dir: Path) -> None:
+            super().__init__()
+            self.old_dir = old_dir
+            self.new_dir = new_dir
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.runs: list[RunInfo] = []
         self.sort_column = "date"
         self.sort_reverse = True
+        self.marked: set[str] = set()  # run names, kept in the order of the table when used
         self._detail_for: str | None = None
+        self._select: str | None = None  # a run to put the cursor on at the next listing (renamed)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-empty")
@@ -120,8 +147,9 @@ class CheckpointsPane(Vertical):
 
     def show_runs(self, runs: list[RunInfo]) -> None:
         table = self.query_one(DataTable)
-        current = self.selected_name
+        current, self._select = self._select or self.selected_name, None
         self.runs = runs
+        self.marked &= {r.name for r in runs}
         sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
         ordered = sorted(runs, key=sort_key, reverse=self.sort_reverse)
         table.clear()
@@ -138,17 +166,39 @@ class CheckpointsPane(Vertical):
         self.refresh_bindings()
 
     def _cells(self, r: RunInfo) -> list[Text | str]:
-        if r.error:
-            return [Text(r.name, style="dim"), Text("⚠ unreadable", style=colour(self.app, "bad")),
-                    "", "", "", "", "", r.date]
-        # (for an unreadable run the reason shows beside the table when it is selected)
-        best = f"{r.best_val_loss:.3f}" if r.best_val_loss is not None else "-"
-        steps = f"{r.step:,}/{r.max_steps:,}" if r.max_steps else f"{r.step:,}"
         name = Text(r.name)
+        if r.name in self.marked:  # marked: a tick and the accent colour, as in file managers
+            name = Text.assemble(("✓ ", "bold"), r.name, style=f"bold {colour(self.app, 'accent')}")
+        if r.error:
+            name.stylize("dim")
+            return [name, Text("⚠ unreadable", style=colour(self.app, "bad")), "", "", "", "", "", r.date]
+        # (for an unreadable run the reason shows beside the table when it is selected)
+        best = Text(f"{r.best_val_loss:.3f}" if r.best_val_loss is not None else "-", justify="right")
+        steps = f"{r.step:,}/{r.max_steps:,}" if r.max_steps else f"{r.step:,}"
+        if is_stub(r):  # stopped before its first checkpoint: nothing to open, x clears them
+            name.stylize("dim")
+            best = Text("stub", style="dim", justify="right")
         if r.status == "training":
             name.append(" ●", colour(self.app, "good"))
-        return [name, Text(steps, justify="right"), Text(best, justify="right"),
+        return [name, Text(steps, justify="right"), best,
                 Text(fmt_params(r.params), justify="right"), r.family, r.tokenizer, r.corpus, r.date]
+
+    def show_live(self, name: str, step: int, best_val_loss: float | None) -> None:
+        """(Called by the app, twice a second, for each run being trained.) meta.json is written
+        at checkpoints only, so the row takes the trainer's live step and best instead."""
+        run = next((r for r in self.runs if r.name == name and not r.error), None)
+        if run is None or (run.meta.step == step and best_val_loss in (None, run.meta.best_val_loss)):
+            return
+        run.meta.step = step
+        if best_val_loss is not None:
+            run.meta.best_val_loss = best_val_loss
+        table = self.query_one(DataTable)
+        for key, cell in zip((k for k, _, _ in COLUMNS), self._cells(run)):
+            if key in ("steps", "best"):
+                try:
+                    table.update_cell(name, key, cell)
+                except CellDoesNotExist:  # (the table is being filled again)
+                    return
 
     def _update_headers(self) -> None:
         table = self.query_one(DataTable)
@@ -203,24 +253,28 @@ class CheckpointsPane(Vertical):
 
     @work(thread=True, exclusive=True, group="run-details", exit_on_error=False)
     def _details_worker(self, run: RunInfo) -> None:
-        from minigpt_tui.core.runs import RunDir, RunError
-        from minigpt_tui.core.runs import loss_series
+        from minigpt_tui.core.runs import RunDir, RunError, metric_series
 
         try:
             config_text = RunDir(run.path).config().to_toml()
         except RunError as err:
             config_text = f"# {err}"
-        train, val = loss_series(run.path)
+        train, val = RunDir(run.path).loss_series()
+        lr = metric_series(run.path, "lr")
         import math
 
         vocab = run.meta.vocab_size  # read by the listing; 0 in a meta.json from before it was kept
         ln_v = math.log(vocab) if vocab > 1 else None
-        self._from_thread(self._apply_details, run, config_text, train, val, ln_v)
+        self._from_thread(self._apply_details, run, config_text, train, val, ln_v, lr)
 
-    def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v) -> None:
+    def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v, lr) -> None:
         if self._detail_for != run.name:
             return
-        head = Text.assemble((run.name, "bold"), "\n")
+        # Long names break after a hyphen, not mid-word, in the narrow details column.
+        width = self.query_one("#run-config", Static).content_size.width or 27
+        head = Text.assemble((break_name(run.name, width), "bold"), "\n")
+        if run.meta.note:
+            head.append(run.meta.note + "\n", f"italic {colour(self.app, 'accent')}")
         status = run.status or "?"
         head.append(f"{status}, step {run.step:,}", "dim")
         head.append(", checkpoint saved\n\n" if run.has_checkpoint else ", no checkpoint yet\n\n", "dim")
@@ -231,7 +285,7 @@ class CheckpointsPane(Vertical):
             else:
                 body.append(line + "\n")
         self.query_one("#run-config", Static).update(head + body)
-        self.query_one("#run-plot", LossPlot).set_data(train, val, ln_v, run.max_steps)
+        self.query_one("#run-plot", LossPlot).set_data(train, val, ln_v, run.max_steps, lr=lr)
 
     # ---- actions -------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -242,8 +296,20 @@ class CheckpointsPane(Vertical):
             if action == "resume" and self.app.is_training():
                 return None
         if action == "delete":
+            if self.marked:
+                return True
             if run is None or self.app.run_in_use(run.path):
                 return None
+        if action in ("mark", "rename") and run is None:
+            return None
+        if action == "note" and (run is None or run.error):
+            return None
+        if action == "compare" and len(self.compared_runs()) < 2:
+            return False  # out of the footer until runs are marked: at 80 columns it has no room to spare
+        if action == "unmark" and not self.marked:
+            return None
+        if action == "clear_stubs" and not any(is_stub(r) for r in self.runs):
+            return None
         return True
 
     def action_open_generate(self) -> None:
@@ -279,6 +345,9 @@ class CheckpointsPane(Vertical):
         self.action_open_generate()
 
     def action_delete(self) -> None:
+        if self.marked:
+            self.delete_many([r for r in self.runs if r.name in self.marked], "marked")
+            return
         run = self.selected
         if run is None:
             self.app.notify("No run selected to delete.", severity="warning")
@@ -307,6 +376,11 @@ class CheckpointsPane(Vertical):
         self.runs = [r for r in self.runs if r.name != run.name]
         self.post_message(CheckpointsPane.RunDeleted(run.path))
         self.show_runs(self.runs)
+
+    def action_plot(self, view: str) -> None:
+        """The loss plot's l / m / f, from anywhere in the tab (the table has the focus)."""
+        if view in VIEWS:
+            self.query_one("#run-plot", LossPlot).toggle(view)
 
     def action_sort(self) -> None:
         keys = [k for k, _, _ in COLUMNS]

@@ -20,6 +20,13 @@ ROLES: dict[str, tuple[str, str]] = {
     "bad": ("text-error", "#d17e92"),
     "accent": ("text-accent", "#ffc473"),
     "primary": ("text-primary", "#57a5e2"),  # the probability bars of the Generate tab's odds panel
+    "lr": ("text-success", "#8ad4a1"),  # the learning-rate strip under the loss plot
+    # Runs overlaid in the comparison view, in order (SERIES_ROLES; the sixth is a blend).
+    "series-0": ("text-primary", "#57a5e2"),
+    "series-1": ("text-warning", "#ffc473"),
+    "series-2": ("text-success", "#8ad4a1"),
+    "series-3": ("text-error", "#d17e92"),
+    "series-5": ("foreground", "#e0e0e0"),
     # Confidence shading of generated tokens, least to most likely (the saturated base colours:
     # they colour text on the surface); the third is a blend, set in BLENDS.
     "confidence-0": ("error", "#ff5f5f"),
@@ -30,7 +37,9 @@ ROLES: dict[str, tuple[str, str]] = {
 # (in the default theme warning and accent are one colour, so a third level needs a blend).
 BLENDS: dict[str, tuple[str, str, str]] = {
     "confidence-2": ("warning", "success", "#ffd75f"),
+    "series-4": ("text-error", "text-primary", "#9491ba"),
 }
+SERIES_ROLES = tuple(f"series-{i}" for i in range(6))
 
 
 def colour(app: App, role: str) -> str:
@@ -61,3 +70,13 @@ def _muted(app: App) -> str:
     except ColorParseError:
         return ROLES["muted"][1]
     return background.blend(foreground.with_alpha(1.0), 0.55).hex[:7]
+
+
+def faded(app: App, role: str, amount: float = 0.6) -> str:
+    """A role's colour moved `amount` of the way towards the background: a curve drawn faint
+    behind another (the raw training loss behind its smoothed curve)."""
+    try:
+        background = Color.parse(str(app.theme_variables.get("background", "")))
+    except ColorParseError:
+        background = Color.parse("#121212")
+    return Color.parse(colour(app, role)).blend(background, amount).hex[:7]

@@ -1,6 +1,8 @@
-"""Modal screens: a yes/no question, the help screen, and a run picker."""
+"""Modal screens: a yes/no question, a one-line prompt, the help screen, and a run picker."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from rich.table import Table
 from rich.text import Text
@@ -8,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 
@@ -44,6 +46,70 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class PromptScreen(ModalScreen["str | None"]):
+    """Ask for one line of text (a run's new name, its note). Enter answers with the text unless
+    `check` finds a problem, which is shown under the field (one sentence); Esc cancels."""
+
+    DEFAULT_CSS = """
+    PromptScreen {
+        align: center middle;
+    }
+    #prompt-dialog {
+        width: 72;
+        max-width: 95%;
+        height: auto;
+        border: thick $primary 70%;
+        background: $surface;
+        padding: 1 2;
+    }
+    #prompt-question {
+        width: 1fr;
+        margin-bottom: 1;
+    }
+    #prompt-error {
+        color: $text-error;
+        height: auto;
+        display: none;
+    }
+    #prompt-hint {
+        color: $text-muted;
+        height: 1;
+    }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(self, question: str, value: str = "", placeholder: str = "",
+                 check: Callable[[str], str] | None = None, hint: str = "Enter saves, Esc cancels.") -> None:
+        super().__init__()
+        self.question = question
+        self.value = value
+        self.placeholder = placeholder
+        self.check = check
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-dialog"):
+            yield Label(self.question, id="prompt-question")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static("", id="prompt-error")
+            yield Static(self.hint, id="prompt-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        problem = self.check(event.value) if self.check else ""
+        error = self.query_one("#prompt-error", Static)
+        error.update(problem)
+        error.display = bool(problem)
+        if not problem:
+            self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -71,6 +71,8 @@ def from_dict(raw: dict[str, Any]) -> AppSettings:
             if name in sampling:
                 setattr(settings.sampling, name, _typed(sampling[name], getattr(settings.sampling, name)))
     settings.sampling.clamp()
+    # The CLI may ask for 0 new tokens (print the prompt only); in the app Enter would then do nothing.
+    settings.sampling.max_new_tokens = max(settings.sampling.max_new_tokens, 1)
     keymap = raw.get("keymap")
     if isinstance(keymap, dict):
         settings.keymap = {str(k): v for k, v in keymap.items() if isinstance(v, str) and v}

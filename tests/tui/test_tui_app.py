@@ -54,7 +54,7 @@ async def test_switching_tabs_by_key():
         assert await wait_for(pilot, lambda: focus_id(app) == "prompt")  # the prompt has focus when the tab opens
         await pilot.press("1")  # typed into the prompt, not a tab switch
         assert app.tabs.active == "generate"
-        assert app.query_one("#prompt", Input).value == "1"
+        assert app.query_one("#prompt").value == "1"
         await pilot.press("escape")  # leaves the prompt; single keys act again
         await pilot.press("1")
         assert app.tabs.active == "train"
@@ -193,3 +193,19 @@ async def test_app_opens_on_generate_with_run(tiny_run):
         assert app.tabs.active == "generate"
         assert await wait_for(pilot, lambda: app.generate.sampler is not None)
         assert app.generate.info.run_name == "tiny-run"
+
+
+async def test_a_renamed_run_is_followed_by_generate_and_the_remembered_last_run(tiny_run):
+    """Renaming the loaded run in Checkpoints must not leave Generate (and the settings file)
+    pointing at a folder that no longer exists."""
+    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+
+    app = MiniGPTApp(run=tiny_run, save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.generate.sampler is not None)
+        app.settings.last_run = "tiny-run"
+        new = RunDir(tiny_run).rename("tiny-renamed").path
+        app.checkpoints.post_message(CheckpointsPane.RunRenamed(tiny_run, new))
+        assert await wait_for(pilot, lambda: app.generate.info.run_name == "tiny-renamed")
+        assert app.generate.info.run_dir == new and app.settings.last_run == "tiny-renamed"

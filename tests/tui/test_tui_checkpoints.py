@@ -101,3 +101,26 @@ async def test_open_in_generate_loads_the_run(tiny_run):
         # Deleting the loaded run unloads it.
         await pilot.press("escape", "2", "d", "y")
         assert await wait_for(pilot, lambda: app.generate.sampler is None)
+
+
+def test_long_names_break_after_a_hyphen_not_mid_word():
+    from minigpt_tui.tui.formatting import break_name
+
+    name = "tinyshakespeare-char-transformer-20260101-120000"
+    lines = break_name(name, 27).splitlines()
+    assert "".join(lines) == name and all(len(line) <= 27 for line in lines)
+    assert all(line.endswith("-") for line in lines[:-1])  # every break follows a hyphen
+    assert break_name("x" * 30, 12).splitlines() == ["x" * 12, "x" * 12, "x" * 6]  # no hyphen: cut where it must
+
+
+async def test_the_details_column_shows_a_long_run_name_in_whole_words(tui_home):
+    """Issue 13, defect 6: at 120 columns a long run name broke mid-word in the details."""
+    name = "tinyshakespeare-char-transformer-20260101-120000"
+    make_fake_run(tui_home, name, created=PINNED_TIME)
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")
+        details = app.query_one("#run-config")
+        assert await wait_for(pilot, lambda: name.split("-")[0] in str(details.render()))
+        head = str(details.render()).splitlines()[:2]
+        assert "".join(head) == name and head[0].endswith("-")

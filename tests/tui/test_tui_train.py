@@ -11,11 +11,12 @@ from tui_helpers import wait_for
 
 from minigpt_tui.core import events as ev
 from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.corpus import PREFIX_BYTES
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.formatting import fmt_duration
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.train import TrainerProcess, check_form, describe_corpus
-from minigpt_tui.tui.train.form import EXTRA, FORM_KEYS, config_value, format_value
+from minigpt_tui.tui.train.form import EXTRA, FORM_KEYS, config_value, field_id, format_value
 
 
 def fill(app, **fields) -> None:
@@ -72,7 +73,7 @@ async def test_corpus_path_is_checked_as_you_type(tmp_path, tiny_corpus):
         (tmp_path / "wiki").mkdir()
         fill(app, data__path=tmp_path / "wiki")
         await pilot.pause()
-        assert "without wiki.train.tokens" in str(hint.render())
+        assert "no wiki.train.tokens" in str(hint.render())
         fill(app, data__path="")
         await pilot.pause()
         assert "built-in" in str(hint.render())
@@ -81,7 +82,7 @@ async def test_corpus_path_is_checked_as_you_type(tmp_path, tiny_corpus):
 def test_corpus_and_duration_helpers(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert describe_corpus(str(empty)) == (False, "empty.txt is empty")
+    assert describe_corpus(str(empty)) == (False, "empty file")
     (tmp_path / "wt").mkdir()
     (tmp_path / "wt" / "wiki.train.tokens").write_text("a")
     (tmp_path / "wt" / "wiki.valid.tokens").write_text("a")
@@ -124,7 +125,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         assert train.training
         assert await wait_for(pilot, lambda: len(train.plot.train) >= 3 and train.plot.val, timeout=60)
         s = train.state
-        assert s.status == "training" and s.run_name.startswith("kjv-char-transformer")
+        assert s.status == "training" and s.run_name.startswith("tiny-char-transformer")
         assert s.step >= 2 and s.loss is not None and s.ln_vocab == pytest.approx(math.log(s_vocab(s)), rel=1e-6)
         status = app.query_one("#train-status")
         assert await wait_for(pilot, lambda: f"/{100_000:,}" in str(status.render()))  # the 4 Hz display tick
@@ -147,18 +148,20 @@ def s_vocab(state) -> int:
 
 @pytest.mark.slow
 async def test_a_crashing_trainer_is_a_message_and_the_app_keeps_running(tmp_path):
-    binary = tmp_path / "binary.txt"
-    binary.write_bytes(b"\x00\x01\x02" * 100)
+    # The form checks only a corpus's first PREFIX_BYTES: a bad byte after them is the trainer's to find.
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"the cat sat\n" * (PREFIX_BYTES // 12 + 10) + "caf\u00e9\n".encode("latin-1"))
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        tiny_form(app, binary, max_steps=10)
+        tiny_form(app, latin1, max_steps=10)
         await pilot.pause()
+        assert app.train.config is not None, app.train.errors
         await pilot.press("s")
         assert await wait_for(pilot, lambda: not app.train.training and app.train.state.status == "failed",
                               timeout=60)
         message = app.train.state.message
-        assert "binary" in message and "Traceback" not in message
-        assert any(n.severity == "error" and "binary" in n.message for n in app._notifications)
+        assert "not UTF-8" in message and "Traceback" not in message
+        assert any(n.severity == "error" and "not UTF-8" in n.message for n in app._notifications)
         await pilot.press("2")  # still alive and responsive
         assert app.tabs.active == "checkpoints"
 
@@ -270,3 +273,44 @@ async def test_a_theme_change_recolours_the_run_status():
         await pilot.pause()
         await pilot.pause()
         assert loss_style() == f"bold {colour(app, 'train')}" != before
+
+
+def _on_screen(app, selector: str) -> bool:
+    """The widget is displayed and lies wholly inside the terminal."""
+    widget = app.query_one(selector)
+    region = widget.region
+    return widget.display and region.area > 0 and region.right <= app.size.width and region.bottom <= app.size.height
+
+
+@pytest.mark.slow
+async def test_at_60x20_the_buttons_and_status_are_on_screen_idle_and_training(tiny_corpus, tui_home):
+    """Issue 13, defect 6: at 60x20 the Stop button and the status were off-screen. Narrow
+    screens stack the form above the run while idle and show the run alone while training."""
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(60, 20)) as pilot:
+        tiny_form(app, tiny_corpus)
+        await pilot.pause()
+        assert all(_on_screen(app, s) for s in ("#start", "#stop", "#train-status", "#train-form"))
+        await pilot.press("s")
+        train = app.train
+        assert await wait_for(pilot, lambda: train.state.status == "training" and len(train.plot.train) >= 2,
+                              timeout=60)
+        await pilot.pause()
+        assert all(_on_screen(app, s) for s in ("#stop", "#train-status", "#train-plot"))
+        assert not app.query_one("#train-form").display
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: not train.training, timeout=60)
+        await pilot.pause()
+        assert _on_screen(app, "#train-form") and _on_screen(app, "#start")
+
+
+async def test_at_80x24_every_form_field_and_button_can_be_reached():
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert _on_screen(app, "#start") and _on_screen(app, "#stop") and _on_screen(app, "#train-status")
+        for key in FORM_KEYS:  # the form scrolls: each field comes into view when focused
+            field = app.query_one("#" + field_id(key))
+            field.focus()
+            await pilot.pause()
+            assert _on_screen(app, "#" + field_id(key)), key

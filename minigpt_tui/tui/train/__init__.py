@@ -1,6 +1,7 @@
-"""The Train tab, in four parts: the form (form.py), the trainer child process
-(process.py), the run's state and its drawing (state.py), and the pane that puts them
-on screen (pane.py)."""
+"""The Train tab, in five parts: the form (form.py), the trainer child process and a run
+another process trains, followed from its files (process.py), starting, watching and
+stopping a run (runner.py), the run's state and its drawing (state.py), and the pane
+that puts them on screen (pane.py)."""
 
 from minigpt_tui.tui.train.form import FORM_FIELDS, check_form, describe_corpus
 from minigpt_tui.tui.train.pane import TrainPane

@@ -21,6 +21,7 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label, Select, Static
 
 from minigpt_tui.core.config import ConfigError, RunConfig, check_override
+from minigpt_tui.core.corpus import CorpusCheck, check_corpus
 from minigpt_tui.tui.formatting import fmt_bytes
 
 # (config key, label, choices or None). The labels are the TOML names, so what a person
@@ -71,24 +72,15 @@ def config_value(config: RunConfig, key: str) -> Any:
 
 
 def describe_corpus(text: str) -> tuple[bool, str]:
-    """(usable, one line) for the corpus field, checked as the user types."""
-    if not text.strip():
-        return True, "built-in KJV Bible"
-    path = Path(text.strip()).expanduser()
-    try:
-        if path.is_file():
-            size = path.stat().st_size
-            if size == 0:
-                return False, f"{path.name} is empty"
-            return True, f"text file, {fmt_bytes(size)}"
-        if path.is_dir():
-            for ext in ("tokens", "raw"):
-                if (path / f"wiki.train.{ext}").is_file() and (path / f"wiki.valid.{ext}").is_file():
-                    return True, f"WikiText folder (.{ext})"
-            return False, "folder without wiki.train.tokens / wiki.valid.tokens"
-    except OSError as err:
-        return False, f"cannot read: {err.strerror or err}"
-    return False, "no such file or folder"
+    """(usable, a few words) for the corpus field, checked as the user types by the trainer's own
+    check (core.corpus.check_corpus): "text file, 1.1 MB", "binary file, not text"."""
+    return _corpus_hint(check_corpus(text))
+
+
+def _corpus_hint(check: CorpusCheck) -> tuple[bool, str]:
+    if check.ok and check.size is not None:
+        return True, f"{check.summary}, {fmt_bytes(check.size)}"
+    return check.ok, check.summary
 
 
 def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
@@ -110,7 +102,11 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
                 yield Input(compact=True, id=field_id(key), classes="form-field",
                             placeholder=placeholder, select_on_focus=False)
         if key == "data.path":
-            yield Static("", id="corpus-hint", classes="hint")
+            hint = Static("", id="corpus-hint", classes="hint")
+            # One line: a hint longer than the form is wide ends in "…" rather than at a word.
+            hint.styles.text_wrap = "nowrap"
+            hint.styles.text_overflow = "ellipsis"
+            yield hint
         yield Static("", id=field_id(key) + "-error", classes="field-error")
     with Horizontal(classes="form-row"):
         yield Label("--set", classes="form-label")
@@ -141,7 +137,7 @@ def split_extra(text: str) -> list[str]:
 class FormCheck:
     """The outcome of checking the form: the config it makes (None while any field has an
     error), the error sentence of each field (a FORM_FIELDS key, EXTRA or FORM) and the
-    corpus line shown under the corpus field."""
+    corpus line shown under the corpus field (the error at data.path is the trainer's sentence)."""
 
     config: RunConfig | None
     errors: dict[str, str] = field(default_factory=dict)
@@ -180,11 +176,10 @@ def check_form(base: RunConfig, values: dict[str, str], extra_text: str) -> Form
         config = base.with_overrides(good_items + extra)
     except ConfigError as err:
         errors.setdefault(_shown_at(err, extra_keys), str(err))
-    path_text = values.get("data.path", "")
-    corpus_ok, hint = describe_corpus(path_text)
+    corpus = check_corpus(values.get("data.path", ""))
+    corpus_ok, hint = _corpus_hint(corpus)
     if not corpus_ok and "data.path" not in errors:
-        errors["data.path"] = (f"Corpus path {path_text.strip()} is not usable ({hint}); "
-                               "give a text file, a WikiText folder, or leave it empty.")
+        errors["data.path"] = corpus.problem  # the sentence the trainer would stop with
     return FormCheck(None if errors else config, errors, corpus_ok, hint)
 
 

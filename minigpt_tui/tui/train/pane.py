@@ -2,13 +2,13 @@
 
 This module is the glue: the widgets, the key bindings and the handlers. The form's
 rules and the command it stands for are in form.py, the trainer child process in
-process.py, the run's state and its drawing in state.py. Numbers are repainted by a
-4 Hz timer that runs only while training, so a fast trainer cannot flood the screen.
+process.py, starting, watching and stopping a run in runner.py, the run's state and its
+drawing in state.py. Numbers are repainted by a 4 Hz timer that runs only while
+training, so a fast trainer cannot flood the screen.
 """
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from rich.text import Text
@@ -24,17 +24,17 @@ from textual.widgets import Button, Input, Select, Static
 from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
 from minigpt_tui.core.config import ConfigError, RunConfig
-from minigpt_tui.core.runs import loss_series
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.train import form
 from minigpt_tui.tui.train.form import EXTRA, FORM, FORM_FIELDS, FORM_KEYS, config_value, field_id, format_value
-from minigpt_tui.tui.train.process import TrainerProcess
+from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
+from minigpt_tui.tui.train.runner import RunDriver
 from minigpt_tui.tui.train.state import RunState, render_badge, render_idle, render_sample, render_status
 from minigpt_tui.tui.widgets.live_text import LiveText
-from minigpt_tui.tui.widgets.loss_plot import LossPlot
+from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
 
 
-class TrainPane(Vertical):
+class TrainPane(RunDriver, Vertical):
     """Recipe, corpus and hyperparameters; start/stop; the live loss plot and samples."""
 
     BINDINGS = [
@@ -44,6 +44,7 @@ class TrainPane(Vertical):
                 tooltip="Leave resume mode and set up a new run from a recipe"),
         Binding("escape", "leave_field", "Leave field", id="train.leave_field",
                 tooltip="Leave the form field (then single keys act)"),
+        *PLOT_BINDINGS,  # log scale, smoothing, follow: from anywhere in the tab, not only the plot
     ]
 
     class RunEvent(Message):
@@ -75,7 +76,7 @@ class TrainPane(Vertical):
         self.base_config: RunConfig = RunConfig()
         self.resume_dir: Path | None = None  # set: the form resumes this run
         self.state = RunState()
-        self.proc: TrainerProcess | None = None  # the running trainer
+        self.proc: TrainerProcess | WatchedRun | None = None  # the running trainer, or the one watched
         self.stop_requested = False
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None  # the validated form, None while it has an error
@@ -136,6 +137,12 @@ class TrainPane(Vertical):
         self._set_form_mode()
         self.query_one("#start", Button).focus()
 
+    def run_moved(self, old_dir: Path, new_dir: Path) -> None:
+        """The run this form resumes was renamed: resume it under its new name."""
+        if self.resume_dir is not None and Path(self.resume_dir) == Path(old_dir):
+            self.resume_dir = Path(new_dir)
+            self._set_form_mode()
+
     def _fill_form(self, config: RunConfig) -> None:
         self._loading_form = True
         try:
@@ -158,6 +165,7 @@ class TrainPane(Vertical):
         resuming = self.resume_dir is not None
         running = self.training
         focused = self.app.focused
+        self.set_class(running, "-running")  # a narrow screen shows the form only while idle
         for key in FORM_KEYS:
             widget = self.query_one("#" + field_id(key))
             widget.disabled = running or (resuming and key != "train.max_steps")
@@ -242,15 +250,11 @@ class TrainPane(Vertical):
         self.action_start()
 
     # ---- start / stop ---------------------------------------------------------------------------------
-    @property
-    def training(self) -> bool:
-        return self.proc is not None
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "start":
+        if action == "start":  # (while watching too: the watch ends and our own run starts)
             return None if self.training else True
         if action == "stop":
-            return True if self.training and not self.stop_requested else None
+            return True if self.proc is not None and not self.stop_requested else None
         if action == "new_run":
             return True if self.resume_dir is not None and not self.training else False
         if action == "leave_field":
@@ -289,92 +293,9 @@ class TrainPane(Vertical):
             return
         self.start_process(args)
 
-    def start_process(self, args: list[str]) -> None:
-        """Start the headless trainer with these CLI arguments (plus --events jsonl)."""
-        trainer = TrainerProcess(args)
-        self.state = RunState(status="starting")
-        self.stop_requested = False
-        self.plot.clear()
-        self._dirty = True
-        shown = " ".join(shlex.quote(a) for a in ["minigpt-tui", *args])
-        self.query_one("#train-sample", Static).update(
-            Text.assemble(("Starting the trainer", "bold"), (" (the same as running:\n", "dim"), (shown, "dim"), (")", "dim")))
-        self.run_worker(self._run_process(trainer, resuming="--resume" in args), group="train", exclusive=True,
-                        exit_on_error=False, name="trainer")
-
-    async def _run_process(self, trainer: TrainerProcess, resuming: bool) -> None:
-        try:
-            await trainer.start()
-        except OSError as err:
-            self.state.status = "failed"
-            self.state.message = f"Could not start the trainer ({err.strerror or err})."
-            self.app.notify(self.state.message, severity="error", title="Training")
-            self._render_status()
-            return
-        self.proc = trainer
-        self._set_form_mode()
-        self._update_buttons()
-        self._ui_timer.resume()
-        try:
-            async for event in trainer:
-                self.handle_event(event, resuming=resuming)
-        finally:
-            self.proc = None
-        self._finish(trainer)
-
-    def handle_event(self, event: ev.Event, resuming: bool = False) -> None:
-        """Update the run state from one trainer event (the display catches up on the next tick)."""
-        self._dirty = True
-        self.state.apply(event, stopping=self.stop_requested)
-        if isinstance(event, ev.Started):
-            train, val = [], []
-            if resuming:  # the plot shows the steps before this resume too
-                train, val = loss_series(Path(event.run_dir), upto=event.start_step)
-                self.state.resumed_from(val)
-            self.plot.set_data(train, val, event.ln_vocab, event.max_steps)
-        elif isinstance(event, ev.Step):
-            self.plot.add_train(event.step, event.loss)
-        elif isinstance(event, ev.Eval):
-            self.plot.add_val(event.step, event.val_loss)
-        if isinstance(event, (ev.Started, ev.CheckpointSaved, ev.Done, ev.Error)):
-            self.post_message(TrainPane.RunEvent(event))
-
-    def _finish(self, trainer: TrainerProcess) -> None:
-        self._ui_timer.pause()
-        # returncode is set: the events end only once the trainer has exited
-        notice = self.state.end(trainer.returncode, self.stop_requested, trainer.crash_message)
-        if notice is not None:
-            self.app.notify(notice.message, severity=notice.severity, title=notice.title, timeout=notice.timeout)
-        self.stop_requested = False
-        self._set_form_mode()
-        self._update_buttons()
-        self._render_status()
-        self.plot.request_redraw(now=True)
-        self.post_message(TrainPane.Ended(self.state.status, self.state.run_dir))
-
-    def action_stop(self) -> None:
-        if not self.training:
-            self.app.notify("Nothing is training.", severity="warning")
-            return
-        self.request_stop()
-
-    def request_stop(self) -> None:
-        if self.proc is None or self.stop_requested:
-            return
-        self.stop_requested = True
-        self.state.status = "stopping"
-        self.proc.stop()
-        self._dirty = True
-        self._render_status()
-        self._update_buttons()
-
-    async def stop_and_wait(self, timeout: float = 60.0) -> None:
-        """Stop the trainer and wait until it has saved and exited (for quitting)."""
-        proc = self.proc
-        if proc is None:
-            return
-        self.request_stop()
-        await proc.stop_and_wait(timeout)
+    def action_plot(self, view: str) -> None:
+        if view in VIEWS:
+            self.plot.toggle(view)
 
     def action_new_run(self) -> None:
         if self.training:
@@ -406,7 +327,7 @@ class TrainPane(Vertical):
         self.action_stop()
 
     def focus_default(self) -> None:
-        button = self.query_one("#start" if not self.training else "#stop", Button)
+        button = self.query_one("#start" if self.proc is None else "#stop", Button)
         if button.disabled:
             self.query_one("#train-plot").focus()
         else:
@@ -425,7 +346,7 @@ class TrainPane(Vertical):
         start, stop = self.query_one("#start", Button), self.query_one("#stop", Button)
         focused = self.app.focused
         start.disabled = self.training
-        stop.disabled = not self.training or self.stop_requested
+        stop.disabled = self.proc is None or self.stop_requested
         if focused in (start, stop) and focused.disabled:
             if not stop.disabled:
                 stop.focus()

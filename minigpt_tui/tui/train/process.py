@@ -4,6 +4,7 @@
 stdout; it is read through an asyncio pipe, so nothing the trainer does (a long
 evaluation, a hang) can stall the UI. Stop is SIGTERM: the trainer saves a checkpoint
 and reports Done(stopped). No Textual here: the Train pane drives this.
+WatchedRun has the same face for a run another process trains, followed from its files.
 
     trainer = TrainerProcess(["--train", "recipe.toml"])
     await trainer.start()              # OSError if it cannot be started
@@ -17,9 +18,12 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import AsyncIterator
 
 from minigpt_tui.core import events as ev
+from minigpt_tui.core.follow import RunFollower
+from minigpt_tui.tui.formatting import clip
 
 STREAM_LIMIT = 16 * 1024 * 1024  # longest event line we accept (a long sample)
 STDERR_KEPT = 50  # last lines of stderr kept to say why a trainer died
@@ -27,6 +31,8 @@ STDERR_KEPT = 50  # last lines of stderr kept to say why a trainer died
 
 class TrainerProcess:
     """One run of the headless trainer with these CLI arguments (plus --events jsonl)."""
+
+    watched = False  # this app's own child (see WatchedRun)
 
     def __init__(self, args: list[str]) -> None:
         self.args = list(args)
@@ -70,7 +76,7 @@ class TrainerProcess:
                     continue
                 try:
                     event = ev.decode(line)
-                except ValueError:
+                except (ValueError, TypeError):  # not an event, or one with fields missing
                     continue  # not an event (a library printing to stdout): nothing to show
                 yield event
             returncode = await proc.wait()
@@ -142,5 +148,53 @@ class TrainerProcess:
                 name = f"signal {-rc}"
             return f"The trainer was killed by {name}."
         if self.stderr_lines:
-            return f"The trainer exited with status {rc}: {self.stderr_lines[-1][:200]}"
+            return f"The trainer exited with status {rc}: {clip(self.stderr_lines[-1], 200)}"
         return f"The trainer exited with status {rc} without saying why."
+
+
+class WatchedRun:
+    """A run another process trains (a headless --train, torchrun), followed from its files
+    (core.follow) with TrainerProcess's face, so the Train pane shows it as its own child.
+    Stop asks that trainer to stop (SIGTERM to the pid its lock names)."""
+
+    watched = True
+    POLL_S = 0.25  # how often the events file is read
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.follower = RunFollower(run_dir)
+        self.returncode: int | None = None
+        self.stop_requested = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.follower.pid
+
+    async def start(self) -> None:
+        """Nothing to start: the trainer runs already."""
+
+    def __aiter__(self) -> AsyncIterator[ev.Event]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[ev.Event]:
+        """The run's events from the start of its current session, as they are written; ends
+        with its Done or Error (made up from meta.json when the trainer died without a word)."""
+        while True:
+            # In a thread: the first read of a long session's file can take a moment.
+            for event in await asyncio.to_thread(self.follower.poll):
+                yield event
+            if self.follower.ended:
+                break
+            await asyncio.sleep(self.POLL_S)
+        self.returncode = 0  # how it ended is in its last event
+
+    def stop(self) -> bool:
+        if self.stop_requested or self.follower.ended:
+            return False
+        self.stop_requested = self.follower.stop_trainer()
+        return self.stop_requested
+
+    async def stop_and_wait(self, timeout: float = 60.0) -> None:
+        """Quitting the app leaves a run it does not own alone."""
+
+    def crash_message(self) -> str:
+        return f"The trainer of {self.follower.run.name} ended without a word."

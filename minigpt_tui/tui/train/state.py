@@ -67,6 +67,7 @@ class RunState:
     sample_step: int | None = None
     message: str = ""
     checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    watched: bool = False  # another process trains this run; the tab follows its files
 
     def apply(self, event: ev.Event, stopping: bool = False) -> None:
         """Take in one trainer event. `stopping`: a stop was asked for before the run started."""
@@ -159,10 +160,13 @@ def render_status(state: RunState, app: App) -> Text:
     s = state
     lines = Text(no_wrap=True, overflow="ellipsis")
     if not s.run_name:  # the trainer has not started a run (yet, or at all)
-        lines.append("Starting the trainer…" if s.status in ("starting", "stopping") else s.message or s.status,
+        waiting = "Reading the run's events…" if s.watched else "Starting the trainer…"
+        lines.append(waiting if s.status in ("starting", "stopping") else s.message or s.status,
                      "bold" if s.status != "failed" else f"bold {colour(app, 'bad')}")
         return lines
     lines.append(s.run_name, "bold")
+    if s.watched:
+        lines.append("  watched: another process trains it", "dim")
     total = s.max_steps or 0
     lines.append("\nstep ")
     lines.append(f"{s.step:,}", "bold")
