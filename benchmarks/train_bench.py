@@ -5,6 +5,8 @@
     python benchmarks/train_bench.py best-char --budget 600    # best char recipe: time to val 1.88, best val in 10 min
     python benchmarks/train_bench.py best-word --budget 300    # best word recipe on WikiText-2 (partial): val perplexity in 5 min
     python benchmarks/train_bench.py plot                  # loss-versus-time PNG from the saved results
+    python benchmarks/train_bench.py profile               # torch.profiler's top ops of one training step
+                                                           # (--precision fp32|bf16|auto, --steps, --threads)
     python benchmarks/train_bench.py compare               # side by side with a GPT-2-style baseline, interleaved
                                                            # (see benchmarks/side_by_side.py; --steps, --block,
                                                            # --threads, --precision fp32|bf16, --data FILE)
@@ -169,6 +171,48 @@ def cmd_plot(args, tmp: Path) -> dict:
     return {"benchmark": "plot", "image": str(out.relative_to(ROOT))}
 
 
+def cmd_profile(args, tmp: Path) -> dict:
+    """torch.profiler over --steps (default 30) training steps of shakespeare-char-transformer, after
+    20 warm-up steps, with the trainer's own step (Trainer._train_step): the top ops by self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.paths import find_recipe
+    from minigpt_tui.core.trainer import Trainer
+
+    steps = args.steps or 30
+    overrides = shakespeare(args.data) + ["train.sample_tokens=0", 'train.device="cpu"',
+                                          f'train.precision="{args.precision}"', f"train.threads={args.threads}",
+                                          *args.set]
+    config = RunConfig.load(find_recipe("shakespeare-char-transformer")).with_overrides(overrides)
+    trainer = Trainer(config, lambda e: None, recipe_name="profile")
+    trainer._setup()  # the model, optimizer and batches, as a run has them; no run is trained
+
+    def train(first: int, n: int) -> float:
+        start = time.perf_counter()
+        for step in range(first, first + n):
+            loss = trainer._train_step(step, config.train.learning_rate)
+        loss.item()
+        return (time.perf_counter() - start) / n
+
+    train(0, 20)
+    unprofiled_ms = train(20, steps) * 1000
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(20 + steps, steps)
+    rows = sorted(prof.key_averages(), key=lambda r: r.self_cpu_time_total, reverse=True)
+    total = sum(r.self_cpu_time_total for r in rows)
+    top = [{"op": r.key, "self_ms_per_step": round(r.self_cpu_time_total / 1000 / steps, 3),
+            "share": round(r.self_cpu_time_total / total, 3), "calls_per_step": r.count / steps} for r in rows[:args.top]]
+    print(f"{'op':<58} {'ms/step':>8} {'share':>6} {'calls':>6}")
+    for r in top:
+        print(f"{r['op'][:58]:<58} {r['self_ms_per_step']:>8.2f} {r['share']:>6.1%} {r['calls_per_step']:>6.0f}")
+    trainer.release()
+    return {"benchmark": "profile", "precision": trainer.precision.name, "precision_note": trainer.precision.note,
+            "threads": torch.get_num_threads(), "steps": steps, "ms_per_step_unprofiled": round(unprofiled_ms, 2),
+            "self_cpu_ms_per_step_profiled": round(total / 1000 / steps, 2), "top": top}
+
+
 def cmd_compare(args, tmp: Path) -> dict:
     from side_by_side import run_compare
 
@@ -176,8 +220,8 @@ def cmd_compare(args, tmp: Path) -> dict:
 
 
 COMMANDS = {"throughput": cmd_throughput, "reference": cmd_reference, "best-char": cmd_best_char,
-            "best-word": cmd_best_word, "plot": cmd_plot, "compare": cmd_compare}
-BULKY = ("curve", "markdown", "per_step_s", "per_step_loss")  # kept in the JSON file, not printed
+            "best-word": cmd_best_word, "plot": cmd_plot, "profile": cmd_profile, "compare": cmd_compare}
+BULKY = ("curve", "markdown", "per_step_s", "per_step_loss", "top")  # kept in the JSON file, not printed
 
 
 def main() -> int:
@@ -185,11 +229,12 @@ def main() -> int:
     p.add_argument("benchmark", choices=COMMANDS)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--steps", type=int, default=None,
-                   help="steps: throughput (default 300); compare (default the recipe's 2000)")
+                   help="steps: throughput (default 300); profile (default 30); compare (default the recipe's 2000)")
     p.add_argument("--budget", type=float, default=600.0, help="wall-time budget in seconds")
     p.add_argument("--recipe", help="recipe for best-char / best-word")
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     p.add_argument("--tag", default="", help="suffix for the results file name")
+    p.add_argument("--top", type=int, default=15, help="profile: how many ops to list")
     g = p.add_argument_group("compare")
     g.add_argument("--block", type=int, default=50, help="steps per interleaved block (default 50)")
     g.add_argument("--threads", type=int, default=0, help="torch threads for both (default: torch's default)")

@@ -285,7 +285,8 @@ class ProgressPrinter:
         if isinstance(e, ev.Started):
             verb = f"Resuming {e.run_name} at step {e.start_step}" if e.start_step else f"Training {e.run_name}"
             say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters, {e.tokenizer}-level vocabulary of "
-                f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}).")
+                f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}"
+                f"{'; ' + e.precision_note if e.precision_note else ''}).")
             say(f"Run folder: {e.run_dir}")
             self._start(e)
         elif isinstance(e, ev.Step) and self.plain:

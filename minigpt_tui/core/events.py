@@ -31,6 +31,7 @@ class Started:
     tokens_per_step: int
     device: str
     dtype: str
+    precision_note: str = ""  # how train.precision "auto" chose dtype (measured speed-up), "" when named
     type: str = "started"
 
 

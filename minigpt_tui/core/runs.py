@@ -64,6 +64,7 @@ class RunMeta:
     best_val_loss: float | None = None
     device: str = ""
     precision: str = ""
+    precision_note: str = ""  # how train.precision "auto" chose it (e.g. the measured bf16 speed-up)
     world_size: int = 1
     error: str = ""  # the sentence a failed run ended with
     note: str = ""  # the user's own words about the run (the Checkpoints tab's n)

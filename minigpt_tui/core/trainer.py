@@ -33,33 +33,16 @@ from minigpt_tui.core.checkpoint import CheckpointError, load_checkpoint, save_c
 from minigpt_tui.core.batching import TokenStream
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import load_corpus
-from minigpt_tui.core.devices import Distributed, resolve_device, resolve_precision
+from minigpt_tui.core.devices import (Distributed, Precision, autocast_and_scaler, cpu_has_native_bf16, probe_bf16,
+                                      resolve_device, resolve_precision)
 from minigpt_tui.core.errors import TrainingError
 from minigpt_tui.core.eta import EtaEstimator, evals_left
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
+from minigpt_tui.core.optim import lr_at, make_optimizer
 from minigpt_tui.core.run_names import recipe_corpus, run_stem
-from minigpt_tui.core.runs import RunDir, RunMeta
+from minigpt_tui.core.runs import RunDir, RunError, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.tokenizer import build_tokenizer
-
-
-def lr_at(step: int, cfg) -> float:
-    """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
-
-
-def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices (linear and embedding weights), none on biases and norms."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    extra = {"fused": True} if device.type in ("cuda", "cpu") else {}
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
 class Trainer:
@@ -105,12 +88,8 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        if self.dist.enabled:
-            self._init_distributed()
-        else:
-            self.device = resolve_device(t.device)
+        self.device = self.dist.init(t.device) if self.dist.enabled else resolve_device(t.device)
         torch.manual_seed(t.seed + self.dist.rank)
-        self.dtype = resolve_precision(t.precision, self.device)
 
         # Everything a user can get wrong is checked before the run folder exists.
         corpus = load_corpus(cfg.data)
@@ -126,6 +105,8 @@ class Trainer:
 
         self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
+        self.precision = self._choose_precision()
+        self.dtype = self.precision.dtype
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.step = 0
         self.best_val = math.inf
@@ -138,8 +119,8 @@ class Trainer:
         # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         if self.dist.is_main:
             self._prepare_run_dir()
-        if self.dist.enabled:
-            self._share_run_dir()
+        if self.dist.enabled:  # other ranks only read the folder; rank 0 holds the lock
+            self.folder = RunDir(self.dist.broadcast(str(self.run_dir) if self.run_dir else ""))
 
         self.train_model = self.model
         if self.dist.enabled:
@@ -152,33 +133,24 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if self.dtype == torch.float32:
-            self.autocast = nullcontext
-            self.scaler = None
-        else:
-            self.autocast = lambda: torch.autocast(self.device.type, dtype=self.dtype)
-            # fp16 gradients underflow without loss scaling; bf16 has fp32's range.
-            self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+        self.autocast, self.scaler = autocast_and_scaler(self.device, self.dtype)
 
-    def _init_distributed(self):
-        import torch.distributed as dist
-
-        if torch.cuda.is_available() and self.config.train.device != "cpu":
-            self.device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(self.device)
-            backend = "nccl"
-        else:
-            self.device = torch.device("cpu")
-            backend = "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
-
-    def _share_run_dir(self):
-        import torch.distributed as dist
-
-        box = [str(self.run_dir) if self.run_dir else ""]
-        dist.broadcast_object_list(box, src=0)
-        self.folder = RunDir(box[0])  # other ranks only read it; rank 0 holds the lock
+    def _choose_precision(self) -> Precision:
+        """train.precision; "auto" on a CPU times the model itself (devices.probe_bf16). A run
+        resumed on a CPU keeps the precision it was trained in (bf16 only where this CPU has it
+        natively), so that it goes on computing the same losses; under torchrun rank 0 decides."""
+        t = self.config.train
+        if t.precision == "auto" and self.resume and self.device.type == "cpu":
+            try:
+                recorded = self.resume.read_meta().precision
+            except RunError:  # reported where the meta is read for real (_prepare_run_dir)
+                recorded = ""
+            if recorded == "float32" or (recorded == "bfloat16" and cpu_has_native_bf16()):
+                return Precision(getattr(torch, recorded), f"auto: {recorded}, as this run was trained")
+        probe = lambda: probe_bf16(self.model, t.batch_size, self.config.model.context_length)  # noqa: E731
+        precision = resolve_precision(t.precision, self.device, probe if self.dist.is_main else None,
+                                      width=self.config.model.n_embd)
+        return self.dist.broadcast(precision) if self.dist.enabled else precision
 
     def _restore(self, path: Path):
         state = load_checkpoint(path, map_location=self.device)
@@ -225,7 +197,7 @@ class Trainer:
             })
             self.meta.name = self.folder.name
         self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)
-        self.meta.precision = str(self.dtype).removeprefix("torch.")
+        self.meta.precision, self.meta.precision_note = self.precision.name, self.precision.note
         self.meta.world_size = self.dist.world_size
         self.folder.write_meta(self.meta)
 
@@ -264,7 +236,7 @@ class Trainer:
             tokenizer=cfg.data.tokenizer, corpus=self.corpus_name, vocab_size=self.tokenizer.vocab_size,
             ln_vocab=math.log(self.tokenizer.vocab_size), params=self.params, start_step=self.step,
             max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
-            dtype=str(self.dtype).removeprefix("torch."),
+            dtype=self.precision.name, precision_note=self.precision.note,
         ))
         self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
         self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)
@@ -276,7 +248,7 @@ class Trainer:
         reason = "finished"
         try:
             while True:
-                if self._should_stop():
+                if self.dist.any(self.stop_requested, self.device):  # every rank stops at the same step
                     reason = "stopped"
                     break
                 step = self.step
@@ -298,7 +270,7 @@ class Trainer:
                 self.step = step + 1
                 if step % t.log_interval == 0 or self.step == t.max_steps:
                     # The loss of the global batch; .item() syncs with the device only here.
-                    loss_value = self._all_reduce(loss, average=True).item()
+                    loss_value = self.dist.all_reduce(loss, average=True).item()
                     if not math.isfinite(loss_value):
                         raise TrainingError(
                             f"The loss became {loss_value} at step {step}; the last good checkpoint is kept. "
@@ -328,20 +300,11 @@ class Trainer:
                        best_val_loss=self.best_val_loss,
                        elapsed_s=time.perf_counter() - started)
 
-    def _should_stop(self) -> bool:
-        """Under DDP every rank must stop at the same step, so the flag is shared (max over ranks)."""
-        if not self.dist.enabled:
-            return self.stop_requested
-        flag = torch.tensor(float(self.stop_requested), device=self.device)
-        import torch.distributed as dist
-
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
     def _train_step(self, step: int, lr: float) -> torch.Tensor:
         t = self.config.train
         model = self.train_model
-        model.train()
+        if not self.model.training:  # (after an evaluation; train() walks every module: ~0.1 ms)
+            model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = torch.zeros((), device=self.device)
@@ -386,17 +349,8 @@ class Trainer:
             with self.autocast():
                 logits, _ = model(x)
                 total += F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
-        self._all_reduce(total, average=False)
+        self.dist.all_reduce(total, average=False)
         return total.item() / len(batches)
-
-    def _all_reduce(self, value: torch.Tensor, average: bool) -> torch.Tensor:
-        if self.dist.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(value)
-            if average:
-                value /= self.dist.world_size
-        return value
 
     def _evaluate_and_save(self, step: int, resumed_here: bool) -> list[dict]:
         train_loss = self._mean_loss(self.train_eval_batches)

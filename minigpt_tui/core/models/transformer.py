@@ -54,6 +54,7 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # (first position, cos (N, D/2), sin (N, D/2), cos + i sin (N, D/2) complex)
         self._chunk: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._full: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (length, cos, sin): full_tables
 
     def _angles(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(start, start + length, dtype=torch.float64, device=self.inv_freq.device)
@@ -78,6 +79,20 @@ class Rotary(nn.Module):
             cos, sin = cos[start - first : start - first + length], sin[start - first : start - first + length]
         return cos.to(dtype), sin.to(dtype)
 
+    def full_tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """apply_rotary's tables for positions 0..length-1, each (length, D): cos over both halves,
+        sin negated over the first. Training asks for the same ones every step: kept."""
+        c = self._full
+        compiling = torch.compiler.is_compiling()  # then a pure function: no Python-side cache
+        if not compiling and c is not None and c[0] == length and c[1].dtype == dtype \
+                and c[1].device == self.inv_freq.device:
+            return c[1], c[2]
+        cos, sin = self.cos_sin(0, length, dtype)
+        full = (torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
+        if not compiling:
+            self._full = (length, *full)
+        return full
+
     def rotation(self, pos: int) -> torch.Tensor:
         """cos + i sin at one position, (D/2,) complex: the same rotation as apply_rotary,
         for pairs (x1_j, x2_j) viewed as complex numbers x1_j + i x2_j."""
@@ -86,9 +101,15 @@ class Rotary(nn.Module):
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) queries or keys by (T, D/2) angles."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotate (..., T, D) queries and/or keys by the (T, D) tables of Rotary.full_tables.
+
+    The rotation of each pair (x1, x2) (the two halves of the last dimension) is
+    (x1 cos - x2 sin, x2 cos + x1 sin). With cos repeated over both halves and sin
+    negated over the first, that is x * cos + roll(x) * sin, roll swapping the halves:
+    four kernels where splitting, rotating and concatenating takes seven, and
+    bit-identical to it (x2 * -sin is -(x2 * sin) exactly).
+    """
+    return x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
 
 
 def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Tensor:
@@ -97,6 +118,25 @@ def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Te
     q = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     k = torch.arange(k_len, device=device)[None, :]
     return (k <= q) & (q - k < window)
+
+
+# Up to this many positions, training on a CPU attends with plain batched matmuls (scores, softmax,
+# weighted sum: three kernels) rather than PyTorch's CPU flash attention, whose tiling does not pay
+# at such sizes: forward+backward 1.57x faster at context 64, 1.04-1.21x at 128, even at 256 and
+# 0.65x at 512 (2 threads, float32, batch 8-16, head sizes 32-64); the shakespeare-char-transformer
+# step 1.03x (float32) and 1.05x (bf16) faster. The scores are T x T per head, so this is for short
+# contexts only; evaluation and sampling keep scaled_dot_product_attention.
+SMALL_ATTENTION = 128
+
+
+def small_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
+    """Causal softmax attention of (B, H, T, D) queries, keys and values, as scaled_dot_product_attention
+    with is_causal=True computes it (to float rounding), in batched matmuls."""
+    B, H, T, D = q.shape
+    future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    scores = torch.baddbmm(future, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D ** -0.5)
+    weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
+    return torch.bmm(weights, v.reshape(B * H, T, D)).view(B, H, T, D)
 
 
 class CausalSelfAttention(nn.Module):
@@ -112,19 +152,37 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
         """Training, the uncached sampler and the prefill, which also keeps this layer's
         keys and values in `cache` (decoding a token after that is transformer_decode's)."""
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # 3x (B,H,T,D)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qkv = self.qkv(x)
+        if qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
+            # Under CPU bf16 autocast, rotary and attention run in float32 (one cast of q, k and v
+            # together, and one back for the gradient): PyTorch's CPU flash attention is several
+            # times slower in bf16 (its backward 7x at the shakespeare-char shape, which made bf16
+            # training no faster than float32); small_causal_attention is no faster in bf16 while
+            # its scores would lose precision; and rotating bf16 by float32 tables mixes dtypes in
+            # every kernel. They are a small share of the FLOPs.
+            with torch.autocast("cpu", enabled=False):
+                y = self._attention(qkv.float(), cos, sin, cache, layer)
+        else:
+            y = self._attention(qkv, cos, sin, cache, layer)
+        return self.resid_drop(self.proj(y))
+
+    def _attention(self, qkv: torch.Tensor, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
+        """(B, T, 3C) queries, keys and values -> (B, T, C); keeps the rotated keys and values in `cache`."""
+        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+        qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        q, k = apply_rotary(qkv[:2], cos, sin).unbind(0)  # queries and keys in one go: half the kernels
+        v = qkv[2]
         drop = self.dropout if self.training else 0.0
-        if T <= self.window:
+        if self.training and T <= min(self.window, SMALL_ATTENTION) and q.device.type == "cpu":
+            y = small_causal_attention(q, k, v, drop)
+        elif T <= self.window:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
-            mask = sliding_window_mask(T, T, self.window, x.device)
+            mask = sliding_window_mask(T, T, self.window, q.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         if cache is not None:
             cache.store(layer, k, v)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_drop(self.proj(y))
+        return y.transpose(1, 2).reshape(B, T, C)
 
 
 class MLP(nn.Module):
@@ -210,7 +268,7 @@ class Transformer(nn.Module):
             return torch.cat([extend(self, idx[:, t : t + W], state) for t in range(0, idx.size(1), W)], 1), state
         T = idx.size(1)
         x = self.drop(self.embed(idx))
-        cos, sin = self.rotary.cos_sin(0, T, x.dtype)
+        cos, sin = self.rotary.full_tables(T, x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, state, i)
         logits = self.head(self.norm(x))
