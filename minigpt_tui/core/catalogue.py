@@ -163,6 +163,15 @@ def not_downloaded(entry: Entry) -> CorpusError:
                        f"not downloaded; run {FETCH_COMMAND} {entry.name}")
 
 
+def named(path_text: str) -> Entry | None:
+    """The catalogue entry a data.path names; None for any other path, and for a name that is
+    also a file or folder in the working folder (see resolve)."""
+    entry = lookup(path_text)
+    if entry is None or os.path.lexists(path_text):
+        return None
+    return entry
+
+
 def resolve(path_text: str) -> str:
     """The data.path to read for `path_text`: the local path of a catalogue name ("" for
     "kjv", the built-in corpus), anything else unchanged. A catalogue corpus not fetched yet
@@ -170,8 +179,8 @@ def resolve(path_text: str) -> str:
 
     A file or folder that exists under the same name in the working folder wins over the
     catalogue: someone who has a folder called text8 there means that folder."""
-    entry = lookup(path_text)
-    if entry is None or os.path.lexists(path_text):
+    entry = named(path_text)
+    if entry is None:
         return path_text
     if entry.layout == "builtin":
         return ""

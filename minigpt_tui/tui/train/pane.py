@@ -25,6 +25,7 @@ from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
 from minigpt_tui.core.config import ConfigError, RunConfig
 from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.screens import RunPickerScreen
 from minigpt_tui.tui.train import form
 from minigpt_tui.tui.train.form import EXTRA, FORM, FORM_FIELDS, FORM_KEYS, config_value, field_id, format_value
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
@@ -42,6 +43,9 @@ class TrainPane(RunDriver, Vertical):
         Binding("x", "stop", "Stop", id="train.stop", tooltip="Stop: the trainer saves a checkpoint and exits"),
         Binding("n", "new_run", "New run", id="train.new_run",
                 tooltip="Leave resume mode and set up a new run from a recipe"),
+        # Not in the footer (it is full): in the help (?) and the palette.
+        Binding("c", "pick_corpus", "Corpus", id="train.corpus", show=False,
+                tooltip="Pick a named corpus from the catalogue (those not downloaded say how to fetch them)"),
         Binding("escape", "leave_field", "Leave field", id="train.leave_field",
                 tooltip="Leave the form field (then single keys act)"),
         *PLOT_BINDINGS,  # log scale, smoothing, follow: from anywhere in the tab, not only the plot
@@ -259,6 +263,8 @@ class TrainPane(RunDriver, Vertical):
             return True if self.resume_dir is not None and not self.training else False
         if action == "leave_field":
             return self._in_form_field()
+        if action == "pick_corpus":
+            return not self.query_one("#" + field_id("data.path"), Input).disabled
         return True
 
     def _in_form_field(self) -> bool:
@@ -292,6 +298,22 @@ class TrainPane(RunDriver, Vertical):
             self._focus_field(key)
             return
         self.start_process(args)
+
+    def action_pick_corpus(self) -> None:
+        """The catalogue in a list; the chosen name goes into the corpus field (kjv: left empty)."""
+        field = self.query_one("#" + field_id("data.path"), Input)
+        if field.disabled:
+            return
+        current = field.value.strip() or "kjv"
+
+        def chosen(name: str | None) -> None:
+            if name:
+                field.value = "" if name == "kjv" else name
+                field.cursor_position = len(field.value)
+                field.focus()
+
+        self.app.push_screen(RunPickerScreen(form.corpus_choices(), current,
+                                             title="Train on which corpus? (Enter picks, Esc cancels)"), chosen)
 
     def action_plot(self, view: str) -> None:
         if view in VIEWS:
