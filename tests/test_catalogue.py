@@ -365,3 +365,12 @@ def test_the_real_tiny_shakespeare_entry_fetches_the_known_file(server, data_hom
     assert path.read_bytes() == data
     corpus = load_corpus(DataConfig(path="tiny-shakespeare"))
     assert (len(corpus.train_text), len(corpus.val_text)) == (1_003_854, 111_540)
+
+
+def test_a_download_finished_before_a_stop_is_not_downloaded_again(server, monkeypatch, data_home):
+    entry = wikitext_entry(monkeypatch, server)
+    archive = data_home / "corpora" / ".downloads" / "wikitext-t-v1.zip"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(server.files["/wt/wikitext-t-v1.zip"])  # as a fetch killed while unpacking leaves it
+    catalogue.fetch(entry)
+    assert server.ranges == [] and catalogue.is_present(entry) and not archive.exists()

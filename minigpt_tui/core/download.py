@@ -68,11 +68,15 @@ def sha256_of(path: Path) -> str:
 def download(url: str, dest: Path, *, size: int | None = None, sha256: str | None = None,
              progress: Progress | None = None) -> Path:
     """Fetch `url` into `dest` (resuming dest.part if one is there), check its size and
-    digest where known, and return dest. A connection that drops is retried, resuming,
+    digest where known, and return dest (at once when a good dest is there already). A connection that drops is retried, resuming,
     ATTEMPTS times in all; then DownloadError says how far it got (the .part stays)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     name = dest.name
+    if dest.exists():  # an earlier call finished it (and was stopped before its file was used)
+        if (size is None or dest.stat().st_size == size) and (sha256 is None or sha256_of(dest) == sha256.lower()):
+            return dest
+        dest.unlink()
     for attempt in range(1, ATTEMPTS + 1):
         try:
             _fetch_rest(url, part, size, progress)
