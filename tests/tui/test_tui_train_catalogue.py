@@ -9,7 +9,7 @@ from textual.widgets import Input, OptionList, Static
 
 from minigpt_tui.core import catalogue
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.screens import RunPickerScreen
+from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
 
 from tui_helpers import wait_for
 
@@ -74,3 +74,51 @@ async def test_c_opens_the_catalogue_and_picking_a_fetched_corpus_fills_the_fiel
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: app.query_one("#f-data-path", Input).value == "")
         assert await wait_for(pilot, lambda: hint(app) == "✓ built-in KJV Bible")
+
+
+async def test_picking_a_missing_corpus_offers_to_download_it_and_the_form_can_use_it_then(tui_home, monkeypatch):
+    from corpus_server import Server, zip_bytes
+
+    server = Server()
+    try:
+        monkeypatch.setenv(catalogue.MIRROR_ENV, server.url)
+        texts = {s: f" = {s} = \n some {s} words .\n" * 20 for s in ("train", "valid", "test")}
+        server.files["/wikitext-2-raw-v1.zip"] = zip_bytes(
+            {f"wikitext-2-raw/wiki.{s}.raw": t.encode() for s, t in texts.items()})
+        app = MiniGPTApp(save=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.train.focus_default()
+            await pilot.press("c")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunPickerScreen))
+            app.screen.query_one(OptionList).highlighted = catalogue.names().index("wikitext-2-raw")
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "wikitext-2-raw is not downloaded yet. Download it now?" in str(
+                app.screen.query_one("#question", Static).render())
+            await pilot.press("y")
+            assert await wait_for(pilot, lambda: hint(app) == "✓ wikitext-2-raw (catalogue): WikiText folder (.raw)")
+            assert await wait_for(pilot, lambda: not app.query_one("#corpus-fetch", Static).display)
+            assert any(n.title == "Corpus ready" for n in app._notifications)
+            assert app.train.config is not None and app.train.config.data.path == "wikitext-2-raw"
+            assert (tui_home / "corpora" / "wikitext-2-raw" / "wiki.valid.raw").read_text() == texts["valid"]
+    finally:
+        server.close()
+
+
+async def test_a_download_that_fails_in_the_app_is_one_sentence_in_a_notification(tui_home, monkeypatch):
+    from corpus_server import Server
+
+    server = Server()  # serves nothing: every file is 404
+    try:
+        monkeypatch.setenv(catalogue.MIRROR_ENV, server.url)
+        app = MiniGPTApp(save=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.train.fetch_corpus(catalogue.get("text8"))
+            assert await wait_for(pilot, lambda: any(n.title == "Download failed" for n in app._notifications))
+            failed = next(n for n in app._notifications if n.title == "Download failed")
+            assert failed.message == (f"Download of {server.url}dc/text8.zip failed: the server answered HTTP 404 "
+                                      "Not Found.")
+            assert await wait_for(pilot, lambda: not app.query_one("#corpus-fetch", Static).display)
+            assert not catalogue.is_present(catalogue.get("text8"))
+    finally:
+        server.close()

@@ -132,6 +132,9 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
             hint.styles.text_wrap = "nowrap"
             hint.styles.text_overflow = "ellipsis"
             yield hint
+            fetching = Static("", id="corpus-fetch", classes="hint")  # a download's progress, while one runs
+            fetching.display = False
+            yield fetching
         yield Static("", id=field_id(key) + "-error", classes="field-error")
     with Horizontal(classes="form-row"):
         yield Label("--set", classes="form-label")
