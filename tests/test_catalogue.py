@@ -313,3 +313,13 @@ def test_a_download_finished_before_a_stop_is_not_downloaded_again(server, monke
     archive.write_bytes(server.files["/wt/wikitext-t-v1.zip"])  # as a fetch killed while unpacking leaves it
     catalogue.fetch(entry)
     assert server.ranges == [] and catalogue.is_present(entry) and not archive.exists()
+
+
+def test_a_data_home_that_cannot_be_written_is_one_sentence(server, monkeypatch, capsys, data_home):
+    wikitext_entry(monkeypatch, server)
+    data_home.mkdir(parents=True)
+    (data_home / "corpora").write_text("a file where the folder should be")
+    assert cli.main(["--corpus", "fetch", "wikitext-t"]) == cli.USER_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"minigpt-tui: Fetching wikitext-t failed writing under {data_home / 'corpora'} (")
+    assert err.strip().endswith("check the free space and the folder's permissions.")

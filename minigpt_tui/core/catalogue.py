@@ -136,9 +136,12 @@ def folder(entry: Entry) -> Path:
     return corpora_dir() / entry.name
 
 
-def local_path(entry: Entry) -> Path | None:
-    """Where the corpus is once fetched (the folder, or tiny Shakespeare's input.txt), or
-    None while it is not present and whole. The built-in one answers None too (no file)."""
+def local_path(entry: Entry | str) -> Path | None:
+    """Where the corpus (an entry or its name) is once fetched (the folder, or tiny
+    Shakespeare's input.txt), or None while it is not present and whole. The built-in one
+    answers None too (no file)."""
+    if isinstance(entry, str):
+        entry = get(entry)
     if entry.layout == "builtin":
         return None
     here = folder(entry)
@@ -214,32 +217,45 @@ def fetch(entry: Entry, progress: FetchProgress | None = None) -> Path:
     if here is not None:
         return here
     root = corpora_dir()
-    root.mkdir(parents=True, exist_ok=True)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         lock = run_lock.acquire(root / f".{entry.name}.lock", wait_s=0.0)
     except run_lock.Busy:
         raise CorpusError(f"Corpus {entry.name} is being fetched by another minigpt-tui already; wait for it "
                           "to finish.", "being fetched") from None
+    except OSError as err:
+        raise _cannot_write(entry, root, err) from None
     try:
-        url = source_url(entry)
-        archive = root / ".downloads" / (Path(urlsplit(url).path).name or entry.name)
-
-        def on_bytes(done: int, total: int | None) -> None:
-            if progress:
-                progress("download", done, total)
-
-        download(url, archive, size=entry.size, sha256=entry.sha256, progress=on_bytes)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
-        try:
-            _lay_out(entry, archive, tmp, progress)
-            _write_marker(entry, url, archive, tmp, progress)
-            _replace_folder(tmp, folder(entry))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        archive.unlink(missing_ok=True)
+        return _fetch_locked(entry, root, progress)
+    except OSError as err:  # the network's errors are DownloadErrors already: this is the disk
+        raise _cannot_write(entry, root, err) from None
     finally:
         lock.release()
+
+
+def _cannot_write(entry: Entry, root: Path, err: OSError) -> DownloadError:
+    return DownloadError(f"Fetching {entry.name} failed writing under {root} ({err.strerror or err}); check the "
+                         "free space and the folder's permissions.", "cannot write")
+
+
+def _fetch_locked(entry: Entry, root: Path, progress: FetchProgress | None) -> Path:
+    url = source_url(entry)
+    archive = root / ".downloads" / (Path(urlsplit(url).path).name or entry.name)
+
+    def on_bytes(done: int, total: int | None) -> None:
+        if progress:
+            progress("download", done, total)
+
+    download(url, archive, size=entry.size, sha256=entry.sha256, progress=on_bytes)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
+    try:
+        _lay_out(entry, archive, tmp, progress)
+        _write_marker(entry, url, archive, tmp, progress)
+        _replace_folder(tmp, folder(entry))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    archive.unlink(missing_ok=True)
     result = local_path(entry)
     assert result is not None  # the marker was just written
     return result

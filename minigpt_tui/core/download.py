@@ -15,6 +15,7 @@ Every failure a user can meet is a DownloadError (a CorpusError: one sentence).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -81,7 +82,7 @@ def download(url: str, dest: Path, *, size: int | None = None, sha256: str | Non
         try:
             _fetch_rest(url, part, size, progress)
             break
-        except (_Dropped, urllib.error.URLError, socket.timeout, ConnectionError) as err:
+        except (_Dropped, OSError, http.client.HTTPException) as err:  # OSError: URLError, timeouts, resets
             if isinstance(err, urllib.error.HTTPError) and err.code < 500:
                 raise DownloadError(f"Download of {url} failed: the server answered HTTP {err.code} "
                                     f"{err.reason}.") from None
@@ -121,6 +122,8 @@ def _reason(err: Exception) -> str:
         return str(reason.strerror if isinstance(reason, OSError) and reason.strerror else reason)
     if isinstance(err, socket.timeout):
         return f"no data for {TIMEOUT_S:.0f} s"
+    if isinstance(err, http.client.HTTPException):
+        return f"a bad answer from the server: {type(err).__name__}"
     return str(err.strerror if isinstance(err, OSError) and err.strerror else err)
 
 
@@ -152,7 +155,7 @@ def _fetch_rest(url: str, part: Path, size: int | None, progress: Progress | Non
             have, mode = 0, "wb"
         if size is not None and total is not None and total != size:
             raise DownloadError(f"The server offers {total:,} bytes for {url}, not the expected {size:,}; "
-                                "nothing was kept (check the URL or the mirror).", "wrong size")
+                                "nothing was downloaded (check the URL or the mirror).", "wrong size")
         total = total if total is not None else size
         with part.open(mode) as f:
             if progress:
