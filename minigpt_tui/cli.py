@@ -6,6 +6,7 @@
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
     minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat_cli.py)
     minigpt-tui --list
+    minigpt-tui --corpus list | --corpus fetch NAME   the corpus catalogue (corpus_cli.py)
 
 The headless paths never import textual (a test checks it). Every error a user
 can cause ends in one sentence on stderr and a non-zero exit status.
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--generate", metavar="RUN", help="stream text from a trained run (name or folder)")
     mode.add_argument("--chat", metavar="RUN", help="a conversation with a trained run in the terminal (/help inside)")
     mode.add_argument("--list", action="store_true", help="list the runs in the data home")
+    mode.add_argument("--corpus", nargs="+", metavar="list|fetch NAME",
+                      help="the corpus catalogue: list the named corpora, or download one (e.g. fetch text8)")
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
     t = p.add_argument_group("training")
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_chat(args)
         if args.list:
             return cmd_list()
+        if args.corpus is not None:
+            from minigpt_tui.corpus_cli import cmd_corpus
+
+            return cmd_corpus(args.corpus)
         from minigpt_tui.tui.app import run_app
 
         return run_app(run=args.run)

@@ -86,6 +86,9 @@ def _open_corpus(path_text: str, *, whole: bool) -> tuple[CorpusCheck, list[str]
     """The checks check_corpus (whole=False) and load_corpus (whole=True) share: the ok
     CorpusCheck and the texts read (none for the built-in corpus; a text file's; a
     WikiText folder's train and valid), or CorpusError. A blank path is the built-in corpus."""
+    from minigpt_tui.core import catalogue  # imports this module: imported here, not at the top
+
+    path_text = catalogue.resolve(path_text)  # a catalogue name ("text8") -> its local path
     if not path_text.strip():
         _kjv_file()
         return CorpusCheck(True, "built-in KJV Bible"), []

@@ -152,14 +152,16 @@ class RunPickerScreen(ModalScreen["str | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="picker.cancel")]
 
-    def __init__(self, runs: list[tuple[str, str]], current: str = "") -> None:
+    def __init__(self, runs: list[tuple[str, str]], current: str = "",
+                 title: str = "Open which run? (Enter opens, Esc cancels)") -> None:
         super().__init__()
         self.runs = runs  # (name, description)
         self.current = current
+        self.title_text = title  # the Train tab's corpus picker asks its own question
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-dialog"):
-            yield Label("Open which run? (Enter opens, Esc cancels)", id="picker-title")
+            yield Label(self.title_text, id="picker-title")
             options = [Option(Text.assemble((name, "bold"), "  ", (desc, "dim")), id=name) for name, desc in self.runs]
             yield OptionList(*options, id="picker-list")
 

@@ -18,8 +18,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
+from minigpt_tui.core import catalogue
 from minigpt_tui.core.config import ConfigError, RunConfig, check_override
 from minigpt_tui.core.corpus import CorpusCheck, check_corpus
 from minigpt_tui.tui.formatting import fmt_bytes
@@ -73,14 +75,34 @@ def config_value(config: RunConfig, key: str) -> Any:
 
 def describe_corpus(text: str) -> tuple[bool, str]:
     """(usable, a few words) for the corpus field, checked as the user types by the trainer's own
-    check (core.corpus.check_corpus): "text file, 1.1 MB", "binary file, not text"."""
-    return _corpus_hint(check_corpus(text))
+    check (core.corpus.check_corpus): "text file, 1.1 MB", "binary file, not text"; a catalogue
+    name says so ("text8 (catalogue): ...", or "not downloaded; run minigpt-tui --corpus fetch text8")."""
+    return _corpus_hint(check_corpus(text), text)
 
 
-def _corpus_hint(check: CorpusCheck) -> tuple[bool, str]:
+def _corpus_hint(check: CorpusCheck, text: str = "") -> tuple[bool, str]:
+    summary = check.summary
     if check.ok and check.size is not None:
-        return True, f"{check.summary}, {fmt_bytes(check.size)}"
-    return check.ok, check.summary
+        summary = f"{summary}, {fmt_bytes(check.size)}"
+    entry = catalogue.named(text)
+    if check.ok and entry is not None and entry.layout != "builtin":
+        summary = f"{entry.name} (catalogue): {summary}"
+    return check.ok, summary
+
+
+def corpus_choices() -> list[tuple[str, str]]:
+    """The catalogue for the corpus picker: (name, what it is and whether it is here)."""
+    choices = []
+    for entry in catalogue.ENTRIES.values():
+        if entry.layout == "builtin":
+            state = "built in"
+        elif catalogue.is_present(entry):
+            state = f"here, {fmt_bytes(catalogue.local_size(entry) or 0)}"
+        else:
+            size = f"{fmt_bytes(entry.size)}; " if entry.size is not None else ""
+            state = f"not downloaded ({size}{catalogue.FETCH_COMMAND} {entry.name})"
+        choices.append((entry.name, f"{entry.description}; {state}"))
+    return choices
 
 
 def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
@@ -98,15 +120,21 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
                 yield Select([(c, c) for c in choices], value=choices[0], allow_blank=False,
                              compact=True, id=field_id(key), classes="form-field")
             else:
-                placeholder = "(empty: built-in KJV)" if key == "data.path" else ""
+                corpus = key == "data.path"
+                # The corpus field offers the catalogue's names as the user types (→ takes one).
                 yield Input(compact=True, id=field_id(key), classes="form-field",
-                            placeholder=placeholder, select_on_focus=False)
+                            placeholder="(empty: built-in KJV)" if corpus else "",
+                            suggester=SuggestFromList(catalogue.names()) if corpus else None,
+                            select_on_focus=False)
         if key == "data.path":
             hint = Static("", id="corpus-hint", classes="hint")
             # One line: a hint longer than the form is wide ends in "…" rather than at a word.
             hint.styles.text_wrap = "nowrap"
             hint.styles.text_overflow = "ellipsis"
             yield hint
+            fetching = Static("", id="corpus-fetch", classes="hint")  # a download's progress, while one runs
+            fetching.display = False
+            yield fetching
         yield Static("", id=field_id(key) + "-error", classes="field-error")
     with Horizontal(classes="form-row"):
         yield Label("--set", classes="form-label")
@@ -177,7 +205,7 @@ def check_form(base: RunConfig, values: dict[str, str], extra_text: str) -> Form
     except ConfigError as err:
         errors.setdefault(_shown_at(err, extra_keys), str(err))
     corpus = check_corpus(values.get("data.path", ""))
-    corpus_ok, hint = _corpus_hint(corpus)
+    corpus_ok, hint = _corpus_hint(corpus, values.get("data.path", ""))
     if not corpus_ok and "data.path" not in errors:
         errors["data.path"] = corpus.problem  # the sentence the trainer would stop with
     return FormCheck(None if errors else config, errors, corpus_ok, hint)

@@ -9,10 +9,11 @@ training, so a fast trainer cannot flood the screen.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -22,9 +23,12 @@ from textual.theme import Theme
 from textual.widgets import Button, Input, Select, Static
 
 from minigpt_tui.core import events as ev
-from minigpt_tui.core import paths
+from minigpt_tui.core import catalogue, paths
 from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.tui.formatting import fmt_bytes
 from minigpt_tui.tui.palette import colour
+from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
 from minigpt_tui.tui.train import form
 from minigpt_tui.tui.train.form import EXTRA, FORM, FORM_FIELDS, FORM_KEYS, config_value, field_id, format_value
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
@@ -32,6 +36,10 @@ from minigpt_tui.tui.train.runner import RunDriver
 from minigpt_tui.tui.train.state import RunState, render_badge, render_idle, render_sample, render_status
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
+
+
+class _FetchCancelled(Exception):
+    """The app is closing: the corpus download stops (its .part stays, for a later resume)."""
 
 
 class TrainPane(RunDriver, Vertical):
@@ -42,6 +50,9 @@ class TrainPane(RunDriver, Vertical):
         Binding("x", "stop", "Stop", id="train.stop", tooltip="Stop: the trainer saves a checkpoint and exits"),
         Binding("n", "new_run", "New run", id="train.new_run",
                 tooltip="Leave resume mode and set up a new run from a recipe"),
+        # Not in the footer (it is full): in the help (?) and the palette.
+        Binding("c", "pick_corpus", "Corpus", id="train.corpus", show=False,
+                tooltip="Pick a named corpus from the catalogue (those not downloaded say how to fetch them)"),
         Binding("escape", "leave_field", "Leave field", id="train.leave_field",
                 tooltip="Leave the form field (then single keys act)"),
         *PLOT_BINDINGS,  # log scale, smoothing, follow: from anywhere in the tab, not only the plot
@@ -85,6 +96,7 @@ class TrainPane(RunDriver, Vertical):
         self._loading_form = False
         self._validation_pending = False
         self._shown_errors: dict[str, str] = {}
+        self._fetching: str | None = None  # the catalogue corpus being downloaded, if one is
 
     # ---- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -259,6 +271,8 @@ class TrainPane(RunDriver, Vertical):
             return True if self.resume_dir is not None and not self.training else False
         if action == "leave_field":
             return self._in_form_field()
+        if action == "pick_corpus":
+            return not self.query_one("#" + field_id("data.path"), Input).disabled
         return True
 
     def _in_form_field(self) -> bool:
@@ -292,6 +306,74 @@ class TrainPane(RunDriver, Vertical):
             self._focus_field(key)
             return
         self.start_process(args)
+
+    def action_pick_corpus(self) -> None:
+        """The catalogue in a list; the chosen name goes into the corpus field (kjv: left empty)."""
+        field = self.query_one("#" + field_id("data.path"), Input)
+        if field.disabled:
+            return
+        current = field.value.strip() or "kjv"
+
+        def chosen(name: str | None) -> None:
+            if name:
+                field.value = "" if name == "kjv" else name
+                field.cursor_position = len(field.value)
+                field.focus()
+                entry = catalogue.named(name)
+                if entry is not None and not catalogue.is_present(entry) and self._fetching is None:
+                    size = f" ({fmt_bytes(entry.size)})" if entry.size is not None else ""
+                    self.app.push_screen(ConfirmScreen(f"{entry.name} is not downloaded yet. Download it now{size}? "
+                                                       f"(Or later: {catalogue.FETCH_COMMAND} {entry.name})",
+                                                       yes="Download"),
+                                         lambda yes: yes and self.fetch_corpus(entry))
+
+        self.app.push_screen(RunPickerScreen(form.corpus_choices(), current,
+                                             title="Train on which corpus? (Enter picks, Esc cancels)"), chosen)
+
+    @work(thread=True, exclusive=True, group="corpus-fetch", exit_on_error=False)
+    def fetch_corpus(self, entry: catalogue.Entry) -> None:
+        """Download a catalogue corpus as `minigpt-tui --corpus fetch` does, its progress on the
+        line under the corpus hint; the form is checked again when it is here. Leaving the app
+        stops it (the partial download stays, for the next fetch to resume)."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        self._fetching = entry.name
+        last = [0.0]
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if worker.is_cancelled:
+                raise _FetchCancelled()
+            now = time.monotonic()
+            if now - last[0] >= 0.25 or (total is not None and done >= total):
+                last[0] = now
+                amount = f"{100 * done / total:.0f}%" if total else fmt_bytes(done) if done else ""
+                words = {"download": "downloading", "unpack": "unpacking", "verify": "checking"}.get(stage, stage)
+                self.app.call_from_thread(self._show_fetch, f"⇣ {entry.name}: {words} {amount}".rstrip())
+
+        try:
+            catalogue.fetch(entry, progress)
+        except _FetchCancelled:
+            return
+        except CorpusError as err:
+            self.app.call_from_thread(self.app.notify, str(err), severity="error", title="Download failed")
+        else:
+            self.app.call_from_thread(self.app.notify, f"{entry.name} is downloaded; the form can use it now.",
+                                      title="Corpus ready")
+        finally:
+            self._fetching = None
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._show_fetch, "")
+        self.app.call_from_thread(self._revalidate_corpus)
+
+    def _show_fetch(self, text: str) -> None:
+        line = self.query_one("#corpus-fetch", Static)
+        line.update(Text(text, style=colour(self.app, "accent")) if text else "")
+        line.display = bool(text)
+
+    def _revalidate_corpus(self) -> None:
+        self._shown_errors.pop("corpus-hint", None)
+        self.validate_form()
 
     def action_plot(self, view: str) -> None:
         if view in VIEWS:
