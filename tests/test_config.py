@@ -39,7 +39,8 @@ def test_overrides_parse_toml_values_and_bare_strings():
         ("model.family=mamba", "model.family"),
         ("model.context_length=1.5", "model.context_length"),
         ("model.dropout=1.0", "model.dropout"),
-        ("data.tokenizer=bpe", "data.tokenizer"),
+        ("data.tokenizer=wordpiece", "data.tokenizer"),
+        ("data.tokenizer=bpe", "data.vocab_size"),  # the default 256 would be bytes with no merges
         ("train.colour=blue", "train.colour"),
         ("train.device=tpu", "train.device"),
     ],
