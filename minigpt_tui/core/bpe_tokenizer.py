@@ -13,8 +13,9 @@ until the character is complete, so streamed text is always valid and the pieces
 join to exactly decode() of the whole sequence.
 
 Encoding pieces of a text separately gives the same ids as encoding the whole only
-where the cut falls between GPT-2 pre-tokens (e.g. before a letter that follows a
-newline); inside a run of whitespace the two can differ. Both decode to the same
+where the cut falls between GPT-2 pre-tokens (e.g. after a newline that a non-space
+follows, where encode() itself cuts long texts); inside a run of whitespace the two
+can differ. Both decode to the same
 text. A chat encodes each turn on its own and feeds those ids, so its state is
 always the ids it shows (see core.chat).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from functools import lru_cache
 from typing import Iterable
 
@@ -35,6 +37,8 @@ from minigpt_tui.core.tokenizer import TokenizerError
 # that its embedding stays a minor part of a small model (see README, Recipes).
 DEFAULT_VOCAB_SIZE = 4096
 ALPHABET_SIZE = 256
+ENCODE_CHUNK = 1 << 16  # characters: longer texts are encoded in pieces, in parallel
+_SAFE_CUT = re.compile(r"\n(?=\S)")
 
 
 @lru_cache(maxsize=1)
@@ -119,9 +123,17 @@ class BPETokenizer:
         return len(self.token_bytes)
 
     def encode(self, text: str) -> list[int]:
-        if not text:
-            return []
-        return self.hf.encode(text, add_special_tokens=False).ids
+        if len(text) <= ENCODE_CHUNK:
+            return self.hf.encode(text, add_special_tokens=False).ids if text else []
+        # A long text (a corpus) is encoded in pieces, in parallel: cut only after a newline that
+        # a non-space follows, which GPT-2's pre-tokenizer always splits at, so the ids are the same.
+        pieces, start = [], 0
+        while start < len(text):
+            cut = _SAFE_CUT.search(text, start + ENCODE_CHUNK) if len(text) - start > ENCODE_CHUNK else None
+            end = cut.end() if cut else len(text)
+            pieces.append(text[start:end])
+            start = end
+        return [i for enc in self.hf.encode_batch(pieces, add_special_tokens=False) for i in enc.ids]
 
     def unknown_symbols(self, text: str) -> list[str]:
         """Always []: every text is bytes, and every byte is a token."""
