@@ -33,8 +33,9 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from minigpt_tui.core.tokenizer import TokenizerError
 
-# 4096 tokens: ~3.5 characters per token on the Bible with a vocabulary small enough
-# that its embedding stays a minor part of a small model (see README, Recipes).
+# data.vocab_size = 0: 4096 tokens, a vocabulary whose embedding stays a minor part of a
+# small model (524k parameters at width 128) while most common words of an English corpus
+# are one token (the Bible's held-out text: 3.6 characters per token; see README, Recipes).
 DEFAULT_VOCAB_SIZE = 4096
 ALPHABET_SIZE = 256
 ENCODE_CHUNK = 1 << 16  # characters: longer texts are encoded in pieces, in parallel
@@ -44,15 +45,14 @@ _SAFE_CUT = re.compile(r"\n(?=\S)")
 @lru_cache(maxsize=1)
 def byte_of_symbol() -> dict[str, int]:
     """GPT-2's byte <-> printable-character table (what ByteLevel writes tokens in): symbol -> byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = list(printable)
-    extra = 0
+    # Printable Latin-1 bytes stand for themselves; the others (controls, space, ...) for 256 + n.
+    byte_values = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = list(byte_values)
     for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, codes)}
+        if b not in byte_values:
+            byte_values.append(b)
+            codes.append(256 + len(codes) - 188)  # 188 printable bytes come first
+    return {chr(c): b for b, c in zip(byte_values, codes)}
 
 
 def _chunks(text: str | Iterable[str]) -> Iterable[str]:
