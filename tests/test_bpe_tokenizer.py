@@ -139,6 +139,12 @@ def test_a_bpe_run_trains_saves_and_generates(bpe_run):
     sampler = Sampler(run.model, run.tokenizer, SamplingSettings(max_new_tokens=25, seed=2, temperature=1.5))
     events = list(sampler.generate("the cat"))
     assert len(events) == 25
+    full = "".join(e.text for e in events)
+    assert full == run.tokenizer.decode([e.token_id for e in events])
+    # Ending at a stop string (the same seed: a character the text above has) gives decode() too.
+    sampler.settings.stop = [next(c for c in full[3:] if c != "\ufffd")]
+    events = list(sampler.generate("the cat"))
+    assert sampler.stats.finish_reason == "stop" and len(events) < 25
     assert "".join(e.text for e in events) == run.tokenizer.decode([e.token_id for e in events])
 
 
