@@ -148,11 +148,12 @@ class ChatSession:
         stats = self.stats = GenerationStats(prompt_tokens=len(self.ids))
         extra = [s for s in stops if s]
         decoder = tok.stream_decoder(self.ids[-1] if self.ids else None)  # as in Sampler.generate
+        length = (lambda: max_new_tokens) if max_new_tokens is not None else (lambda: sampler.settings.max_new_tokens)
         text = ""
         index = 0
         pending: int | None = None  # picked and yielded, not yet read
         try:
-            while index < (max_new_tokens if max_new_tokens is not None else sampler.settings.max_new_tokens):
+            while index < length():
                 if cancel is not None and cancel():
                     stats.finish_reason = "cancelled"
                     return
@@ -175,7 +176,7 @@ class ChatSession:
                 text += piece
                 all_stops = extra + list(sampler.settings.stop)
                 stopped = any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in all_stops if s)
-                if stopped or index >= (max_new_tokens if max_new_tokens is not None else sampler.settings.max_new_tokens):
+                if stopped or index >= length():
                     piece += decoder.flush()
                 event = TokenEvent(index - 1, next_id, piece, prob, top)
                 if stopped:
