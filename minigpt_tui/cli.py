@@ -291,7 +291,8 @@ class ProgressPrinter:
         say = (self.progress.console if self.progress else self.console).print
         if isinstance(e, ev.Started):
             verb = f"Resuming {e.run_name} at step {e.start_step}" if e.start_step else f"Training {e.run_name}"
-            say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters, {e.tokenizer}-level vocabulary of "
+            kind = "byte-level BPE" if e.tokenizer == "bpe" else f"{e.tokenizer}-level"
+            say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters, {kind} vocabulary of "
                 f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}"
                 f"{'; ' + e.precision_note if e.precision_note else ''}).")
             say(f"Run folder: {e.run_dir}")

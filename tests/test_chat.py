@@ -20,16 +20,19 @@ from minigpt_tui.core.conversation import (
 )
 from minigpt_tui.core.models import build_model
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
+from minigpt_tui.core.bpe_tokenizer import BPETokenizer
 from minigpt_tui.core.tokenizer import CharTokenizer, WordTokenizer
 
 PLAY = "".join(f"{who}:\nThe cat sat on the mat, said {who.lower()}.\n\n" for who in ["ROMEO", "JULIET", "NURSE"] * 5)
 CHAR = CharTokenizer.train(TINY_TEXT + PLAY)
+# Byte-level BPE: a turn's tokens end where its text ends (each turn is encoded on its own).
+BPE = BPETokenizer.train(TINY_TEXT + PLAY, 300)
 
 
-def tiny_model(family: str, seed: int = 0, **model):
+def tiny_model(family: str, seed: int = 0, tokenizer=CHAR, **model):
     torch.manual_seed(seed)
     fields = {"family": family, "n_layer": 2, "n_head": 2, "n_embd": 16, "context_length": 8, **model}
-    m = build_model(ModelConfig(**fields), CHAR.vocab_size)
+    m = build_model(ModelConfig(**fields), tokenizer.vocab_size)
     with torch.no_grad():
         for p in m.parameters():
             if p.dim() > 1:
@@ -37,9 +40,9 @@ def tiny_model(family: str, seed: int = 0, **model):
     return m.eval()
 
 
-def chat_for(family: str, record: bool = True, mode: str = "cowrite", **settings) -> Chat:
+def chat_for(family: str, record: bool = True, mode: str = "cowrite", tokenizer=CHAR, **settings) -> Chat:
     s = SamplingSettings(**{"temperature": 1.0, "max_new_tokens": 12, "seed": 3, **settings})
-    session = ChatSession(Sampler(tiny_model(family), CHAR, s), record=record)
+    session = ChatSession(Sampler(tiny_model(family, tokenizer=tokenizer), tokenizer, s), record=record)
     template = default_template(["ROMEO", "JULIET"], "block")
     template.mode = mode
     return Chat(session, template, run="tiny")
@@ -55,10 +58,10 @@ def assert_exact(chat: Chat, first_turn: int = 0) -> None:
     session = chat.session
     ids = list(session.ids)
     assert ids == [i for t in chat.turns for i in t.ids]
-    model = session.model
+    model, tok = session.model, session.tokenizer
     with torch.inference_mode():
         full = model(torch.tensor([ids]))[0][0]  # one pass; a Transformer past its window uses the banded mask
-        naive = Sampler(model, CHAR, use_cache=False)  # the exact recompute path of --no-kv-cache
+        naive = Sampler(model, tok, use_cache=False)  # the exact recompute path of --no-kv-cache
         assert session.recorded, "nothing was recorded"
         for position, logits in session.recorded.items():
             assert position < len(ids)
@@ -68,17 +71,19 @@ def assert_exact(chat: Chat, first_turn: int = 0) -> None:
         # every logit a reply sampled from was recorded, and so checked
         used, position = set(), 0
         for k, turn in enumerate(chat.turns):
-            start = position + (len(CHAR.encode(turn.prefix)) if turn.role == "model" else len(turn.ids))
+            start = position + (len(tok.encode(turn.prefix)) if turn.role == "model" else len(turn.ids))
             position += len(turn.ids)
             if k >= first_turn:
                 used |= set(range(start - 1, position - 1))
         assert used and used <= set(session.recorded)
 
 
-@pytest.mark.parametrize("family", ["gru", "lstm", "transformer"])
-@pytest.mark.parametrize("mode", ["cowrite", "dialogue"])
-def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode):
-    chat = chat_for(family, mode=mode)
+@pytest.mark.parametrize("family, mode, tokenizer", [
+    *[(family, mode, CHAR) for family in ("gru", "lstm", "transformer") for mode in ("cowrite", "dialogue")],
+    ("transformer", "dialogue", BPE), ("gru", "cowrite", BPE),  # (the model side is the same as for CHAR)
+], ids=lambda v: getattr(v, "kind", v))
+def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode, tokenizer):
+    chat = chat_for(family, mode=mode, tokenizer=tokenizer)
     for words in ["the cat", " sat on the mat. the dog sat on the log.\n", "a cat", "and a dog sat on a mat"]:
         run(chat.say(words))
     assert len(chat.session.ids) > 4 * 15  # far past the Transformer's window (8) and receptive field (15)
@@ -92,7 +97,7 @@ def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode):
     chat.undo()
     run(chat.say("the log"))
     assert_exact(chat)
-    assert CHAR.decode(chat.session.ids) == chat.conversation.text()  # the document is what the model read
+    assert tokenizer.decode(chat.session.ids) == chat.conversation.text()  # the document is what the model read
 
 
 @pytest.mark.parametrize("family", ["gru", "transformer"])

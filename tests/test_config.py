@@ -7,7 +7,8 @@ from minigpt_tui.core.paths import list_recipes
 def test_every_recipe_loads_and_round_trips_through_toml():
     recipes = list_recipes()
     names = {p.stem for p in recipes}
-    assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer"} <= names
+    assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer",
+            "kjv-bpe-transformer"} <= names
     for path in recipes:
         config = RunConfig.load(path)
         assert RunConfig.from_toml(config.to_toml()) == config
@@ -19,6 +20,14 @@ def test_shakespeare_recipe_is_the_known_cpu_recipe():
     c = RunConfig.load(find_recipe("shakespeare-char-transformer"))
     assert (c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.context_length) == (4, 4, 128, 64)
     assert (c.train.batch_size, c.train.learning_rate, c.train.max_steps, c.model.dropout) == (12, 1e-3, 2000, 0.0)
+
+
+def test_bpe_recipe_is_the_default_model_on_bpe_tokens():
+    from minigpt_tui.core.paths import find_recipe
+
+    char, bpe = (RunConfig.load(find_recipe(f"kjv-{kind}-transformer")) for kind in ("char", "bpe"))
+    assert (bpe.data.tokenizer, bpe.data.vocab_size, bpe.data.path) == ("bpe", 2048, "")
+    assert bpe.model == char.model and bpe.train == char.train
 
 
 def test_overrides_parse_toml_values_and_bare_strings():
@@ -39,7 +48,8 @@ def test_overrides_parse_toml_values_and_bare_strings():
         ("model.family=mamba", "model.family"),
         ("model.context_length=1.5", "model.context_length"),
         ("model.dropout=1.0", "model.dropout"),
-        ("data.tokenizer=bpe", "data.tokenizer"),
+        ("data.tokenizer=wordpiece", "data.tokenizer"),
+        ("data.tokenizer=bpe", "data.vocab_size"),  # the default 256 would be bytes with no merges
         ("train.colour=blue", "train.colour"),
         ("train.device=tpu", "train.device"),
     ],

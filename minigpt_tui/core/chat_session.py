@@ -120,10 +120,11 @@ class ChatSession:
             context, state = new, self.state
         logits, state = model(torch.tensor([context], dtype=torch.long, device=self.sampler.device), state)
         if self.recorded is not None:
-            # After a crop only the last position has its whole context (the one the reply uses;
-            # the cache itself is exact for everything after it).
+            # After a crop, or a fresh start mid-conversation, only the last position has its whole
+            # context (the one the reply uses; the cache itself is exact for everything after it).
             first = len(self.ids) + len(new) - len(context)
-            for j in range(0 if first == len(self.ids) else len(context) - 1, len(context)):
+            whole = first == len(self.ids) and (not fresh or self.logits is None)
+            for j in range(0 if whole else len(context) - 1, len(context)):
                 self.recorded[first + j] = logits[0, j].float().cpu()
         self.state, self.logits = state, logits[0, -1]
         self.ids.extend(new)
@@ -146,12 +147,13 @@ class ChatSession:
             self.feed_ids(start_ids(tok))
         stats = self.stats = GenerationStats(prompt_tokens=len(self.ids))
         extra = [s for s in stops if s]
-        prev = self.ids[-1] if self.ids else None
+        decoder = tok.stream_decoder(self.ids[-1] if self.ids else None)  # as in Sampler.generate
+        length = (lambda: max_new_tokens) if max_new_tokens is not None else (lambda: sampler.settings.max_new_tokens)
         text = ""
         index = 0
         pending: int | None = None  # picked and yielded, not yet read
         try:
-            while index < (max_new_tokens if max_new_tokens is not None else sampler.settings.max_new_tokens):
+            while index < length():
                 if cancel is not None and cancel():
                     stats.finish_reason = "cancelled"
                     return
@@ -166,15 +168,18 @@ class ChatSession:
                     stats.prefill_s = elapsed
                 else:
                     stats.decode_s += elapsed
-                piece = tok.piece(next_id, prev)
+                piece = decoder.feed(next_id)
                 self.ids.append(next_id)
-                pending = prev = next_id
+                pending = next_id
                 stats.new_tokens = index = index + 1
-                event = TokenEvent(index - 1, next_id, piece, prob, top)
                 before = len(text)
                 text += piece
                 all_stops = extra + list(sampler.settings.stop)
-                if any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in all_stops if s):
+                stopped = any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in all_stops if s)
+                if stopped or index >= length():
+                    piece += decoder.flush()
+                event = TokenEvent(index - 1, next_id, piece, prob, top)
+                if stopped:
                     stats.finish_reason = "stop"
                     yield event
                     return

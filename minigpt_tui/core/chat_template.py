@@ -195,7 +195,7 @@ def speaker_text(run_dir: Path) -> str:
 
 def spellable(names: list[str], tokenizer) -> list[str]:
     """The names the vocabulary can write (a word-level vocabulary needs "NAME:" as a word)."""
-    if tokenizer is None:
+    if tokenizer is None or tokenizer.kind == "bpe":  # bytes spell anything
         return names
     if tokenizer.kind == "word":
         return [n for n in names if all(w in tokenizer.stoi for w in f"{n}:".split())]

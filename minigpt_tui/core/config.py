@@ -52,8 +52,9 @@ class DataConfig:
     path: str = ""
     # Optional separate validation text file; when empty, a single file is split.
     val_path: str = ""
-    tokenizer: str = "char"  # "char" | "word"
-    # Most frequent symbols kept; the rest become <unk>. 0 means keep all.
+    tokenizer: str = "char"  # "char" | "word" | "bpe" (byte-level BPE, core/bpe_tokenizer.py)
+    # char/word: most frequent symbols kept; the rest become <unk>. 0 means keep all.
+    # bpe: the vocabulary's size, 256 bytes plus merges (0 means 4096; nothing is ever <unk>).
     vocab_size: int = 256
     # Fraction of a single file held out (from its end) for validation.
     val_fraction: float = 0.1
@@ -108,7 +109,7 @@ _AT_LEAST_0 = (lambda v: v >= 0, "an integer >= 0")
 # order. Kept apart from the rules that relate two fields (RunConfig.validate) so that a
 # form can check one field as it is typed without building a whole config.
 FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
-    "data.tokenizer": ((lambda v: v in ("char", "word"), '"char" or "word"'),),
+    "data.tokenizer": ((lambda v: v in ("char", "word", "bpe"), '"char", "word" or "bpe"'),),
     "data.vocab_size": ((lambda v: v == 0 or v >= 2, "0 (no cap) or >= 2"),),
     "data.val_fraction": ((lambda v: 0.0 < v < 1.0, "between 0 and 1 (exclusive)"),),
     "model.family": ((lambda v: v in ("transformer", "gru", "lstm"), '"transformer", "gru" or "lstm"'),),
@@ -233,6 +234,10 @@ class RunConfig:
         """Every field's own rules (FIELD_RULES), then, section by section, those relating two fields."""
         m, t = self.model, self.train
         self._check_section("data")
+        if self.data.tokenizer == "bpe":  # 256 would be bytes alone: no merges learnt
+            _check(self.data.vocab_size == 0 or self.data.vocab_size > 256, "data.vocab_size",
+                   "0 (4096) or more than 256 (the 256 bytes plus merges) for the bpe tokenizer",
+                   self.data.vocab_size)
         self._check_section("model")
         if m.family == "transformer":
             _check(

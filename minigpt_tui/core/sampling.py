@@ -65,7 +65,7 @@ SINGLE_THREAD_BELOW = 20_000_000  # parameters: smaller models sample on one CPU
 class TokenEvent:
     index: int  # 0 for the first generated token
     token_id: int
-    text: str  # what this token adds to the output (incremental decoding)
+    text: str  # what this token adds to the output (incremental decoding: "" while a character is incomplete)
     prob: float  # the model's probability of this token (softmax at temperature 1, unfiltered)
     top: list[tuple[str, float]]  # the model's 5 most likely tokens here, with probabilities
 
@@ -274,7 +274,10 @@ class Sampler:
         tok = self.tokenizer
         encoded = tok.encode(prompt)
         ids = self._prompt_context(encoded or start_ids(tok))
-        prev = ids[-1] if encoded else None  # the start token is context, not text
+        # The start token is context, not text. Text is shown as it becomes whole (a byte-level
+        # token may end inside a character); a generation that ends itself (length, stop) flushes
+        # the rest into its last event, so the events' text is exactly decode() of the new ids.
+        decoder = tok.stream_decoder(ids[-1] if encoded else None)
         stats = self.stats = GenerationStats(prompt_tokens=len(ids))
         self._reseed_pending = True  # every generation starts from the seed: same settings, same text
         text = ""  # generated so far (stop strings are searched in it)
@@ -299,16 +302,18 @@ class Sampler:
                     stats.prefill_s = elapsed
                 else:
                     stats.decode_s += elapsed
-                piece = tok.piece(next_id, prev)
+                piece = decoder.feed(next_id)
                 ids.append(next_id)
-                prev = next_id
                 stats.new_tokens = index = index + 1
-                event = TokenEvent(index - 1, next_id, piece, prob, top)
                 before = len(text)
                 text += piece
                 # A stop string completed by this token ends inside `piece`.
-                if s.stop and any(stop and text.find(stop, max(0, before - len(stop) + 1)) >= 0
-                                  for stop in s.stop):
+                stopped = bool(s.stop) and any(stop and text.find(stop, max(0, before - len(stop) + 1)) >= 0
+                                               for stop in s.stop)
+                if stopped or index >= self.settings.max_new_tokens:
+                    piece += decoder.flush()
+                event = TokenEvent(index - 1, next_id, piece, prob, top)
+                if stopped:
                     stats.finish_reason = "stop"
                     yield event
                     return

@@ -70,6 +70,12 @@ class Tokenizer:
         piece by piece gives exactly decode() of the whole sequence."""
         return self.itos[token_id]
 
+    def stream_decoder(self, prev_id: int | None = None) -> "StreamDecoder":
+        """Incremental decoding (every tokenizer has it; streaming uses only this): feed(id) gives
+        the text a token adds, flush() what is left at the end; together exactly decode().
+        `prev_id` is the token before the first one fed (None at the start of the text)."""
+        return StreamDecoder(self, prev_id)
+
     # ---- files ----------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "tokens": self.itos}, ensure_ascii=False)
@@ -78,13 +84,18 @@ class Tokenizer:
     def from_json(text: str, source: str = "tokenizer") -> "Tokenizer":
         try:
             raw = json.loads(text)
-            kind, tokens = raw["kind"], raw["tokens"]
-            klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
-            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                raise TypeError
+            kind = raw["kind"]
+            if kind != "bpe":
+                klass, tokens = {"char": CharTokenizer, "word": WordTokenizer}[kind], raw["tokens"]
+                if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                    raise TypeError
         except (ValueError, KeyError, TypeError):
             raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
         try:
+            if kind == "bpe":
+                from minigpt_tui.core.bpe_tokenizer import BPETokenizer  # (it imports this module)
+
+                return BPETokenizer.from_raw(raw)
             return klass(tokens)
         except TokenizerError as err:
             raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file ({err}).") from None
@@ -135,7 +146,26 @@ class WordTokenizer(Tokenizer):
         return " " + tok
 
 
+class StreamDecoder:
+    """A char or word tokenizer's incremental decoding: its pieces, with the previous token."""
+
+    def __init__(self, tokenizer: Tokenizer, prev_id: int | None = None):
+        self.tokenizer, self.prev = tokenizer, prev_id
+
+    def feed(self, token_id: int) -> str:
+        piece = self.tokenizer.piece(token_id, self.prev)
+        self.prev = token_id
+        return piece
+
+    def flush(self) -> str:
+        return ""  # a symbol is whole text: nothing is ever held back
+
+
 def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
+    if kind == "bpe":
+        from minigpt_tui.core.bpe_tokenizer import BPETokenizer  # (imports this module)
+
+        return BPETokenizer.train(text, vocab_size)
     klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
     return klass.train(text, vocab_size)
 

@@ -30,7 +30,7 @@ from minigpt_tui.tui.formatting import fmt_bytes
 # learns here carries over to recipes and --set.
 FORM_FIELDS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("data.path", "corpus", None),
-    ("data.tokenizer", "tokenizer", ("char", "word")),
+    ("data.tokenizer", "tokenizer", ("char", "word", "bpe")),
     ("data.vocab_size", "vocab_size", None),
     ("model.family", "family", ("transformer", "gru", "lstm")),
     ("model.n_layer", "n_layer", None),
