@@ -70,7 +70,9 @@ def test_a_file_larger_than_the_chunk_and_block_sizes_streams_to_the_same_tokens
 
 def test_rechunk_cuts_a_run_without_spaces_only_when_it_is_very_long():
     assert list(rechunk(["ab cd ef"], 4)) == ["ab", " cd", " ef"]
-    assert list(rechunk(["x" * 10, " y"], 4)) == ["x" * 10, " y"]  # waits for the word's end
+    waited = list(rechunk(["x" * 10, " y", " z" * 5], 4))  # waits for the long word's end
+    assert "".join(waited) == "x" * 10 + " y" + " z" * 5 and waited[0].startswith("x" * 10)
+    assert all(not (a[-1].strip() and b[0].strip()) for a, b in zip(waited, waited[1:]))  # no word cut
     run = "z" * 100
     chunks = list(rechunk([run], 4))
     assert "".join(chunks) == run and {len(c) for c in chunks[:-1]} == {4} and len(chunks[-1]) <= 16

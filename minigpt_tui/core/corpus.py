@@ -348,19 +348,25 @@ def rechunk(pieces: Iterable[str], chunk_chars: int) -> Iterator[str]:
     """The same text in chunks of about chunk_chars that end after a newline, or before a
     whitespace, so that no word (a run of non-space characters) is cut in two; only a run
     longer than LONG_RUN_CHUNKS chunks is cut where the limit falls."""
-    rest = ""
+    parts: list[str] = []  # pieces not handed out yet (joined only once they fill a chunk)
+    size, need = 0, chunk_chars
     for piece in pieces:
-        text = rest + piece if rest else piece
-        pos = 0
+        parts.append(piece)
+        size += len(piece)
+        if size < need:
+            continue
+        text, pos, need = "".join(parts), 0, chunk_chars
         while len(text) - pos >= chunk_chars:
             cut = _cut(text, pos, pos + chunk_chars, LONG_RUN_CHUNKS * chunk_chars)
-            if cut is None:
-                break  # wait for more text: the word at the limit may end in it
+            if cut is None:  # wait for more text: the word at the limit may end in it
+                need = len(text) - pos + chunk_chars
+                break
             yield text[pos:cut]
             pos = cut
         rest = text[pos:] if pos else text
-    if rest:
-        yield rest
+        parts, size = [rest] if rest else [], len(rest)
+    if size:
+        yield "".join(parts)
 
 
 def _cut(text: str, lo: int, hi: int, longest: int) -> int | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from minigpt_tui.core import fsutil, paths
 
 INDEX_NAME = "files.json"
+_memo: dict[str, "FileScan"] = {}  # this process's scans (also where the index cannot be written)
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,18 @@ def _read_index() -> dict:
 
 def remembered(key: str, status: os.stat_result) -> FileScan | None:
     """The scan stored for `key` (a file's resolved path), if the file still has its size and mtime."""
-    entry = _read_index().get(key)
-    try:
-        scan = FileScan(**entry)
-    except TypeError:  # missing, or written by another version
-        return None
+    scan = _memo.get(key)
+    if scan is None:
+        try:
+            scan = FileScan(**_read_index().get(key))
+        except TypeError:  # missing, or written by another version
+            return None
     return scan if (scan.size, scan.mtime_ns) == (status.st_size, status.st_mtime_ns) else None
 
 
 def remember(key: str, scan: FileScan) -> None:
     """Store a scan; a cache folder that cannot be written only costs a rescan next time."""
+    _memo[key] = scan
     index = _read_index()
     index[key] = asdict(scan)
     try:

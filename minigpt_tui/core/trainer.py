@@ -10,6 +10,10 @@ Resuming restores the model, the optimizer, the step (which fixes both the
 learning-rate schedule and the data position, see batching.py) and the global
 RNG (dropout), so a resumed run computes the same losses as one never stopped.
 
+Data: the corpus is never read whole. A first start checks it, builds the vocabulary and
+tokenizes each split into the token cache (token_cache.py), reporting Preparing events; later
+starts and resumes map the cached ids, so they reach their first step at once.
+
 Distributed: when started by torchrun (WORLD_SIZE > 1) the model is wrapped in
 DistributedDataParallel, each rank draws its own batches, evaluation losses are
 averaged over ranks and only rank 0 writes files or emits events.
