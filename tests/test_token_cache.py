@@ -213,3 +213,30 @@ def test_a_slow_first_start_reports_its_progress_before_it_starts(tmp_path, monk
     state = RunState(status="starting")
     state.apply(ev.Preparing("Tokenizing the training text", 0.45))
     assert render_status(state, None).plain == "Tokenizing the training text… 45%"
+
+
+def test_builders_at_the_same_moment_take_turns_and_build_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    path = write_corpus(tmp_path)
+    data = DataConfig(path=str(path))
+    corpus = load_corpus(data)
+    tokenizer = token_cache.cached_tokenizer("char", 256, corpus.split("train"))
+    builds, real_build = [], token_cache._build
+
+    def slow_build(*args, **kwargs):
+        builds.append(1)
+        time.sleep(0.3)  # long enough for the other builder to arrive and wait
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(token_cache, "_build", slow_build)
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(split_tokens(data, tokenizer, "train")))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert len(builds) == 1 and len(results) == 2
+    assert results[0][0].tolist() == results[1][0].tolist() == tokenizer.encode(split_text(TINY_TEXT, 0.1)[0])
