@@ -201,7 +201,8 @@ def test_a_slow_first_start_reports_its_progress_before_it_starts(tmp_path, monk
     preparing = [e for e in seen[:started] if isinstance(e, ev.Preparing)]
     assert not any(isinstance(e, ev.Preparing) for e in seen[started:])
     jobs = list(dict.fromkeys(e.what for e in preparing))
-    assert jobs == ["Building the vocabulary", "Tokenizing the training text", "Tokenizing the validation text"]
+    assert jobs == ["Checking the corpus", "Building the vocabulary", "Tokenizing the training text",
+                    "Tokenizing the validation text"]
     assert preparing[-1].fraction == 1.0 and ev.decode(ev.encode(preparing[0])) == preparing[0]
 
     from minigpt_tui.cli import ProgressPrinter

@@ -26,7 +26,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from minigpt_tui.core import file_scans
 from minigpt_tui.core.config import DataConfig
@@ -42,6 +42,7 @@ CHUNK_CHARS = 2 << 20
 BLOCK_BYTES = 1 << 20
 # The built-in text's rendering (kjv_pieces); part of its digest, so a change rebuilds caches.
 KJV_FORMAT = "kjv-text-1"
+Progress = Callable[[str, float], None]  # (what is being done, fraction of it done)
 
 
 class CorpusError(ValueError):
@@ -65,8 +66,8 @@ class Split:
     stop: int | None = None
     top: bool = False
 
-    def scan(self) -> file_scans.FileScan:
-        return scan_kjv() if self.path is None else scan_file(self.path, top=self.top)
+    def scan(self, progress: Progress | None = None) -> file_scans.FileScan:
+        return scan_kjv() if self.path is None else scan_file(self.path, top=self.top, progress=progress)
 
     @property
     def n_chars(self) -> int:
@@ -123,10 +124,11 @@ def check_corpus(path_text: str) -> CorpusCheck:
         return CorpusCheck(False, err.summary, str(err))
 
 
-def load_corpus(data: DataConfig) -> Corpus:
+def load_corpus(data: DataConfig, progress: Progress | None = None) -> Corpus:
     """The corpus data.path names, its training and validation files checked whole as
     check_corpus checks their prefix (CorpusError). Nothing is kept in memory: a first
-    start reads each file once (scan_file); later starts trust the remembered scan."""
+    start reads each file once (scan_file, which tells `progress` how far it got); later
+    starts trust the remembered scan."""
     _, files = _open_corpus(data.path)
     if not files:
         n = int(scan_kjv().chars * (1.0 - data.val_fraction))  # as split_text cuts
@@ -136,16 +138,16 @@ def load_corpus(data: DataConfig) -> Corpus:
         splits = {name: Split(name, file) for name, file in files.items()}
         for name in ("train", "valid"):  # the test file is read when it is evaluated
             try:
-                splits[name].scan()
+                splits[name].scan(progress)
             except CorpusError as err:
                 raise CorpusError(str(err), f"{files[name].name}: {err.summary}") from None
         return Corpus(path.name or "wikitext", splits)
     if data.val_path:
         train = Split("train", path, top=True)
         valid = Split("valid", Path(data.val_path).expanduser())
-        train.scan(), valid.scan()
+        train.scan(progress), valid.scan(progress)
         return Corpus(path.name, {"train": train, "valid": valid})
-    n = int(scan_file(path, top=True).chars * (1.0 - data.val_fraction))
+    n = int(scan_file(path, top=True, progress=progress).chars * (1.0 - data.val_fraction))
     return Corpus(path.name, {"train": Split("train", path, 0, n, top=True),
                               "valid": Split("valid", path, n, top=True)})
 
@@ -296,7 +298,7 @@ def _file_pieces(path: Path, top: bool = False, on_block=None) -> Iterator[str]:
         raise _empty(path)
 
 
-def scan_file(path: Path, top: bool = False) -> file_scans.FileScan:
+def scan_file(path: Path, top: bool = False, progress: Progress | None = None) -> file_scans.FileScan:
     """A checked file's digest and length in characters: remembered while its size and
     mtime stay the same, else one full pass (which raises the file's CorpusError)."""
     status = _checked_status(path, top)
@@ -305,7 +307,16 @@ def scan_file(path: Path, top: bool = False) -> file_scans.FileScan:
     if known is not None:
         return known
     digest = hashlib.blake2b(digest_size=16)
-    chars = sum(map(len, _file_pieces(path, top, on_block=digest.update)))
+    done = 0
+
+    def on_block(raw: bytes) -> None:
+        nonlocal done
+        digest.update(raw)
+        done += len(raw)
+        if progress is not None:
+            progress("Checking the corpus", min(1.0, done / max(status.st_size, 1)))
+
+    chars = sum(map(len, _file_pieces(path, top, on_block=on_block)))
     scan = file_scans.FileScan(status.st_size, status.st_mtime_ns, digest.hexdigest(), chars)
     file_scans.remember(key, scan)
     return scan

@@ -32,11 +32,10 @@ import torch
 
 from minigpt_tui.core import fsutil, paths
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import Split, load_corpus
+from minigpt_tui.core.corpus import Progress, Split, load_corpus
 from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError, build_tokenizer
 
 FORMAT = 1  # of the files and of their keys; a change rebuilds every cache
-Progress = Callable[[str, float], None]  # (what is being done, fraction of it done)
 SPLIT_WORDS = {"train": "training", "valid": "validation", "test": "test"}
 
 
@@ -68,7 +67,7 @@ def split_tokens(data: DataConfig, tokenizer: Tokenizer, split: str,
     """The token ids of one split ("train", "valid" or "test") of the corpus `data` names, as
     `tokenizer` encodes it, and the split's length in characters. Tokenized once, then mapped
     from the cache. CorpusError (one sentence) for a bad corpus or a split it does not have."""
-    cached = cached_tokens(load_corpus(data).split(split), tokenizer, progress)
+    cached = cached_tokens(load_corpus(data, progress).split(split), tokenizer, progress)
     return cached.tokens, cached.n_chars
 
 

@@ -161,7 +161,7 @@ class Trainer:
     def _load_data(self):
         cfg = self.config
         progress = self._progress_reporter()
-        corpus = load_corpus(cfg.data)
+        corpus = load_corpus(cfg.data, progress)
         self.corpus_name = corpus.name
         train, valid = corpus.split("train"), corpus.split("valid")
         if self.resume:
