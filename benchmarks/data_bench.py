@@ -71,7 +71,8 @@ def child(args) -> None:
     started = time.perf_counter()
     trainer = Trainer(config, on_event, recipe_name="bench", resume_dir=args.resume or None)
     done = trainer.run()
-    print(json.dumps({"data_s": data_ready[0] - started, "first_step_s": first[0] - started, "total_s": time.perf_counter() - started,
+    print(json.dumps({"data_s": data_ready[0] - started, "first_step_s": first[0] - started,
+                      "total_s": time.perf_counter() - started,
                       "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "params": trainer.params, "run_dir": done.run_dir}))
 
