@@ -257,6 +257,8 @@ class ProgressPrinter:
         self.max_steps = 0
         self.progress = None
         self.task = None
+        self.preparing_what = ""  # the Preparing job last printed as a plain line
+        self.preparing_shown = False  # a Preparing line is drawn on the terminal, without its newline
 
     def _plain_step(self, e) -> None:
         import time
@@ -289,6 +291,10 @@ class ProgressPrinter:
         from minigpt_tui.core import events as ev
 
         say = (self.progress.console if self.progress else self.console).print
+        if isinstance(e, ev.Preparing):
+            self._preparing(e)
+            return
+        self._end_preparing()
         if isinstance(e, ev.Started):
             verb = f"Resuming {e.run_name} at step {e.start_step}" if e.start_step else f"Training {e.run_name}"
             kind = "byte-level BPE" if e.tokenizer == "bpe" else f"{e.tokenizer}-level"
@@ -316,7 +322,33 @@ class ProgressPrinter:
             self.close()
             print(f"minigpt-tui: {e.message}", file=sys.stderr, flush=True)
 
+    def _preparing(self, e) -> None:
+        """A first start tokenizing its corpus: one line on stderr, redrawn in place on a
+        terminal; elsewhere a line per job and then one every `every_s` seconds."""
+        import time
+
+        line = f"{e.what}… {e.fraction:.0%}"
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{line}\x1b[K")
+            self.preparing_shown = True
+        else:
+            now = time.monotonic()
+            if e.what == self.preparing_what and now - self.last_line_at < self.every_s:
+                return
+            self.preparing_what, self.last_line_at = e.what, now
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def _end_preparing(self) -> None:
+        if self.preparing_shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        if self.preparing_what:  # the step lines' own clock starts with the training
+            self.last_line_at = float("-inf")
+        self.preparing_what, self.preparing_shown = "", False
+
     def close(self) -> None:
+        self._end_preparing()
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

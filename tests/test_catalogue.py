@@ -92,7 +92,8 @@ def test_a_wikitext_zip_is_fetched_into_its_own_splits_and_the_loader_reads_it(s
     assert {"download", "unpack", "verify"} <= set(stages)
     corpus = load_corpus(DataConfig(path="wikitext-t"))
     assert corpus.name == "wikitext-t"
-    assert (corpus.train_text, corpus.val_text) == (WIKI["train"], WIKI["valid"])
+    assert ["".join(corpus.split(s).chunks()) for s in ("train", "valid", "test")] == \
+        [WIKI["train"], WIKI["valid"], WIKI["test"]]
     assert check_corpus("wikitext-t").ok
     assert leftovers(data_home) == sorted([".downloads", "wikitext-t", *(f"wikitext-t/{n}" for n in os.listdir(path))])
     server.ranges.clear()
@@ -303,7 +304,8 @@ def test_the_real_tiny_shakespeare_entry_fetches_the_known_file(server, data_hom
     path = catalogue.fetch(catalogue.get("tiny-shakespeare"))
     assert path.read_bytes() == data
     corpus = load_corpus(DataConfig(path="tiny-shakespeare"))
-    assert (len(corpus.train_text), len(corpus.val_text)) == (1_003_854, 111_540)
+    assert corpus.name == "tiny-shakespeare"
+    assert (corpus.split("train").n_chars, corpus.split("valid").n_chars) == (1_003_854, 111_540)
 
 
 def test_a_download_finished_before_a_stop_is_not_downloaded_again(server, monkeypatch, data_home):

@@ -10,6 +10,9 @@ batch_size x world_size windows and takes its own slice, so ranks see different
 windows and N processes of batch B train on exactly the batches one process of
 batch N x B would. One gather builds the batch; inputs and targets are views of
 it (no copies, no padding).
+
+The tokens may be a narrow unsigned type mapped from the token cache (token_cache.py): the
+gather reads only the windows drawn, and converts them to int64.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class TokenStream:
         return self.tokens.numel() - self.context_length
 
     def windows(self, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        buf = self.tokens[offsets[:, None] + self._window]  # (B, T+1), one gather
+        buf = self.tokens[offsets[:, None] + self._window].long()  # (B, T+1), one gather
         return buf[:, :-1], buf[:, 1:]
 
     def batch(self, step: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, micro: int = 0):

@@ -17,6 +17,16 @@ from pathlib import Path
 
 
 @dataclass
+class Preparing:
+    """Before Started, while the corpus is read or tokenized into the token cache (first starts
+    only; sent at most a few times a second, and not at all for a quick job)."""
+
+    what: str  # "Tokenizing the training text"
+    fraction: float  # of that job done, 0 to 1
+    type: str = "preparing"
+
+
+@dataclass
 class Started:
     run_name: str
     run_dir: str
@@ -87,10 +97,10 @@ class Error:
     type: str = "error"
 
 
-Event = Started | Step | Eval | Sample | CheckpointSaved | Done | Error
+Event = Preparing | Started | Step | Eval | Sample | CheckpointSaved | Done | Error
 EVENT_TYPES: dict[str, type] = {
     cls.__dataclass_fields__["type"].default: cls
-    for cls in (Started, Step, Eval, Sample, CheckpointSaved, Done, Error)
+    for cls in (Preparing, Started, Step, Eval, Sample, CheckpointSaved, Done, Error)
 }
 
 

@@ -1,7 +1,7 @@
 """Where minigpt-tui keeps its files.
 
-Runs live under the data home; settings in config.toml under the config home.
-MINIGPT_TUI_HOME moves both into one folder (tests point it at a temporary one).
+Runs live under the data home; settings in config.toml under the config home; the token
+cache under the cache home. MINIGPT_TUI_HOME moves all three into one folder (tests point it at a temporary one).
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ def data_home() -> Path:
 
 def runs_dir() -> Path:
     return data_home() / "runs"
+
+
+def cache_dir() -> Path:
+    """Files minigpt-tui can rebuild at any time (the token cache): safe to delete.
+    Under MINIGPT_TUI_HOME it is its cache/ folder, else the platform's user cache folder."""
+    override = os.environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser() / "cache"
+    from platformdirs import user_cache_path
+
+    return user_cache_path(APP_NAME)
 
 
 def debug_log_file() -> Path:

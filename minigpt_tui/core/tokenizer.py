@@ -11,6 +11,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 UNK = "<unk>"
 _WORDS = re.compile(r"\n|[^\s]+")
@@ -38,9 +39,12 @@ class Tokenizer:
         raise NotImplementedError
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 0) -> "Tokenizer":
-        """Keep the most frequent symbols (ties broken by the symbol), up to vocab_size with <unk>."""
-        counts = Counter(cls.split(text))
+    def train(cls, chunks: Iterable[str] | str, vocab_size: int = 0) -> "Tokenizer":
+        """Keep the most frequent symbols (ties broken by the symbol), up to vocab_size with <unk>.
+        `chunks`: the text, whole or in pieces that never cut a symbol (corpus.Split.chunks)."""
+        counts: Counter = Counter()
+        for chunk in [chunks] if isinstance(chunks, str) else chunks:
+            counts.update(cls.split(chunk))
         counts.pop(UNK, None)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         if vocab_size:
@@ -161,13 +165,14 @@ class StreamDecoder:
         return ""  # a symbol is whole text: nothing is ever held back
 
 
-def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
+def build_tokenizer(kind: str, chunks: Iterable[str] | str, vocab_size: int) -> Tokenizer:
+    """A tokenizer of `kind` trained on the text (a string, or chunks of it)."""
     if kind == "bpe":
         from minigpt_tui.core.bpe_tokenizer import BPETokenizer  # (imports this module)
 
-        return BPETokenizer.train(text, vocab_size)
+        return BPETokenizer.train(chunks, vocab_size)
     klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
-    return klass.train(text, vocab_size)
+    return klass.train(chunks, vocab_size)
 
 
 # WikiText writes "3 @.@ 5" and "well @-@ known": show them as "3.5" and "well-known".

@@ -10,6 +10,10 @@ Resuming restores the model, the optimizer, the step (which fixes both the
 learning-rate schedule and the data position, see batching.py) and the global
 RNG (dropout), so a resumed run computes the same losses as one never stopped.
 
+Data: the corpus is never read whole. A first start checks it, builds the vocabulary and
+tokenizes each split into the token cache (token_cache.py), reporting Preparing events; later
+starts and resumes map the cached ids, so they reach their first step at once.
+
 Distributed: when started by torchrun (WORLD_SIZE > 1) the model is wrapped in
 DistributedDataParallel, each rank draws its own batches, evaluation losses are
 averaged over ranks and only rank 0 writes files or emits events.
@@ -35,14 +39,18 @@ from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import load_corpus
 from minigpt_tui.core.devices import (Distributed, Precision, autocast_and_scaler, cpu_has_native_bf16, probe_bf16,
                                       resolve_device, resolve_precision)
-from minigpt_tui.core.errors import TrainingError
+from minigpt_tui.core.errors import USER_ERRORS, TrainingError
 from minigpt_tui.core.eta import EtaEstimator, evals_left
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
 from minigpt_tui.core.optim import lr_at, make_optimizer
 from minigpt_tui.core.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.runs import RunDir, RunError, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.tokenizer import build_tokenizer
+from minigpt_tui.core.token_cache import cached_tokenizer, cached_tokens
+
+
+PREPARING_QUIET_S = 0.5  # Preparing events wait this long after the data set-up starts
+PREPARING_EVERY_S = 0.5  # and come at most this often per job
 
 
 class Trainer:
@@ -92,16 +100,10 @@ class Trainer:
         torch.manual_seed(t.seed + self.dist.rank)
 
         # Everything a user can get wrong is checked before the run folder exists.
-        corpus = load_corpus(cfg.data)
-        if self.resume:
-            tokenizer = self.resume.tokenizer()
-        else:
-            tokenizer = build_tokenizer(cfg.data.tokenizer, corpus.train_text, cfg.data.vocab_size)
+        tokenizer, train_tokens, val_tokens = self._prepare_data()
         self.tokenizer = tokenizer
-        self.corpus_name = corpus.name
-        self.train_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.train_text)), cfg.model.context_length, "training")
-        self.val_stream = TokenStream(torch.tensor(tokenizer.encode(corpus.val_text)), cfg.model.context_length, "validation")
-        del corpus
+        self.train_stream = TokenStream(train_tokens, cfg.model.context_length, "training")
+        self.val_stream = TokenStream(val_tokens, cfg.model.context_length, "validation")
 
         self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
@@ -134,6 +136,56 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.autocast, self.scaler = autocast_and_scaler(self.device, self.dtype)
+
+    def _prepare_data(self):
+        """The tokenizer and the training and validation tokens, mapped from the token cache
+        (token_cache.py), which a first start fills. Under torchrun rank 0 fills it while the
+        others wait; they then map what it built (or raise the error it met)."""
+        if not self.dist.enabled:
+            return self._load_data()
+        if self.dist.is_main:
+            try:
+                loaded = self._load_data()
+            except Exception as err:
+                self.dist.broadcast(f"{type(err).__name__}\0{err}")
+                raise
+            self.dist.broadcast("")
+            return loaded
+        failure = self.dist.broadcast("")
+        if failure:
+            kind, message = failure.split("\0", 1)
+            error = {e.__name__: e for e in USER_ERRORS}.get(kind, TrainingError)
+            raise error(message)
+        return self._load_data()
+
+    def _load_data(self):
+        cfg = self.config
+        progress = self._progress_reporter()
+        corpus = load_corpus(cfg.data, progress)
+        self.corpus_name = corpus.name
+        train, valid = corpus.split("train"), corpus.split("valid")
+        if self.resume:
+            tokenizer = self.resume.tokenizer()
+        else:
+            tokenizer = cached_tokenizer(cfg.data.tokenizer, cfg.data.vocab_size, train, progress)
+        return (tokenizer, cached_tokens(train, tokenizer, progress).tokens,
+                cached_tokens(valid, tokenizer, progress).tokens)
+
+    def _progress_reporter(self):
+        """A token_cache progress callback that emits Preparing events, none in the first
+        PREPARING_QUIET_S (a small corpus is ready before anyone would read them) and then
+        at most one per PREPARING_EVERY_S and job."""
+        started = time.monotonic()
+        last: dict[str, float] = {}
+
+        def report(what: str, fraction: float) -> None:
+            now = time.monotonic()
+            if now - started < PREPARING_QUIET_S or now - last.get(what, -math.inf) < PREPARING_EVERY_S:
+                return
+            last[what] = now
+            self.emit(ev.Preparing(what=what, fraction=fraction))
+
+        return report
 
     def _choose_precision(self) -> Precision:
         """train.precision; "auto" on a CPU times the model itself (devices.probe_bf16). A run

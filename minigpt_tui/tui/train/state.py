@@ -66,12 +66,15 @@ class RunState:
     sample: str = ""
     sample_step: int | None = None
     message: str = ""
+    preparing: str = ""  # before Started: "Tokenizing the training text… 45%" (a first start)
     checkpoints: list[tuple[int, str]] = field(default_factory=list)
     watched: bool = False  # another process trains this run; the tab follows its files
 
     def apply(self, event: ev.Event, stopping: bool = False) -> None:
         """Take in one trainer event. `stopping`: a stop was asked for before the run started."""
-        if isinstance(event, ev.Started):
+        if isinstance(event, ev.Preparing):
+            self.preparing = f"{event.what}… {event.fraction:.0%}"
+        elif isinstance(event, ev.Started):
             self.status = "training" if not stopping else "stopping"
             self.run_name, self.run_dir, self.family, self.corpus = (event.run_name, event.run_dir, event.family,
                                                                      event.corpus)
@@ -160,7 +163,7 @@ def render_status(state: RunState, app: App) -> Text:
     s = state
     lines = Text(no_wrap=True, overflow="ellipsis")
     if not s.run_name:  # the trainer has not started a run (yet, or at all)
-        waiting = "Reading the run's events…" if s.watched else "Starting the trainer…"
+        waiting = "Reading the run's events…" if s.watched else s.preparing or "Starting the trainer…"
         lines.append(waiting if s.status in ("starting", "stopping") else s.message or s.status,
                      "bold" if s.status != "failed" else f"bold {colour(app, 'bad')}")
         return lines
