@@ -5,6 +5,7 @@
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
     minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat_cli.py)
+    minigpt-tui --evaluate RUN [--split valid|test] [--checkpoint best|last] [--data PATH] [--json]   (evaluate_cli.py)
     minigpt-tui --list
 
 The headless paths never import textual (a test checks it). Every error a user
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--generate", metavar="RUN", help="stream text from a trained run (name or folder)")
     mode.add_argument("--chat", metavar="RUN", help="a conversation with a trained run in the terminal (/help inside)")
     mode.add_argument("--list", action="store_true", help="list the runs in the data home")
+    from minigpt_tui.evaluate_cli import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(p, mode)
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
     t = p.add_argument_group("training")
@@ -107,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             from minigpt_tui.chat_cli import cmd_chat
 
             return cmd_chat(args)
+        if args.evaluate is not None:
+            from minigpt_tui.evaluate_cli import cmd_evaluate
+
+            return cmd_evaluate(args)
         if args.list:
             return cmd_list()
         from minigpt_tui.tui.app import run_app
