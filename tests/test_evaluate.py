@@ -222,3 +222,17 @@ def test_word_tokens_of_wikitext_match_pytorch_word_language_model():
         for line in f:
             theirs += line.split() + ["<eos>"]
     assert [t if t != "\n" else "<eos>" for t in ours] == theirs
+
+
+def test_evaluations_file_keeps_every_record_and_skips_a_torn_line(tmp_path):
+    from minigpt_tui.core.evaluations import EVALUATIONS_NAME, append_evaluation, latest_by_split
+
+    append_evaluation(tmp_path, {"split": "valid", "bits_per_char": 2.0, "step": 1})
+    with open(tmp_path / EVALUATIONS_NAME, "a") as f:
+        f.write('{"split": "test", "bits_per')  # a writer killed mid-line
+    append_evaluation(tmp_path, {"split": "valid", "bits_per_char": 1.5, "step": 2})
+    append_evaluation(tmp_path, {"split": "test", "bits_per_char": 1.7, "step": 2})
+    records = read_evaluations(tmp_path)
+    assert [r["bits_per_char"] for r in records] == [2.0, 1.5, 1.7]
+    latest = latest_by_split(records)
+    assert list(latest) == ["test", "valid"] and latest["valid"]["step"] == 2

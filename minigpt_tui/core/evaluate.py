@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import CorpusError, load_corpus, read_text_file
-from minigpt_tui.core.tokenizer import Tokenizer
+from minigpt_tui.core.tokenizer import UNK, Tokenizer
 
 SPLITS = ("valid", "test")
 WHOLE = "whole"  # the split name recorded for a plain file given with --data
@@ -242,7 +242,11 @@ class Scores:
 
 
 def unk_note(tokens: torch.Tensor, tokenizer: Tokenizer, vocab_cap: int) -> tuple[float, str]:
-    """(share of <unk> tokens, a sentence about comparability or "")."""
+    """(share of <unk> tokens, a sentence about comparability or ""). Only a vocabulary whose
+    id 0 is <unk> (char, word) has one; a byte-level vocabulary has none."""
+    itos = getattr(tokenizer, "itos", None)
+    if not itos or itos[0] != UNK:
+        return 0.0, ""
     n = max(1, tokens.numel())
     share = float((tokens == 0).sum()) / n
     if not share:

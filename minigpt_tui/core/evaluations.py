@@ -2,7 +2,8 @@
 
 Each record is appended with one write() to a file opened for appending, then fsynced:
 several evaluations finishing at once never interleave inside a line, and a kill
-mid-write leaves at worst a torn last line, which reading skips. No torch here: the
+mid-write leaves at worst a torn last line, which reading skips (the next record starts
+on a line of its own). No torch here: the
 Checkpoints tab reads these records while it lists runs.
 """
 
@@ -18,8 +19,11 @@ EVALUATIONS_NAME = "evaluations.jsonl"
 
 def append_evaluation(run_dir: str | Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(Path(run_dir) / EVALUATIONS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(Path(run_dir) / EVALUATIONS_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a killed writer stays on its own
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
