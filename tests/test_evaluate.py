@@ -236,3 +236,17 @@ def test_evaluations_file_keeps_every_record_and_skips_a_torn_line(tmp_path):
     assert [r["bits_per_char"] for r in records] == [2.0, 1.5, 1.7]
     latest = latest_by_split(records)
     assert list(latest) == ["test", "valid"] and latest["valid"]["step"] == 2
+
+
+@torch.no_grad()
+def test_a_memory_mapped_uint16_token_array_scores_as_a_tensor(runs, tmp_path):
+    """The token cache's form: a uint16 array on disk, read in place."""
+    import numpy as np
+
+    for family in ("transformer", "gru"):
+        tokens, _, run = valid_tokens(runs[family])
+        path = tmp_path / f"{family}.u16"
+        tokens.numpy().astype(np.uint16).tofile(path)
+        mapped = np.memmap(path, dtype=np.uint16, mode="r")
+        expected = full_pass_loss(run.model, tokens, context_length=W, batch_size=4)
+        assert full_pass_loss(run.model, mapped, context_length=W, batch_size=4) == pytest.approx(expected)

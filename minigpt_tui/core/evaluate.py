@@ -24,9 +24,10 @@ character count; the memory-mapped token cache can take its place there.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,9 @@ import torch.nn.functional as F
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.corpus import CorpusError, load_corpus, read_text_file
 from minigpt_tui.core.tokenizer import UNK, Tokenizer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPLITS = ("valid", "test")
 WHOLE = "whole"  # the split name recorded for a plain file given with --data
@@ -94,13 +98,17 @@ def split_text(config: RunConfig, split: str, data_path: str | None = None) -> s
 # ---- scoring -----------------------------------------------------------------------------------
 
 
-def full_pass_loss(model: torch.nn.Module, tokens: torch.Tensor, *, context_length: int,
+def full_pass_loss(model: torch.nn.Module, tokens: "torch.Tensor | np.ndarray", *, context_length: int,
                    stride: int | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
                    progress: Progress | None = None) -> tuple[float, int]:
     """(sum of -ln p over every predicted token, number of tokens predicted): tokens[1:],
     each once. A Transformer is scored with sliding windows (`stride`, default half the
     context); an RNN with its state carried across windows, in up to `batch_size` lanes."""
-    tokens = torch.as_tensor(tokens).long().reshape(-1)
+    # A tensor or an array (a memory-mapped uint16 cache is read as is: only the batches
+    # in hand are widened to int64).
+    with warnings.catch_warnings():  # a read-only map: torch warns that writes would be undefined; none are made
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tokens = torch.as_tensor(tokens).reshape(-1)
     if tokens.numel() < 2:
         raise EvaluationError(f"The text has {tokens.numel()} token(s); at least 2 are needed to predict one.")
     vocab = int(getattr(model, "vocab_size", 0) or 1)
@@ -143,7 +151,7 @@ def _window_pass(model, tokens, W, stride, batch, device, progress) -> tuple[flo
         group = windows[i : i + batch]
         width = group[0][1]  # every window has W inputs, or there is one shorter window
         starts = torch.tensor([w[0] for w in group])
-        idx = tokens[starts[:, None] + torch.arange(width + 1)].to(device)  # (b, width + 1)
+        idx = tokens[starts[:, None] + torch.arange(width + 1)].long().to(device)  # (b, width + 1)
         nll = _nll(model, idx[:, :-1], idx[:, 1:])  # (b, width)
         keep = torch.arange(width, device=nll.device)[None, :] >= torch.tensor(
             [width - w[2] for w in group], device=nll.device)[:, None]
