@@ -5,6 +5,7 @@
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
     minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat_cli.py)
+    minigpt-tui --evaluate RUN [--split valid|test] [--checkpoint best|last] [--data PATH] [--json]   (evaluate_cli.py)
     minigpt-tui --list
     minigpt-tui --corpus list | --corpus fetch NAME   the corpus catalogue (corpus_cli.py)
 
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--list", action="store_true", help="list the runs in the data home")
     mode.add_argument("--corpus", nargs="+", metavar="list|fetch NAME",
                       help="the corpus catalogue: list the named corpora, or download one (e.g. fetch text8)")
+    from minigpt_tui.evaluate_cli import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(p, mode)
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
     t = p.add_argument_group("training")
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             from minigpt_tui.chat_cli import cmd_chat
 
             return cmd_chat(args)
+        if args.evaluate is not None:
+            from minigpt_tui.evaluate_cli import cmd_evaluate
+
+            return cmd_evaluate(args)
         if args.list:
             return cmd_list()
         if args.corpus is not None:

@@ -265,9 +265,13 @@ class CheckpointsPane(TidyActions, Vertical):
 
         vocab = run.meta.vocab_size  # read by the listing; 0 in a meta.json from before it was kept
         ln_v = math.log(vocab) if vocab > 1 else None
-        self._from_thread(self._apply_details, run, config_text, train, val, ln_v, lr)
+        from minigpt_tui.core.evaluations import latest_by_split, read_evaluations, summary_parts
 
-    def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v, lr) -> None:
+        evaluations = [summary_parts(r) for r in latest_by_split(read_evaluations(run.path)).values()]
+        self._from_thread(self._apply_details, run, config_text, train, val, ln_v, lr, evaluations)
+
+    def _apply_details(self, run: RunInfo, config_text: str, train, val, ln_v, lr,
+                       evaluations: list[tuple[str, str]] = ()) -> None:
         if self._detail_for != run.name:
             return
         # Long names break after a hyphen, not mid-word, in the narrow details column.
@@ -277,7 +281,11 @@ class CheckpointsPane(TidyActions, Vertical):
             head.append(run.meta.note + "\n", f"italic {colour(self.app, 'accent')}")
         status = run.status or "?"
         head.append(f"{status}, step {run.step:,}", "dim")
-        head.append(", checkpoint saved\n\n" if run.has_checkpoint else ", no checkpoint yet\n\n", "dim")
+        head.append(", checkpoint saved\n" if run.has_checkpoint else ", no checkpoint yet\n", "dim")
+        for score, detail in evaluations:  # the latest full-pass evaluation of each split (--evaluate)
+            head.append(score + "\n")
+            head.append(f"  {detail}\n", "dim")
+        head.append("\n", "dim")
         body = Text()
         for line in config_text.splitlines():
             if line.startswith("["):

@@ -124,3 +124,27 @@ async def test_the_details_column_shows_a_long_run_name_in_whole_words(tui_home)
         assert await wait_for(pilot, lambda: name.split("-")[0] in str(details.render()))
         head = str(details.render()).splitlines()[:2]
         assert "".join(head) == name and head[0].endswith("-")
+
+
+async def test_details_show_the_latest_full_pass_evaluation_of_each_split(tui_home):
+    from minigpt_tui.core.evaluations import append_evaluation
+
+    run = make_fake_run(tui_home, "evaluated")
+    make_fake_run(tui_home, "plain", created=PINNED_TIME - 60)
+    record = {"split": "valid", "checkpoint": "best", "step": 300, "data": "", "perplexity": 5.0,
+              "bits_per_char": 2.5}
+    append_evaluation(run, record)
+    append_evaluation(run, {**record, "step": 400, "bits_per_char": 1.5234, "perplexity": 4.31})
+    append_evaluation(run, {**record, "split": "test", "bits_per_char": 1.61, "perplexity": 4.87})
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await open_checkpoints(pilot, app, 2)
+        details = app.query_one("#run-config", Static)
+        assert await wait_for(pilot, lambda: "bits/char" in str(details.render()))
+        text = str(details.render())
+        assert "test: 1.610 bits/char\n  ppl 4.87, step 300\n" in text
+        assert "valid: 1.523 bits/char\n  ppl 4.31, step 400\n" in text
+        assert "2.500" not in text  # only the latest of a split
+        table.move_cursor(row=1)  # a run never evaluated shows no such line
+        assert await wait_for(pilot, lambda: "plain" in str(details.render()))
+        assert "bits/char" not in str(details.render())
