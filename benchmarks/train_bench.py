@@ -85,11 +85,22 @@ def train(recipe: str, overrides: list[str], budget_s: float | None = None, targ
     trainer = Trainer(config, on_event, recipe_name=recipe)
     done = trainer.run()
     log["wall_s"] = done.elapsed_s
+    log["run_dir"] = str(trainer.run_dir) if trainer.run_dir else None
     log["steps_done"] = done.step
     log["final_val_loss"] = log["evals"][-1]["val_loss"] if log["evals"] else None
     log["best_val_loss"] = done.best_val_loss
     log["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return log
+
+
+def steps_for_budget(recipe: str, overrides: list[str], budget_s: float, pilot_steps: int = 40) -> int:
+    """How many steps of `recipe` fit in budget_s, from the median step of a short pilot run (so a
+    run stopped at its budget has finished its learning-rate schedule, as a sized recipe would)."""
+    log = train(recipe, [*overrides, f"train.max_steps={pilot_steps}", "train.log_interval=1",
+                         f"train.eval_interval={pilot_steps}", "train.sample_tokens=0"], label="pilot")
+    ms = statistics.median(step_times(log)[5:]) * 1000
+    # 3% spare for evaluations and checkpoints; the budget stop catches any excess.
+    return max(pilot_steps, int(budget_s / (ms / 1000) * 0.97))
 
 
 def step_times(log: dict) -> list[float]:

@@ -27,9 +27,9 @@ def add_arguments(parser, mode) -> None:
                       help="a full pass over a split: loss, perplexity, bits per token and per character")
     e = parser.add_argument_group("evaluation (with --evaluate RUN; also --checkpoint, --json, --device)")
     e.add_argument("--split", default="valid", metavar="valid|test",
-                   help="which split of the run's corpus (test: WikiText folders only; default valid)")
+                   help="which split of the run's corpus (test: folders with their own test file only; default valid)")
     e.add_argument("--data", metavar="PATH",
-                   help="evaluate other text: a WikiText folder (its --split) or a text file (evaluated whole)")
+                   help="evaluate other text: a folder of splits or catalogue name (its --split) or a text file (evaluated whole)")
     e.add_argument("--stride", default=None, metavar="N",
                    help="Transformer: tokens between sliding windows (default context_length // 2)")
     e.add_argument("--batch", default="32", metavar="N",
@@ -80,7 +80,8 @@ def _evaluate(args, stride: int | None, batch: int) -> int:
     device = resolve_device(args.device or "auto")
     tokenizer = run_dir.tokenizer()
     # The text is read (and its problems reported) before the weights are loaded.
-    tokens, n_chars = ev.load_split(config, tokenizer, args.split, data)
+    tokens, n_chars = ev.load_split(config, tokenizer, args.split, data,
+                                    progress=_preparing_lines(getattr(args, "progress_every", 10.0)))
     split = args.split if data is None or ev.names_folder(data) else ev.WHOLE
     run = run_dir.load(checkpoint=args.checkpoint, device=device)
     W = config.model.context_length
@@ -131,6 +132,23 @@ def _evaluate(args, stride: int | None, batch: int) -> int:
     if note:
         print(f"  note        {note}")
     return 0
+
+
+def _preparing_lines(every_s: float):
+    """Text not tokenized yet (other text, a split never read before) is tokenized into the cache
+    first: after a quiet half second (small text is ready before anyone would read it), a line on
+    stderr per job, then one every `every_s` seconds and at its end."""
+    last: dict[str, float] = {}
+    started = time.monotonic()
+
+    def report(what: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - started < 0.5 or (what in last and now - last[what] < every_s and fraction < 1.0):
+            return
+        last[what] = now
+        print(f"{what}… {fraction:.0%}", file=sys.stderr, flush=True)
+
+    return report
 
 
 class ProgressLine:

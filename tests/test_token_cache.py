@@ -78,9 +78,12 @@ def test_rechunk_cuts_a_run_without_spaces_only_when_it_is_very_long():
     assert "".join(chunks) == run and {len(c) for c in chunks[:-1]} == {4} and len(chunks[-1]) <= 16
 
 
-def test_a_second_start_maps_the_cache_without_reading_the_corpus(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_a_second_start_maps_the_cache_without_reading_the_corpus(kind, tmp_path, monkeypatch):
     corpus = write_corpus(tmp_path)
     config = tiny_config(corpus, max_steps=4, eval_interval=2)
+    if kind == "bpe":  # (its tokenizer JSON, the cache's key, must survive the run's tokenizer.json)
+        config = config.with_overrides(["data.tokenizer=bpe", "data.vocab_size=300"])
     train_tiny_run(config, tmp_path / "runs")
     assert list(token_cache.tokens_dir().glob("*.bin")) and list(token_cache.tokenizers_dir().glob("*.json"))
 
@@ -165,12 +168,12 @@ def test_a_single_line_corpus_of_over_a_million_characters_trains(kind, tmp_path
 
 
 def test_the_token_type_is_the_smallest_that_holds_the_vocabulary(tmp_path):
-    assert [dtype_for(n) for n in (2, 256, 257, 65_536, 65_537)] == [
-        np.uint8, np.uint8, np.uint16, np.uint16, np.uint32]
+    assert [dtype_for(n) for n in (2, 256, 257, 32_768, 32_769)] == [
+        np.uint8, np.uint8, np.int16, np.int16, np.int32]
     text = " ".join(f"w{i}" for i in range(400)) + "\n"
     path = write_corpus(tmp_path, text * 3)
     tokenizer, train = _tokens(path, "word", vocab_size=0)
-    assert tokenizer.vocab_size > 256 and train.tokens.dtype == torch.uint16
+    assert tokenizer.vocab_size > 256 and train.tokens.dtype == torch.int16
     assert train.tokens.tolist() == tokenizer.encode(split_text(text * 3, 0.1)[0])
 
 
@@ -241,3 +244,26 @@ def test_builders_at_the_same_moment_take_turns_and_build_once(tmp_path, monkeyp
         w.join(20)
     assert len(builds) == 1 and len(results) == 2
     assert results[0][0].tolist() == results[1][0].tolist() == tokenizer.encode(split_text(TINY_TEXT, 0.1)[0])
+
+
+def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, monkeypatch):
+    path = write_corpus(tmp_path)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would go\n")
+    monkeypatch.setattr(token_cache, "tokens_dir", lambda: blocked / "tokens")
+    monkeypatch.setattr(token_cache, "tokenizers_dir", lambda: blocked / "tokenizers")
+    with pytest.raises(CorpusError) as caught:
+        _tokens(path)
+    assert str(caught.value).startswith(f"The token cache in {blocked / 'tokenizers'} cannot be written (")
+
+
+def test_bpe_tokens_from_small_chunks_equal_encoding_the_whole_text(tmp_path):
+    """Chunks are re-cut where the BPE pre-tokenizer always splits, so runs of spaces and
+    newlines (WikiText's " \\n \\n = Heading = \\n") encode as they would whole."""
+    text = "".join(f" = Part {i} = \n \n  The cat sat .  \n\n \n  It ran {i} times .\n" for i in range(60))
+    path = write_corpus(tmp_path, text)
+    data = DataConfig(path=str(path), tokenizer="bpe", vocab_size=300)
+    corpus = load_corpus(data)
+    tokenizer = token_cache.cached_tokenizer("bpe", 300, corpus.split("train"))
+    cached = cached_tokens(corpus.split("train"), tokenizer, chunk_chars=40)
+    assert cached.tokens.tolist() == tokenizer.encode(split_text(text, 0.1)[0])

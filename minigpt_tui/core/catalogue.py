@@ -226,7 +226,8 @@ def fetch(entry: Entry, progress: FetchProgress | None = None) -> Path:
     except OSError as err:
         raise _cannot_write(entry, root, err) from None
     try:
-        return _fetch_locked(entry, root, progress)
+        here = local_path(entry)  # fetched by the process that held the lock just before?
+        return here if here is not None else _fetch_locked(entry, root, progress)
     except OSError as err:  # the network's errors are DownloadErrors already: this is the disk
         raise _cannot_write(entry, root, err) from None
     finally:

@@ -172,8 +172,16 @@ def speaker_text(run_dir: Path) -> str:
         path = ""
     candidates = []
     if path:
+        from minigpt_tui.core import catalogue  # (imports torch-free modules only)
+        from minigpt_tui.core.corpus import CorpusError
+
+        try:
+            path = catalogue.resolve(path)  # "tiny-shakespeare" -> its downloaded file
+        except CorpusError:  # a catalogue corpus not downloaded (any more): the samples will do
+            path = ""
+    if path:
         p = Path(path).expanduser()
-        candidates = [p] if p.is_file() else [p / n for n in ("wiki.train.tokens", "wiki.train.raw")]
+        candidates = [p] if p.is_file() else [p / n for n in ("wiki.train.tokens", "wiki.train.raw", "train.txt")]
     for candidate in candidates:
         try:
             with open(candidate, "rb") as f:

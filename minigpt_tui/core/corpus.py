@@ -124,11 +124,12 @@ def check_corpus(path_text: str) -> CorpusCheck:
         return CorpusCheck(False, err.summary, str(err))
 
 
-def load_corpus(data: DataConfig, progress: Progress | None = None) -> Corpus:
+def load_corpus(data: DataConfig, progress: Progress | None = None, check_all: bool = True) -> Corpus:
     """The corpus data.path names, its training and validation files checked whole as
     check_corpus checks their prefix (CorpusError). Nothing is kept in memory: a first
     start reads each file once (scan_file, which tells `progress` how far it got); later
-    starts trust the remembered scan."""
+    starts trust the remembered scan. check_all=False leaves a folder's files to be read
+    when a split is used (an evaluation of its test file need not read its training file)."""
     _, files = _open_corpus(data.path)
     if not files:
         n = int(scan_kjv().chars * (1.0 - data.val_fraction))  # as split_text cuts
@@ -137,7 +138,7 @@ def load_corpus(data: DataConfig, progress: Progress | None = None) -> Corpus:
     path = files.get("file")  # a text file: data.path, or a catalogue name's local copy
     if path is None:  # a folder, with its own splits
         splits = {split: Split(split, file) for split, file in files.items()}
-        for split in ("train", "valid"):  # the test file is read when it is evaluated
+        for split in ("train", "valid") if check_all else ():  # the test file is read when it is evaluated
             try:
                 splits[split].scan(progress)
             except CorpusError as err:

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -232,7 +233,7 @@ def extract_zip(archive: Path, target: Path) -> Path:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as err:  # zlib: corrupt data
         archive.unlink(missing_ok=True)
         raise DownloadError(f"Archive {archive.name} is not a readable zip file ({err}); it was deleted, "
                             "fetch it again.", "bad archive") from None

@@ -70,12 +70,8 @@ def load_split(config: RunConfig, tokenizer: Tokenizer, split: str, data_path: s
     """
     if split not in SPLITS:
         raise EvaluationError(f"--split must be valid or test, got {split!r}.")
-    if data_path is None:
-        try:
-            return split_tokens(config.data, tokenizer, split, progress)
-        except CorpusError as err:
-            raise CorpusError(f"{err.args[0].rstrip('.')} (the run's data.path; give --data to evaluate "
-                              "other text).", err.summary) from None
+    if data_path is None:  # (a problem with the run's corpus is the sentence training would say)
+        return split_tokens(config.data, tokenizer, split, progress)
     if not data_path.strip():
         raise EvaluationError("--data must name a text file, a folder of splits or a catalogue corpus.")
     other = dataclasses.replace(config.data, path=data_path, val_path="")

@@ -3,7 +3,7 @@ training, resuming and evaluation map into memory instead of tokenizing again.
 
 Where: paths.cache_dir() / "tokens" (and "tokenizers"); everything there can be deleted at any
 time and is rebuilt when needed. A file holds the ids of one split as the smallest unsigned
-integer type that holds the vocabulary (uint8, uint16 or uint32), next to a small JSON meta
+integer type that holds the vocabulary (uint8, int16 or int32), next to a small JSON meta
 (dtype, number of tokens, the split's characters). Its name is a digest of what fixes its
 content: the split's text (the source file's digest and the character range, corpus.Split),
 the tokenizer's JSON, and FORMAT. A changed corpus has another digest, so another file.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,16 +33,16 @@ import torch
 
 from minigpt_tui.core import fsutil, paths
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import Progress, Split, load_corpus
+from minigpt_tui.core.corpus import CorpusError, Progress, Split, load_corpus
 from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError, build_tokenizer
 
-FORMAT = 1  # of the files and of their keys; a change rebuilds every cache
+FORMAT = 2  # of the files and of their keys; a change rebuilds every cache (2: int16/int32 ids)
 SPLIT_WORDS = {"train": "training", "valid": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
 class CachedSplit:
-    tokens: torch.Tensor  # 1-D, uint8/uint16/uint32, a view on the mapped file
+    tokens: torch.Tensor  # 1-D, uint8/int16/int32, a view on the mapped file
     n_chars: int  # characters of the split's text (for bits per character)
     path: Path  # the token file
 
@@ -55,8 +56,9 @@ def tokenizers_dir() -> Path:
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
-    """The smallest unsigned integer type that holds ids 0 .. vocab_size - 1."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
+    """The smallest integer type that holds ids 0 .. vocab_size - 1 among those every torch >= 2.4
+    indexes, compares and widens (uint16 and uint32 are bare storage types in older releases)."""
+    for dtype in (np.uint8, np.int16, np.int32):
         if vocab_size <= np.iinfo(dtype).max + 1:
             return np.dtype(dtype)
     raise ValueError(f"a vocabulary of {vocab_size} tokens is too large")
@@ -67,7 +69,7 @@ def split_tokens(data: DataConfig, tokenizer: Tokenizer, split: str,
     """The token ids of one split ("train", "valid" or "test") of the corpus `data` names, as
     `tokenizer` encodes it, and the split's length in characters. Tokenized once, then mapped
     from the cache. CorpusError (one sentence) for a bad corpus or a split it does not have."""
-    cached = cached_tokens(load_corpus(data, progress).split(split), tokenizer, progress)
+    cached = cached_tokens(load_corpus(data, progress, check_all=False).split(split), tokenizer, progress)
     return cached.tokens, cached.n_chars
 
 
@@ -76,11 +78,10 @@ def cached_tokens(split: Split, tokenizer: Tokenizer, progress: Progress | None 
     """The split's token ids, from the cache, tokenized into it first if needed."""
     key = _key({"format": FORMAT, "text": split.definition(), "tokenizer": tokenizer.to_json()})
     folder = tokens_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     token_file, meta_file = folder / f"{key}.bin", folder / f"{key}.json"
     meta = _usable(token_file, meta_file)
     if meta is None:
-        with _locked(folder / f"{key}.lock"):
+        with _writing(folder), _locked(folder / f"{key}.lock"):
             meta = _usable(token_file, meta_file)  # built while this process waited?
             if meta is None:
                 for leftover in folder.glob(f".{token_file.name}.*{fsutil.TEMP_SUFFIX}"):
@@ -90,23 +91,37 @@ def cached_tokens(split: Split, tokenizer: Tokenizer, progress: Progress | None 
     return CachedSplit(_map(token_file, meta), int(meta["n_chars"]), token_file)
 
 
+@contextmanager
+def _writing(folder: Path):
+    """Writes into the cache `folder` (made if missing); a failed one (a full disk, no
+    permission) is one sentence, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield
+    except OSError as err:
+        raise CorpusError(f"The token cache in {folder} cannot be written ({err.strerror or err}); free some "
+                          f"disk space, or set MINIGPT_TUI_HOME to a folder that can hold it.",
+                          "token cache not writable") from None
+
+
 def cached_tokenizer(kind: str, vocab_size: int, train: Split, progress: Progress | None = None) -> Tokenizer:
     """The tokenizer build_tokenizer trains on the training split, trained once per text and settings."""
     key = _key({"format": FORMAT, "text": train.definition(), "kind": kind, "vocab_size": vocab_size})
     folder = tokenizers_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.json"
     found = _read_tokenizer(path)
     if found is not None:
         return found
-    with _locked(folder / f"{key}.lock"):
+    with _writing(folder), _locked(folder / f"{key}.lock"):
         found = _read_tokenizer(path)
         if found is not None:
             return found
         chunks = _reporting(train.chunks(), train.n_chars, progress, "Building the vocabulary")
-        tokenizer = build_tokenizer(kind, chunks, vocab_size)
-        fsutil.atomic_write_text(path, tokenizer.to_json())
-    return tokenizer
+        text = build_tokenizer(kind, chunks, vocab_size).to_json()
+        fsutil.atomic_write_text(path, text)
+    # As read back, so the token cache's key (the tokenizer's JSON) is the one later starts and
+    # resumes compute from the run's tokenizer.json.
+    return Tokenizer.from_json(text, source=str(path))
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -143,7 +158,10 @@ def _build(split: Split, tokenizer: Tokenizer, token_file: Path, progress: Progr
     fd, tmp = tempfile.mkstemp(prefix=f".{token_file.name}.", suffix=fsutil.TEMP_SUFFIX, dir=token_file.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in _reporting(split.chunks(chunk_chars), split.n_chars, progress, what):
+            chunks = split.chunks(chunk_chars)
+            if getattr(tokenizer, "kind", "") == "bpe":
+                chunks = _bpe_cuts(chunks)
+            for chunk in _reporting(chunks, split.n_chars, progress, what):
                 ids = encode(chunk)
                 f.write(ids.astype(dtype, copy=False).tobytes())
                 n_tokens += int(ids.size)
@@ -156,6 +174,43 @@ def _build(split: Split, tokenizer: Tokenizer, token_file: Path, progress: Progr
         raise
     return {"format": FORMAT, "dtype": dtype.name, "n_tokens": n_tokens, "n_chars": n_chars,
             "split": split.name, "text": split.definition(), "vocab_size": tokenizer.vocab_size}
+
+
+# A cut between a non-space character and the space after it is always a boundary of GPT-2's
+# pre-tokenizer (letters, digits and punctuation runs never take in whitespace, and a
+# whitespace run is a piece of its own or the start of " word"), so BPE merges never cross it.
+_BPE_SAFE_CUT = re.compile(r"\S(?=\s)")
+
+
+def _bpe_cuts(chunks: Iterable[str], max_carry: int = 4) -> Iterator[str]:
+    """The chunks re-cut where a byte-level BPE's pre-tokenizer always splits (after a
+    non-space character that a space follows), so encoding them one by one gives the ids of
+    encoding the whole text; a cut inside a run of whitespace could merge differently. Text
+    with no such place for max_carry chunks (no whitespace at all) is cut where it was."""
+    carry: list[str] = []
+    for chunk in chunks:
+        carry.append(chunk)
+        cut = _last_safe_cut(chunk)
+        if cut:
+            carry[-1] = chunk[:cut]
+            yield "".join(carry)
+            carry = [chunk[cut:]]
+        elif len(carry) >= max_carry:
+            yield "".join(carry)
+            carry = []
+    if carry and any(carry):
+        yield "".join(carry)
+
+
+def _last_safe_cut(chunk: str, window: int = 4096) -> int:
+    """The position after the chunk's last non-space character that a space follows, or 0."""
+    for start in (max(0, len(chunk) - window), 0):
+        found = 0
+        for found_match in _BPE_SAFE_CUT.finditer(chunk, start):
+            found = found_match.end()
+        if found or start == 0:
+            return found
+    return 0
 
 
 def _encoder(tokenizer: Tokenizer) -> Callable[[str], np.ndarray]:

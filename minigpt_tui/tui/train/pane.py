@@ -9,6 +9,7 @@ training, so a fast trainer cannot flood the screen.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from minigpt_tui.tui.train.runner import RunDriver
 from minigpt_tui.tui.train.state import RunState, render_badge, render_idle, render_sample, render_status
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
+
+log = logging.getLogger(__name__)
 
 
 class _FetchCancelled(Exception):
@@ -357,6 +360,10 @@ class TrainPane(RunDriver, Vertical):
             return
         except CorpusError as err:
             self.app.call_from_thread(self.app.notify, str(err), severity="error", title="Download failed")
+        except Exception as err:  # a bug or an odd file: said in one sentence, the traceback logged
+            log.exception("fetching corpus %s", entry.name)
+            self.app.call_from_thread(self.app.notify, f"Downloading {entry.name} failed "
+                                      f"({type(err).__name__}: {err}).", severity="error", title="Download failed")
         else:
             self.app.call_from_thread(self.app.notify, f"{entry.name} is downloaded; the form can use it now.",
                                       title="Corpus ready")
