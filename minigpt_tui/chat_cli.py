@@ -20,9 +20,9 @@ import shlex
 import sys
 from typing import TextIO
 
+from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
 from minigpt_tui.core.sampling_settings import LIMITS, SamplingSettings
 
-USER_ERROR = 2
 SETTING_COMMANDS = {  # command -> (setting, type)
     "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-k": ("top_k", int),
     "/top-p": ("top_p", float), "/min-p": ("min_p", float), "/penalty": ("repetition_penalty", float),

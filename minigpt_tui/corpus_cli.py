@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 import time
 
+from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
 from minigpt_tui.core import catalogue
 from minigpt_tui.core.corpus import CorpusError
 
-USER_ERROR = 2
 PLAIN_EVERY_S = 5.0
 STAGES = {"download": "downloading", "unpack": "unpacking", "verify": "checking"}
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-USER_ERROR = 2
+from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
 
 
 def add_arguments(parser, mode) -> None:
