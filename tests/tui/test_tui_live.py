@@ -114,6 +114,9 @@ async def test_a_headless_run_can_be_watched_in_the_train_tab(tiny_corpus, tui_h
         try:
             assert await wait_for(pilot, lambda: "tiny-char-transformer" in bar_text(app), timeout=30)
             assert "training" in bar_text(app)
+            told: list[str] = []  # every notification (a toast expires after 5 s: a slow machine lost one)
+            notify = app.notify
+            monkeypatch.setattr(app, "notify", lambda message, *a, **k: (told.append(message), notify(message, *a, **k))[1])
             await pilot.press("2", "w")  # from any tab
             train = app.train
             assert await wait_for(pilot, lambda: train.watching)
@@ -128,4 +131,4 @@ async def test_a_headless_run_can_be_watched_in_the_train_tab(tiny_corpus, tui_h
         assert len(train.plot.train) == len(steps) == 3000  # every loss the trainer reported
         assert train.plot.val and train.state.sample  # evaluations and samples too
         assert not train.watching
-        assert any("Finished" in n.message for n in app._notifications)
+        assert any(m.startswith("Finished tiny-char-transformer") for m in told), told
