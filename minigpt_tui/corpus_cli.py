@@ -15,19 +15,9 @@ import time
 from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
 from minigpt_tui.core import catalogue
 from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.core.formatting import fmt_bytes
 
 PLAIN_EVERY_S = 5.0
-STAGES = {"download": "downloading", "unpack": "unpacking", "verify": "checking"}
-
-
-def fmt_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def cmd_corpus(words: list[str]) -> int:
@@ -50,9 +40,9 @@ def list_table() -> str:
         if entry.layout == "builtin":
             download, here = "-", "built in"
         else:
-            download = fmt_size(entry.size) if entry.size is not None else "size unknown"
+            download = fmt_bytes(entry.size) if entry.size is not None else "size unknown"
             local = catalogue.local_size(entry)
-            here = f"yes, {fmt_size(local)}" if local is not None else "no"
+            here = f"yes, {fmt_bytes(local)}" if local is not None else "no"
         rows.append((entry.name, entry.description, download, here))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
@@ -110,7 +100,7 @@ class _Progress:
             self.bar.stop()
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
-        label = f"{self.name}: {STAGES.get(stage, stage)}"
+        label = f"{self.name}: {catalogue.STAGE_WORDS.get(stage, stage)}"
         if self.bar is not None:
             if stage != self.stage:
                 self.task = self.bar.add_task(label, total=total)
@@ -124,7 +114,7 @@ class _Progress:
         if stage == self.stage and finished and self.last_done == done:
             return
         self.stage, self.last_line_at, self.last_done = stage, now, done
-        amount = f"{fmt_size(done)} of {fmt_size(total)}" if total else fmt_size(done)
+        amount = f"{fmt_bytes(done)} of {fmt_bytes(total)}" if total else fmt_bytes(done)
         percent = f" ({100 * done / total:.0f}%)" if total else ""
         print(f"{label} {amount}{percent}" if done or total else label, file=sys.stderr, flush=True)
 

@@ -38,6 +38,8 @@ MARKER = ".complete"
 # http://10.0.0.5:8000/dc/text8.zip. A path in the mirror URL is kept in front of the source's.
 MIRROR_ENV = "MINIGPT_TUI_CORPUS_MIRROR"
 FETCH_COMMAND = "minigpt-tui --corpus fetch"
+# The stages fetch() reports to its progress callback, as the CLI and the app say them.
+STAGE_WORDS = {"download": "downloading", "unpack": "unpacking", "verify": "checking"}
 
 # A stage of a fetch ("download", "unpack", "verify") and its progress in bytes.
 FetchProgress = Callable[[str, int, "int | None"], None]

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from minigpt_tui.core.sampling import (
-    RNN_CONTEXT_WINDOWS, GenerationStats, Sampler, TokenEvent, start_ids,
+    RNN_CONTEXT_WINDOWS, GenerationStats, ReplyText, Sampler, TokenEvent, start_ids,
 )
 
 
@@ -149,11 +149,10 @@ class ChatSession:
         extra = [s for s in stops if s]
         decoder = tok.stream_decoder(self.ids[-1] if self.ids else None)  # as in Sampler.generate
         length = (lambda: max_new_tokens) if max_new_tokens is not None else (lambda: sampler.settings.max_new_tokens)
-        text = ""
-        index = 0
+        reply = ReplyText(decoder, stats)
         pending: int | None = None  # picked and yielded, not yet read
         try:
-            while index < length():
+            while stats.new_tokens < length():
                 if cancel is not None and cancel():
                     stats.finish_reason = "cancelled"
                     return
@@ -163,22 +162,11 @@ class ChatSession:
                         self._advance(pending)
                         pending = None
                     next_id, prob, top = sampler.pick(self.logits, self.ids)
-                elapsed = time.perf_counter() - started
-                if index == 0:
-                    stats.prefill_s = elapsed
-                else:
-                    stats.decode_s += elapsed
-                piece = decoder.feed(next_id)
                 self.ids.append(next_id)
                 pending = next_id
-                stats.new_tokens = index = index + 1
-                before = len(text)
-                text += piece
-                all_stops = extra + list(sampler.settings.stop)
-                stopped = any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in all_stops if s)
-                if stopped or index >= length():
-                    piece += decoder.flush()
-                event = TokenEvent(index - 1, next_id, piece, prob, top)
+                event, stopped = reply.event(next_id, prob, top, time.perf_counter() - started,
+                                             extra + list(sampler.settings.stop),
+                                             last=stats.new_tokens + 1 >= length())
                 if stopped:
                     stats.finish_reason = "stop"
                     yield event

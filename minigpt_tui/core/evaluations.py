@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from minigpt_tui.core.fsutil import read_json_lines
+
 EVALUATIONS_NAME = "evaluations.jsonl"
 
 
@@ -32,19 +34,8 @@ def append_evaluation(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 def read_evaluations(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every readable record, oldest first (a torn or foreign line is skipped)."""
-    try:
-        lines = (Path(run_dir) / EVALUATIONS_NAME).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("split"), str) and _number(rec.get("bits_per_char")):
-            records.append(rec)
-    return records
+    return [rec for rec in read_json_lines(Path(run_dir) / EVALUATIONS_NAME)
+            if isinstance(rec.get("split"), str) and _number(rec.get("bits_per_char"))]
 
 
 def latest_by_split(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Durations as people read them, for the headless printer and the app alike."""
+"""Durations and byte sizes as people read them, for the headless printers and the app alike."""
 
 from __future__ import annotations
 
@@ -15,3 +15,12 @@ def fmt_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def fmt_bytes(n: float) -> str:
+    """"812 bytes", "1.5 KB", "3.2 MB", "1.1 GB" (powers of 1024; GB is the largest unit)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # not reached: the loop returns at GB

@@ -8,6 +8,7 @@ never half of either. Callers use these functions through the module
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -62,3 +63,21 @@ def remove_temp_files(*folders: Path) -> None:
                 tmp.unlink()
             except OSError:
                 pass
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, oldest first; [] for a missing or unreadable file.
+    A line that is not an object is skipped (torn by a kill mid-write, or foreign)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records

@@ -249,19 +249,7 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All metric records; a line torn by a kill mid-write is skipped."""
-        try:
-            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return []
-        records = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
-                records.append(rec)
-        return records
+        return [rec for rec in fsutil.read_json_lines(self.path / "metrics.jsonl") if isinstance(rec.get("step"), int)]
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop records after `last_step` (logged after the checkpoint a resume starts from)."""

@@ -169,6 +169,34 @@ class GenerationStats:
         return self.new_tokens / elapsed if elapsed > 0 else 0.0
 
 
+class ReplyText:
+    """A reply's text as its tokens arrive, shared by Sampler.generate and ChatSession.reply:
+    each token's display piece (held back while it ends inside a character; the rest flushed
+    into the last event, so the events' text is exactly decode() of the new ids), the stop
+    string it completes, and the compute time into `stats`."""
+
+    def __init__(self, decoder, stats: GenerationStats):
+        self.decoder, self.stats, self.text = decoder, stats, ""
+
+    def event(self, token_id: int, prob: float, top: list, elapsed: float, stops, last: bool) -> tuple[TokenEvent, bool]:
+        """The event of the next token, and whether it completed one of `stops`. `last`: the
+        length ends the reply with this token."""
+        stats = self.stats
+        if stats.new_tokens == 0:
+            stats.prefill_s = elapsed
+        else:
+            stats.decode_s += elapsed
+        stats.new_tokens += 1
+        piece = self.decoder.feed(token_id)
+        before = len(self.text)
+        self.text += piece
+        # A stop string completed by this token ends inside `piece`.
+        stopped = any(stop and self.text.find(stop, max(0, before - len(stop) + 1)) >= 0 for stop in stops)
+        if stopped or last:
+            piece += self.decoder.flush()
+        return TokenEvent(stats.new_tokens - 1, token_id, piece, prob, top), stopped
+
+
 class Sampler:
     """Streams tokens from a model; `use_cache=False` recomputes the context every token.
 
@@ -280,12 +308,11 @@ class Sampler:
         decoder = tok.stream_decoder(ids[-1] if encoded else None)
         stats = self.stats = GenerationStats(prompt_tokens=len(ids))
         self._reseed_pending = True  # every generation starts from the seed: same settings, same text
-        text = ""  # generated so far (stop strings are searched in it)
+        reply = ReplyText(decoder, stats)
         state = None
         logits = None
-        index = 0
         try:
-            while index < self.settings.max_new_tokens:
+            while stats.new_tokens < self.settings.max_new_tokens:
                 if cancel is not None and cancel():
                     stats.finish_reason = "cancelled"
                     return
@@ -297,22 +324,9 @@ class Sampler:
                     else:
                         logits, state = self._step(ids, state)
                     next_id, prob, top = self.pick(logits, ids)
-                elapsed = time.perf_counter() - started
-                if index == 0:
-                    stats.prefill_s = elapsed
-                else:
-                    stats.decode_s += elapsed
-                piece = decoder.feed(next_id)
                 ids.append(next_id)
-                stats.new_tokens = index = index + 1
-                before = len(text)
-                text += piece
-                # A stop string completed by this token ends inside `piece`.
-                stopped = bool(s.stop) and any(stop and text.find(stop, max(0, before - len(stop) + 1)) >= 0
-                                               for stop in s.stop)
-                if stopped or index >= self.settings.max_new_tokens:
-                    piece += decoder.flush()
-                event = TokenEvent(index - 1, next_id, piece, prob, top)
+                event, stopped = reply.event(next_id, prob, top, time.perf_counter() - started, s.stop,
+                                             last=stats.new_tokens + 1 >= s.max_new_tokens)
                 if stopped:
                     stats.finish_reason = "stop"
                     yield event

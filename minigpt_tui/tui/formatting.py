@@ -6,18 +6,9 @@ One place for them, so a size or a parameter count reads the same on every tab.
 
 from __future__ import annotations
 
-from minigpt_tui.core.formatting import fmt_duration  # the CLI prints durations too
+from minigpt_tui.core.formatting import fmt_bytes, fmt_duration  # the CLI prints these too
 
 __all__ = ["clip", "fmt_bytes", "fmt_duration", "fmt_params"]
-
-
-def fmt_bytes(n: float) -> str:
-    """"812 bytes", "1.5 KB", "3.2 MB", "1.1 GB" (powers of 1024; GB is the largest unit)."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # not reached: the loop returns at GB
 
 
 def fmt_params(n: int) -> str:

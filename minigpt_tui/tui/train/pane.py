@@ -351,7 +351,7 @@ class TrainPane(RunDriver, Vertical):
             if now - last[0] >= 0.25 or (total is not None and done >= total):
                 last[0] = now
                 amount = f"{100 * done / total:.0f}%" if total else fmt_bytes(done) if done else ""
-                words = {"download": "downloading", "unpack": "unpacking", "verify": "checking"}.get(stage, stage)
+                words = catalogue.STAGE_WORDS.get(stage, stage)
                 self.app.call_from_thread(self._show_fetch, f"⇣ {entry.name}: {words} {amount}".rstrip())
 
         try:
