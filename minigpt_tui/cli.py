@@ -193,8 +193,10 @@ def cmd_train(args) -> int:
     # Whoever reads the events going away (the app closed) is a stop request too: save, then exit.
     printer.on_broken_pipe = request_stop
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    finished = False
     try:
         done = trainer.run()
+        finished = True
     except USER_ERRORS as err:
         trainer.fail(str(err))
         trainer.emit(ev.Error(message=str(err), run_dir=str(trainer.run_dir or "")))  # rank 0 only
@@ -208,10 +210,7 @@ def cmd_train(args) -> int:
             signal.signal(sig, handler)
         printer.close()
         if trainer.dist.enabled:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            trainer.dist.close(finished)
     trainer.emit(done)
     # Ctrl-C ends with 130 (128 + SIGINT), as shells expect of an interrupted program, so
     # `minigpt-tui --train && next-step` does not go on as if the run had finished.
