@@ -209,8 +209,7 @@ def cmd_train(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         printer.close()
-        if trainer.dist.enabled:
-            trainer.dist.close(finished)
+        trainer.leave_process_group(finished)
     trainer.emit(done)
     # Ctrl-C ends with 130 (128 + SIGINT), as shells expect of an interrupted program, so
     # `minigpt-tui --train && next-step` does not go on as if the run had finished.

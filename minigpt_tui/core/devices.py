@@ -199,9 +199,8 @@ class Distributed:
 
     def close(self, finished: bool) -> None:
         """Leave the process group. After a run that ended normally every rank first waits for the
-        others: a rank that tore gloo down while rank 0 was still writing its last checkpoint
-        aborted now and then ("terminate called without an active exception", about one run in
-        ten). After an error no barrier: the failed rank may never reach it."""
+        others, so that none tears gloo down while rank 0 still writes its last checkpoint. After
+        an error no barrier: the failed rank may never reach it."""
         import torch.distributed as dist
 
         if not dist.is_initialized():

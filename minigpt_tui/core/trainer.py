@@ -22,6 +22,7 @@ averaged over ranks and only rank 0 writes files or emits events.
 from __future__ import annotations
 
 import errno
+import gc
 import math
 import time
 from contextlib import nullcontext
@@ -486,6 +487,17 @@ class Trainer:
         except OSError:
             pass
         self.release()
+
+    def leave_process_group(self, finished: bool) -> None:
+        """Under torchrun, after the run: drop the DDP wrapper (its reducer holds the gloo process
+        group), then leave the group. A group still referenced when the interpreter exits is torn
+        down during finalization, where gloo's threads now and then abort the process ("terminate
+        called without an active exception") after a run that had finished."""
+        if not self.dist.enabled:
+            return
+        self.train_model = self.model
+        gc.collect()  # (DDP sits in reference cycles through its hooks)
+        self.dist.close(finished)
 
     def release(self) -> None:
         """Let another process train this run folder (the lock also goes when the process ends)."""
