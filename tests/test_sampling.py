@@ -54,11 +54,13 @@ def full_logits(model, ids: torch.Tensor, t: int) -> torch.Tensor:
     return model(ids[:, max(0, t + 1 - window) : t + 1])[0][:, -1]
 
 
-@pytest.mark.parametrize("prompt_len, bias", [  # W = 8, receptive field = 2 * 7 + 1 = 15
-    (1, False), (5, False), (8, False), (14, False), (15, False), (16, False), (40, False), (5, True), (16, True),
+@pytest.mark.parametrize("prompt_len, bias, activation", [  # W = 8, receptive field = 2 * 7 + 1 = 15
+    (1, False, "gelu"), (5, False, "gelu"), (8, False, "gelu"), (14, False, "gelu"), (15, False, "gelu"),
+    (16, False, "gelu"), (40, False, "gelu"), (5, True, "gelu"), (16, True, "gelu"),
+    (5, False, "gelu_tanh"), (16, True, "gelu_tanh"),  # runs from before model.activation existed
 ])
-def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prompt_len, bias):
-    model = tiny_model(bias=bias)
+def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prompt_len, bias, activation):
+    model = tiny_model(bias=bias, activation=activation)
     assert model.receptive_field == 15
     total = prompt_len + 45  # decode far past the window (8) and the receptive field (15)
     ids = torch.randint(CHAR.vocab_size, (2, total), generator=torch.Generator().manual_seed(prompt_len))
@@ -75,6 +77,14 @@ def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prom
         prefill, _ = model(ids[:, :prompt_len], model.new_state())
         for t in range(prompt_len):
             assert torch.allclose(prefill[:, t], full_logits(model, ids[:, :prompt_len], t), atol=1e-4, rtol=0)
+
+
+def test_the_two_gelus_are_different_functions_of_the_same_weights():
+    ids = torch.randint(CHAR.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        exact = tiny_model(activation="gelu")(ids)[0]
+        tanh = tiny_model(activation="gelu_tanh")(ids)[0]
+    assert not torch.allclose(exact, tanh, atol=1e-4) and torch.allclose(exact, tanh, atol=0.5)
 
 
 def test_decode_step_matches_forward_and_crosses_rotary_table_chunks(monkeypatch):

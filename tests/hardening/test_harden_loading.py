@@ -203,6 +203,22 @@ def test_a_config_without_the_closing_line_still_needs_every_model_field(run):
     assert "model.n_embd is missing" in one_sentence(result.stderr)
 
 
+def test_a_run_from_before_model_activation_loads_with_the_tanh_gelu_it_was_trained_with(run):
+    """model.activation came later: a config.toml without it is an older run (trained with the
+    tanh approximation), not a damaged one, and generates as it did."""
+    loaded = RunDir(run).load("last")
+    ids = torch.randint(loaded.tokenizer.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
+    text = (run / "config.toml").read_text()
+    assert 'activation = "gelu"\n' in text
+    (run / "config.toml").write_text(text.replace('activation = "gelu"\n', ""))
+    old = RunDir(run).load("last")
+    assert old.config.model.activation == "gelu_tanh"
+    assert all(block.mlp.approximate == "tanh" for block in old.model.blocks)
+    with torch.inference_mode():
+        assert not torch.equal(old.model(ids)[0], loaded.model(ids)[0])
+    assert run_cli("--generate", RUN).returncode == 0
+
+
 @pytest.mark.parametrize("name", ["config.toml", "tokenizer.json", "meta.json", "checkpoints/last.pt"])
 def test_a_missing_run_file_is_one_sentence_too(name, run):
     (run / name).unlink()

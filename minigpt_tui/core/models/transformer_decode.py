@@ -53,6 +53,7 @@ class DecodePlan(NamedTuple):
     up_bias: torch.Tensor | None
     down_weight_t: torch.Tensor  # (4C, C), transposed
     down_bias: torch.Tensor | None
+    gelu: str  # F.gelu's `approximate` ("none" or "tanh": model.activation)
 
 
 class KVCache:
@@ -122,7 +123,7 @@ def decode_plan(model: Transformer) -> list[DecodePlan]:
             proj_weight_t=attn.proj.weight.detach().t(), proj_bias=attn.proj.bias,
             norm2_weight=n2.weight, norm2_bias=n2.bias,
             up_weight=mlp.up.weight, up_bias=mlp.up.bias,
-            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias,
+            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias, gelu=mlp.approximate,
         ))
     return plan
 
@@ -170,7 +171,7 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
             x = x + linear(y, p.proj_weight_t.t(), p.proj_bias)
         # MLP: x + down(gelu(up(norm(x))))
         h = F.gelu(linear(layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
-                   approximate="tanh")
+                   approximate=p.gelu)
         if fused and p.down_bias is None:
             x = addmm(x, h, p.down_weight_t)
         else:
@@ -225,7 +226,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
         values[:, :, writes] = v
         x = x + F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), p.proj_weight_t.t(), p.proj_bias)
         h = F.gelu(F.linear(torch.layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
-                   approximate="tanh")
+                   approximate=p.gelu)
         x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
     cache.count += T
     cache.pos += T
