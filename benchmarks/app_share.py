@@ -1,22 +1,28 @@
 """The app's share of the sampler's speed: tokens/s in the Generate tab against the same chat headless.
 
     python benchmarks/app_share.py                      # trains a short shakespeare-char-transformer run first
-    python benchmarks/app_share.py --run RUN --tokens 1500 --rounds 5
+    python benchmarks/app_share.py --run RUN --tokens 4000 --rounds 10 --sampler process,thread
     python benchmarks/app_share.py --recipe kjv-char-transformer    # the default recipe's shape (10.6M)
 
 Both sides run the very code a user runs: a run loaded from disk, a `core.chat.Chat` in co-write mode
-over a `ChatSession`, one reply of --tokens tokens to the same prompt with the same seed.
+over a chat session, one reply of --tokens tokens to the same prompt with the same seed.
   app       MiniGPTApp under Textual's headless driver (run_test): the prompt is typed and sent with
-            Enter in the Generate tab; the reply streams from the tab's thread worker into the
-            transcript (its 30 Hz drain, the odds panel, the status line), exactly as on a terminal.
-  headless  the same reply iterated on the main thread of this process with no app running
-            (what `minigpt-tui --chat` does, without printing).
-Rate = (tokens - 1) / (time of the last token - time of the first), i.e. decoding after the first
-token (prefill and the UI's start-up are left out of both). The two sides alternate A, B, A, B for
---rounds rounds so load drift hits both; the table gives each side's median and the ratio app/headless
-per round (median and min-max). Key latency while streaming: the time from a key press (`]`, raise
-the temperature), delivered as the terminal driver delivers keys, to its action having changed the
-sampler's settings, measured five times during each app round.
+            Enter in the Generate tab; the reply streams into the transcript (its drain, the odds
+            panel, the status line), exactly as on a terminal. --sampler says where it is sampled:
+            `process` (the app's default, core.sampler_process: a child process, the events coming
+            back over a pipe) and/or `thread` (MINIGPT_TUI_SAMPLER=thread: a ChatSession in a worker
+            thread of the app's process, sharing its GIL with the UI thread: how the app sampled
+            before); each is one app round per round.
+  headless  the same reply from a ChatSession iterated on the main thread of this process with no app
+            running (what `minigpt-tui --chat` does, without printing).
+Rate = (tokens - 1) / (time of the last token - time of the first), the times at which the app's
+worker (or the headless loop) received each token, i.e. decoding after the first token (prefill and
+the UI's start-up are left out of both). Each round runs the app rounds then headless (A, B, headless,
+A, B, headless, ...) so load drift hits all; the table gives each side's median and the ratio
+app/headless per round (median and min-max). Key latency while streaming: the time from a key press
+(`]`, raise the temperature), delivered as the terminal driver delivers keys, to its action having
+changed the sampler's settings in the app (the child process reads it within core.sampler_process's
+CHECK_S), measured five times during each app round.
 Prints the machine's load average; on a shared machine run it when nothing else is.
 """
 
@@ -79,11 +85,12 @@ def headless_round(run_dir: Path, tokens: int, seed: int) -> float:
     return rate(stamps)
 
 
-async def app_round(run_dir: Path, tokens: int, seed: int) -> tuple[float, list[float]]:
+async def app_round(run_dir: Path, tokens: int, seed: int, sampler: str) -> tuple[float, list[float]]:
     from textual import events
 
     from minigpt_tui.tui.app import MiniGPTApp
 
+    os.environ["MINIGPT_TUI_SAMPLER"] = sampler  # read when the app loads the run
     app = MiniGPTApp(run=run_dir, save=False)
     stamps: list[float] = []
     latencies: list[float] = []
@@ -116,7 +123,6 @@ async def app_round(run_dir: Path, tokens: int, seed: int) -> tuple[float, list[
             while pane.sampler.settings.temperature == before and time.perf_counter() - pressed < 2:
                 await asyncio.sleep(0.001)
             latencies.append(time.perf_counter() - pressed)
-        presses = len(latencies)
         while pane.generating:
             await pilot.pause(0.02)
     return rate(stamps), latencies
@@ -127,8 +133,11 @@ def main() -> int:
     parser.add_argument("--run", help="an existing run folder (default: train a short one)")
     parser.add_argument("--recipe", default="shakespeare-char-transformer")
     parser.add_argument("--steps", type=int, default=100, help="steps of the run trained when --run is not given")
-    parser.add_argument("--tokens", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--sampler", default="process,thread",
+                        help="where the app samples, one app round each per round: process (the app's default: "
+                             "a child process), thread (a worker thread in the app's process, as before)")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval for both sides (an experiment; Python's default is 0.005)")
     args = parser.parse_args()
@@ -141,37 +150,51 @@ def main() -> int:
         from minigpt_tui.core.paths import runs_dir
 
         run_dir = Path(args.run).resolve() if args.run else train_run(args.recipe, runs_dir(), args.steps)
-        app_rates, head_rates, ratios, latencies = [], [], [], []
+        modes = [m.strip() for m in args.sampler.split(",") if m.strip()]
+        app_rates = {m: [] for m in modes}
+        ratios = {m: [] for m in modes}
+        latencies = {m: [] for m in modes}
+        head_rates = []
         headless_round(run_dir, 50, 0)  # warm-up: imports and first-call costs, for neither side
         for r in range(args.rounds):
-            a, lat = asyncio.run(app_round(run_dir, args.tokens, r))
+            line = []
+            for mode in modes:  # A, B, headless; A, B, headless; ...
+                a, lat = asyncio.run(app_round(run_dir, args.tokens, r, mode))
+                app_rates[mode].append(a)
+                latencies[mode] += lat
+                line.append((mode, a))
             h = headless_round(run_dir, args.tokens, r)
-            app_rates.append(a)
             head_rates.append(h)
-            ratios.append(a / h)
-            latencies += lat
-            print(f"round {r + 1}: app {a:,.0f} tok/s, headless {h:,.0f} tok/s, ratio {a / h:.2f}", flush=True)
+            for mode, a in line:
+                ratios[mode].append(a / h)
+            print(f"round {r + 1}: " + ", ".join(f"app ({m}) {a:,.0f} tok/s" for m, a in line)
+                  + f", headless {h:,.0f} tok/s; ratios " + ", ".join(f"{a / h:.2f}" for _, a in line), flush=True)
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average": os.getloadavg(),
         "run": run_dir.name,
         "tokens": args.tokens,
-        "app_tok_s_median": statistics.median(app_rates),
         "headless_tok_s_median": statistics.median(head_rates),
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "key_latency_ms_median": 1000 * statistics.median(latencies) if latencies else None,
-        "key_latency_ms_max": 1000 * max(latencies) if latencies else None,
+        "sampler": {m: {
+            "app_tok_s_median": statistics.median(app_rates[m]),
+            "ratio_median": statistics.median(ratios[m]),
+            "ratio_min": min(ratios[m]),
+            "ratio_max": max(ratios[m]),
+            "key_latency_ms_median": 1000 * statistics.median(latencies[m]) if latencies[m] else None,
+            "key_latency_ms_max": 1000 * max(latencies[m]) if latencies[m] else None,
+        } for m in modes},
     }
     print(f"\nmachine {result['machine']}, load average {' '.join(f'{x:.2f}' for x in result['load_average'])}")
-    print(f"app {result['app_tok_s_median']:,.0f} tok/s  headless {result['headless_tok_s_median']:,.0f} tok/s  "
-          f"ratio {result['ratio_median']:.2f} (min {result['ratio_min']:.2f}, max {result['ratio_max']:.2f}, "
-          f"{args.rounds} rounds)")
-    if latencies:
-        print(f"key press to screen while streaming: median {result['key_latency_ms_median']:.0f} ms, "
-              f"max {result['key_latency_ms_max']:.0f} ms ({len(latencies)} presses)")
+    print(f"headless {result['headless_tok_s_median']:,.0f} tok/s (median of {args.rounds} rounds)")
+    for m, row in result["sampler"].items():
+        print(f"app, sampler in a {m}: {row['app_tok_s_median']:,.0f} tok/s, ratio to headless {row['ratio_median']:.2f} "
+              f"(min {row['ratio_min']:.2f}, max {row['ratio_max']:.2f})", end="")
+        if row["key_latency_ms_median"] is not None:
+            print(f"; key press to action while streaming: median {row['key_latency_ms_median']:.0f} ms, "
+                  f"max {row['key_latency_ms_max']:.0f} ms ({len(latencies[m])} presses)")
+        else:
+            print()
     print(json.dumps(result))
     return 0
 

@@ -35,7 +35,7 @@ from minigpt_tui.core.tokenizer import WikiTextJoins
 from minigpt_tui.tui.chat_actions import ChatActions
 from minigpt_tui.tui.generation import Generation, GenerationStream
 from minigpt_tui.tui.palette import colour
-from minigpt_tui.tui.run_loading import LoadedInfo, RunLoading  # noqa: F401 (LoadedInfo: the tab's API)
+from minigpt_tui.tui.run_loading import LoadedInfo, RunLoading, close_session  # noqa: F401 (LoadedInfo: the tab's API)
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.odds_panel import OddsPanel
 from minigpt_tui.tui.widgets.prompt_area import PromptArea, PromptHistory
@@ -169,6 +169,7 @@ class GeneratePane(RunLoading, GenerationStream, ChatActions, Vertical):
     def on_unmount(self) -> None:
         if self.gen is not None:
             self.gen.stop.set()
+        close_session(self.session)
 
     def on_descendant_focus(self, _event) -> None:
         self._focus_moved()

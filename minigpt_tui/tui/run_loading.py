@@ -2,7 +2,10 @@
 
 A run loads in a thread worker (torch is imported there, never on the UI thread): its
 checkpoint, a Sampler, a ChatSession that keeps the model's state between turns, and
-the run's chat template and speakers (core.chat_template.RunChat). The UI thread then
+the run's chat template and speakers (core.chat_template.RunChat). The Sampler and the
+ChatSession live in a process of their own (core.sampler_process), so that sampling never
+waits for the UI thread's share of the GIL; MINIGPT_TUI_SAMPLER=thread keeps them in the
+app's process (a worker thread), as the tests do and as a fallback. The UI thread then
 makes it the one Enter uses; reloading the run already shown (new weights from a
 training still running) keeps the conversation, which the new weights read once at the
 next reply. Shares the pane's state (see GeneratePane.__init__).
@@ -11,6 +14,7 @@ next reply. Shares the pane's state (see GeneratePane.__init__).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -20,6 +24,11 @@ from textual import work
 from textual.worker import get_current_worker
 
 log = logging.getLogger(__name__)
+
+
+def sampler_in_process() -> bool:
+    """Whether replies are sampled in a child process (the default) rather than a thread here."""
+    return os.environ.get("MINIGPT_TUI_SAMPLER", "process").strip().lower() != "thread"
 
 
 @dataclass
@@ -59,13 +68,23 @@ class RunLoading:
             from minigpt_tui.core.sampling import Sampler
 
             run = RunDir(run_dir).load(checkpoint=kind)
-            # A settings object of its own (use_sampler copies the tab's settings into it).
-            sampler = Sampler(run.model, run.tokenizer, use_cache=True)
             params = count_parameters(run.model)
             info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
                               params, run.tokenizer.kind == "word")
             mtime = run.checkpoint.stat().st_mtime_ns
             run_chat = RunChat(run_dir, run.tokenizer)  # the template; speakers from the corpus's start
+            # Settings objects of their own (use_sampler copies the tab's settings into them).
+            if sampler_in_process():
+                from minigpt_tui.core.sampler_process import SamplerProcess
+
+                process = SamplerProcess(run_dir, run.checkpoint.stem, run.tokenizer)
+                if get_current_worker().is_cancelled:  # a later load replaced this one meanwhile
+                    process.close()
+                    return
+                sampler, session = process.sampler, process.session
+            else:
+                sampler = Sampler(run.model, run.tokenizer, use_cache=True)
+                session = ChatSession(sampler)
         except USER_ERRORS as err:
             self._from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
@@ -77,17 +96,20 @@ class RunLoading:
             # thread never imports itself.
             from minigpt_tui.core.sampling import prompt_warning
 
-            self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
-                              ChatSession(sampler), run_chat, mtime)
+            if not self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
+                                     session, run_chat, mtime):
+                close_session(session)
 
-    def _from_thread(self, callback, *args) -> None:
-        """Hand a loaded run to the UI thread, unless a later load replaced this one or the app closed."""
+    def _from_thread(self, callback, *args) -> bool:
+        """Hand a loaded run to the UI thread, unless a later load replaced this one or the app
+        closed; whether it was handed over."""
         if get_current_worker().is_cancelled:
-            return
+            return False
         try:
             self.app.call_from_thread(callback, *args)
         except RuntimeError:  # the app is no longer running
-            pass
+            return False
+        return True
 
     def _load_failed(self, run_dir: Path, message: str) -> None:
         self.loading = ""
@@ -106,6 +128,8 @@ class RunLoading:
         same_run = self.chat is not None and self.info is not None and info.run_dir is not None \
             and self.info.run_dir == info.run_dir
         self.loading = ""
+        if self.session is not None and self.session is not session:
+            close_session(self.session)
         self.sampler = sampler
         self.session = session or TranscriptSession(sampler)
         self.run_chat = run_chat
@@ -142,6 +166,7 @@ class RunLoading:
 
     def unload(self) -> None:
         self.stop_generation()
+        close_session(self.session)
         self.sampler = self.session = self.chat = self.run_chat = None
         self.info = None
         self._prompt_check = None
@@ -149,3 +174,13 @@ class RunLoading:
         self._render_header()
         self._render_turn_bar()
         self.refresh_bindings()
+
+
+def close_session(session: Any) -> None:
+    """End a session's sampler process, if it has one (a thread's session has nothing to end)."""
+    close = getattr(session, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # the process may be gone already; nothing is lost
+            log.exception("closing the sampler process")

@@ -23,6 +23,10 @@ def tui_home(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.setenv("TZ", "UTC")
+    # Replies are sampled by a thread of the test's own process: a sampler process per app would
+    # add a second or two of start-up to every test. tests/tui/test_tui_sampler_process.py runs
+    # the app's default, the process.
+    monkeypatch.setenv("MINIGPT_TUI_SAMPLER", "thread")
     time.tzset()
     yield home
     time.tzset()
