@@ -74,10 +74,8 @@ class RunLoading:
             mtime = run.checkpoint.stat().st_mtime_ns
             run_chat = RunChat(run_dir, run.tokenizer)  # the template; speakers from the corpus's start
             # Settings objects of their own (use_sampler copies the tab's settings into them).
-            if sampler_in_process():
-                from minigpt_tui.core.sampler_process import SamplerProcess
-
-                process = SamplerProcess(run_dir, run.checkpoint.stem, run.tokenizer)
+            process = self._start_sampler_process(run_dir, run) if sampler_in_process() else None
+            if process is not None:
                 if get_current_worker().is_cancelled:  # a later load replaced this one meanwhile
                     process.close()
                     return
@@ -99,6 +97,17 @@ class RunLoading:
             if not self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
                                      session, run_chat, mtime):
                 close_session(session)
+
+    def _start_sampler_process(self, run_dir: Path, run: Any) -> Any:
+        """The run's sampler process, or None (logged) if one cannot start here: the reply is
+        then sampled by a thread of the app, slower while the screen is busy but the same text."""
+        from minigpt_tui.core.sampler_process import SamplerProcess, SamplerProcessError
+
+        try:
+            return SamplerProcess(run_dir, run.checkpoint.stem, run.tokenizer)
+        except SamplerProcessError:
+            log.exception("starting the sampler process for %s; sampling in a thread instead", run_dir)
+            return None
 
     def _from_thread(self, callback, *args) -> bool:
         """Hand a loaded run to the UI thread, unless a later load replaced this one or the app

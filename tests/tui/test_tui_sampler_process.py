@@ -69,3 +69,15 @@ async def test_keys_reach_the_child_mid_reply_and_escape_stops_it(tiny_run, monk
         assert gen.last_count == 10 and gen.session._owner is child and child.alive()
         gen.unload()
         assert not child.alive()
+
+
+async def test_a_sampler_process_that_cannot_start_falls_back_to_a_thread(tiny_run, monkeypatch):
+    from minigpt_tui.core import sampler_process
+
+    def refuse(*args, **kwargs):
+        raise sampler_process.SamplerProcessError("The sampler process could not start (no more processes).")
+
+    monkeypatch.setenv("MINIGPT_TUI_SAMPLER", "process")
+    monkeypatch.setattr(sampler_process, "SamplerProcess", refuse)
+    replies, session = await converse(tiny_run, ["And the"])
+    assert not isinstance(session, SessionProxy) and replies[0]
