@@ -41,8 +41,7 @@ def remote_chat(remote, **settings) -> Chat:
     for name, value in {"temperature": 0.8, "max_new_tokens": 40, "top_k": 0, **settings}.items():
         setattr(remote.sampler.settings, name, value)
     remote.sampler.reseed(0)
-    chat = Chat(remote.session)
-    return chat
+    return Chat(remote.session)
 
 
 def texts(chat: Chat, *turns: str) -> list[str]:

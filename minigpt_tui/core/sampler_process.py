@@ -36,7 +36,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -143,7 +142,7 @@ def _reply(conn, session, control: Callable, stops, max_new_tokens) -> None:
             if now - sent >= BATCH_S:
                 conn.send(("events", batch))
                 batch, sent = [], now
-    except (EOFError, OSError):
+    except (EOFError, OSError):  # the parent went away: serve ends the child
         raise
     except Exception as err:
         if batch:
@@ -159,7 +158,7 @@ def _reply(conn, session, control: Callable, stops, max_new_tokens) -> None:
 class SamplerProcess:
     """The child process and its pipe; `session` and `sampler` are what the app uses."""
 
-    def __init__(self, run_dir: Path, checkpoint: str, tokenizer, settings: SamplingSettings | None = None):
+    def __init__(self, run_dir: Path, checkpoint: str, tokenizer):
         # A plain subprocess over a socket pair, not multiprocessing's spawn: that one needs the
         # parent's stderr as a file descriptor (the app's is a Textual capture object) and
         # re-imports the parent's main module. The child's output goes nowhere: it would be
@@ -189,7 +188,7 @@ class SamplerProcess:
         except BaseException:
             self.close()
             raise
-        self.sampler = SamplerProxy(self, tokenizer, settings or SamplingSettings())
+        self.sampler = SamplerProxy(self, tokenizer)
         self.session = SessionProxy(self, tokenizer, self.sampler)
 
     def alive(self) -> bool:
@@ -267,11 +266,9 @@ class SettingsProxy:
 class SamplerProxy:
     """What the app's keys touch on a Sampler: its settings and its seed."""
 
-    def __init__(self, owner: SamplerProcess, tokenizer, settings: SamplingSettings):
+    def __init__(self, owner: SamplerProcess, tokenizer):
         self.tokenizer = tokenizer
-        self.settings = SettingsProxy(settings, owner.send)
-        for name, value in asdict(settings).items():  # the child starts from these
-            owner.send(("set", name, value))
+        self.settings = SettingsProxy(SamplingSettings(), owner.send)  # the child's Sampler starts from these too
         self._owner = owner
 
     def reseed(self, seed: int | None = None) -> None:
@@ -331,11 +328,6 @@ class SessionProxy:
     def reset(self) -> None:
         self._owner.call("reset")
         self.ids = []
-
-    def feed(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text)
-        self.feed_ids(ids)
-        return ids
 
     def feed_ids(self, new) -> None:
         new = list(new)
