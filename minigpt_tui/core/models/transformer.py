@@ -55,7 +55,7 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # (first position, cos (N, D/2), sin (N, D/2), cos + i sin (N, D/2) complex)
         self._chunk: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._full: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (length, cos, sin): full_tables
+        self._full: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (length, dtype, device): full_tables
 
     def _angles(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(start, start + length, dtype=torch.float64, device=self.inv_freq.device)
@@ -82,16 +82,18 @@ class Rotary(nn.Module):
 
     def full_tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """apply_rotary's tables for positions 0..length-1, each (length, D): cos over both halves,
-        sin negated over the first. Training asks for the same ones every step: kept."""
-        c = self._full
+        sin negated over the first. Training asks for the same ones every step (in float32, or in
+        bf16 for its bf16 attention): kept, per length, dtype and device."""
+        key = (length, dtype, self.inv_freq.device)
         compiling = torch.compiler.is_compiling()  # then a pure function: no Python-side cache
-        if not compiling and c is not None and c[0] == length and c[1].dtype == dtype \
-                and c[1].device == self.inv_freq.device:
-            return c[1], c[2]
+        if not compiling and key in self._full:
+            return self._full[key]
         cos, sin = self.cos_sin(0, length, dtype)
         full = (torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
         if not compiling:
-            self._full = (length, *full)
+            if len(self._full) >= 4:  # lengths change only with the sampler's prompts: keep a few
+                self._full.clear()
+            self._full[key] = full
         return full
 
     def rotation(self, pos: int) -> torch.Tensor:
@@ -145,6 +147,9 @@ def small_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dr
     else:
         future = _future_mask(T, q.dtype, q.device)
     scores = torch.baddbmm(future, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D ** -0.5)
+    # For bf16 scores PyTorch's CPU softmax computes in float32 and rounds once: the weights of a
+    # float32 softmax rounded to bf16, without the four casts (forward and backward) that asking for
+    # them would cost (tests/test_train_path.py checks this).
     weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
     return torch.bmm(weights, v.reshape(B * H, T, D)).view(B, H, T, D)
 
@@ -159,31 +164,37 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rotary: Rotary, cache: KVCache | None = None, layer: int = 0):
         """Training, the uncached sampler and the prefill, which also keeps this layer's
         keys and values in `cache` (decoding a token after that is transformer_decode's)."""
         qkv = self.qkv(x)
-        if qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
-            # Under CPU bf16 autocast, rotary and attention run in float32 (one cast of q, k and v
-            # together, and one back for the gradient): PyTorch's CPU flash attention is several
-            # times slower in bf16 (its backward 7x at the shakespeare-char shape, which made bf16
-            # training no faster than float32); small_causal_attention is no faster in bf16 while
-            # its scores would lose precision; and rotating bf16 by float32 tables mixes dtypes in
-            # every kernel. They are a small share of the FLOPs.
+        T = qkv.size(1)
+        if self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu":
+            # Training on a CPU attends in qkv's own dtype: under bf16 autocast, rotary, the
+            # scores and the weighted values are bf16 (the softmax computes in float32 inside its
+            # kernel). Casting q, k and v to float32 for attention and back, as before, made the
+            # step 1.2x longer at the shakespeare-char shape; the validation loss after the
+            # 2000-step recipe stays within 0.01 of float32's (README, Performance).
+            y = self._attention(qkv, rotary, cache, layer, small=True)
+        elif qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
+            # Evaluation and sampling under CPU bf16 autocast attend in float32: PyTorch's CPU
+            # flash attention is several times slower in bf16 (its backward 7x at the
+            # shakespeare-char shape) and float32 keeps the scores of long prompts exact.
             with torch.autocast("cpu", enabled=False):
-                y = self._attention(qkv.float(), cos, sin, cache, layer)
+                y = self._attention(qkv.float(), rotary, cache, layer, small=False)
         else:
-            y = self._attention(qkv, cos, sin, cache, layer)
+            y = self._attention(qkv, rotary, cache, layer, small=False)
         return self.resid_drop(self.proj(y))
 
-    def _attention(self, qkv: torch.Tensor, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def _attention(self, qkv: torch.Tensor, rotary: Rotary, cache: KVCache | None, layer: int,
+                   small: bool) -> torch.Tensor:
         """(B, T, 3C) queries, keys and values -> (B, T, C); keeps the rotated keys and values in `cache`."""
         B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        q, k = apply_rotary(qkv[:2], cos, sin).unbind(0)  # queries and keys in one go: half the kernels
+        q, k = apply_rotary(qkv[:2], *rotary.full_tables(T, qkv.dtype)).unbind(0)  # both in one go
         v = qkv[2]
         drop = self.dropout if self.training else 0.0
-        if self.training and T <= min(self.window, SMALL_ATTENTION) and q.device.type == "cpu":
+        if small:
             y = small_causal_attention(q, k, v, drop)
         elif T <= self.window:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
@@ -224,8 +235,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cache=None, layer=0):
-        x = x + self.attn(self.norm1(x), cos, sin, cache, layer)
+    def forward(self, x, rotary: Rotary, cache=None, layer=0):
+        x = x + self.attn(self.norm1(x), rotary, cache, layer)
         return x + self.mlp(self.norm2(x))
 
 
@@ -286,9 +297,8 @@ class Transformer(nn.Module):
             return torch.cat([extend(self, idx[:, t : t + W], state) for t in range(0, idx.size(1), W)], 1), state
         T = idx.size(1)
         x = self.drop(self.embed(idx))
-        cos, sin = self.rotary.full_tables(T, x.dtype)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, state, i)
+            x = block(x, self.rotary, state, i)
         logits = self.head(self.norm(x))
         if state is not None:
             state.prefilled(T)
