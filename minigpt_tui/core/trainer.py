@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
+from minigpt_tui.core.allocator import keep_freed_memory
 from minigpt_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minigpt_tui.core.batching import TokenStream
 from minigpt_tui.core.config import RunConfig
@@ -43,7 +44,7 @@ from minigpt_tui.core.devices import (Distributed, Precision, autocast_and_scale
 from minigpt_tui.core.errors import USER_ERRORS, TrainingError
 from minigpt_tui.core.eta import EtaEstimator, evals_left
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
-from minigpt_tui.core.optim import lr_at, make_optimizer
+from minigpt_tui.core.optim import clip_grad_norm, lr_at, make_optimizer
 from minigpt_tui.core.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.runs import RunDir, RunError, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
@@ -98,6 +99,8 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = self.dist.init(t.device) if self.dist.enabled else resolve_device(t.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for the same activations every step (allocator.py)
         torch.manual_seed(t.seed + self.dist.rank)
 
         # Everything a user can get wrong is checked before the run folder exists.
@@ -108,6 +111,8 @@ class Trainer:
 
         self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
+        # The clipped parameters, listed once: walking the modules for them every step cost ~0.3 ms.
+        self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
         self.precision = self._choose_precision()
         self.dtype = self.precision.dtype
         self.optimizer = make_optimizer(self.model, t, self.device)
@@ -375,7 +380,7 @@ class Trainer:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            clip_grad_norm(self.trained_params, t.grad_clip)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
