@@ -1,29 +1,35 @@
-"""`train_bench.py compare`: minigpt-tui against a GPT-2-style baseline, side by side in one process.
+"""`train_bench.py compare`: minigpt-tui against a GPT-2-style baseline, side by side, interleaved.
 
     python benchmarks/train_bench.py compare                 # the 2000-step recipe, blocks of 50 steps
     python benchmarks/train_bench.py compare --steps 60      # a quick check (no figure to publish)
     python benchmarks/train_bench.py compare --precision bf16 --threads 2 --block 25 --tag bf16
+    python benchmarks/train_bench.py compare --baseline-allocator tuned   # the baseline with minigpt-tui's
+                                                                          # malloc settings too
 
 How it runs. minigpt-tui's real trainer (minigpt_tui.core.trainer.Trainer) trains the
 `shakespeare-char-transformer` recipe (4 layers, 4 heads, 128 wide, context 64, batch 12, 2000
 steps, dropout 0) with train.log_interval=1 and train.sample_tokens=0. Its event callback, after
-every block of --block steps, trains the baseline (benchmarks/baseline_gpt.py) over the same block
-of steps, so the two alternate A, B, A, B in one process and load drift on a shared machine hits
-both. The baseline uses minigpt-tui's AdamW settings (trainer.make_optimizer), its schedule
+every block of --block steps, has the baseline (benchmarks/baseline_gpt.py) train the same block of
+steps in a process of its own (benchmarks/baseline_process.py: as a user runs nanoGPT, with its own
+heap and glibc's default malloc settings unless --baseline-allocator tuned) and waits for it, so the
+two alternate A, B, A, B, never at the same time, and load drift on a shared machine hits both.
+The baseline uses minigpt-tui's AdamW settings (trainer.make_optimizer), its schedule
 (trainer.lr_at) and the very batches the trainer drew: the trainer's TokenStream is wrapped to record
-each batch it hands out, and the baseline draws its own batch for the same step (inside its timed
-step, as the trainer does) and asserts it is identical. Evaluation is the same for both: the
-trainer's fixed 20 training and 20 validation batches at every train.eval_interval and at the end.
-Each side checkpoints at its evaluations (minigpt-tui's trainer as it always does; the baseline as
-nanoGPT does, when the validation loss improved).
+each batch it hands out; the baseline draws its own batch for the same step from the same tokens
+(inside its timed step, as the trainer does) and checks it against the recorded one. Evaluation is
+the same for both: the trainer's fixed 20 training and 20 validation batches at every
+train.eval_interval and at the end. Each side checkpoints at its evaluations (minigpt-tui's trainer
+as it always does; the baseline as nanoGPT does, when the validation loss improved).
 
-What is timed. The time between two trainer callbacks is minigpt-tui's own (the baseline runs inside
-a callback), attributed to the event that ends it: a Step ends a training step (drawing the batch,
-forward, backward, clipping, AdamW, the trainer's bookkeeping), an Eval ends an evaluation, a
+What is timed. The time between two trainer callbacks is minigpt-tui's own (the baseline runs while
+a callback waits), attributed to the event that ends it: a Step ends a training step (drawing the
+batch, forward, backward, clipping, AdamW, the trainer's bookkeeping), an Eval ends an evaluation, a
 CheckpointSaved a checkpoint write (log_interval=1 adds the trainer's per-step bookkeeping, a loss
-.item() and a line each to events.jsonl and metrics.jsonl, well under a millisecond). The baseline's step, evaluation and checkpoint are timed
-around the calls. Wall time = steps + evaluations + checkpoints of that side (set-up, i.e. reading
-the corpus and building the model, is left out of both). Time to the target validation loss is that
+.item() and a line each to events.jsonl and metrics.jsonl, well under a millisecond). The baseline's
+step, evaluation and checkpoint are timed around the calls, in its process. Wall time = steps +
+evaluations + checkpoints of that side (set-up, i.e. reading the corpus, building the model and
+starting the baseline's process, is left out of both). Page faults per step: each process's minor
+faults (getrusage) over its own steps. Time to the target validation loss is that
 side's own cumulated time at the first evaluation at or below it. Per-step statistics leave out the
 first --warmup steps. Spread: p10-p90 of step times; for the ratio, a bootstrap 95% interval of the
 ratio of medians (resampling steps: the noise between steps) and the p10-p90 of the per-block ratios
@@ -43,12 +49,15 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from baseline_process import pack, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "shakespeare-char-transformer"
@@ -86,6 +95,11 @@ def machine_info() -> dict:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "bf16_flags": sorted(f for f in flags if "bf16" in f)}
+
+
+def page_faults() -> int:
+    """This process's minor page faults so far (memory the OS maps in on first touch)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def loadavg() -> list[float] | None:
@@ -142,8 +156,7 @@ def linear_weights(model: torch.nn.Module) -> int:
     return sum(seen.values())
 
 
-def flops_per_step(model: torch.nn.Module, n_layer: int, n_embd: int, context: int, vocab: int,
-                   tokens: int) -> dict:
+def flops_per_step(n_counted: int, n_layer: int, n_embd: int, context: int, vocab: int, tokens: int) -> dict:
     """Matmul FLOPs of one training step (forward + backward), the usual accounting (Kaplan et al.;
     nanoGPT's estimate_mfu):
 
@@ -151,8 +164,9 @@ def flops_per_step(model: torch.nn.Module, n_layer: int, n_embd: int, context: i
 
     * N = the elements of the matmul weights a token passes through: per block the attention's
       qkv (3 C^2) and output projection (C^2) and the MLP's C x 4C and 4C x C (8 C^2), so
-      12 * n_layer * C^2, plus the output head C x V: N = 12 * n_layer * C^2 + C * V. Counted from
-      the model itself (every nn.Linear weight) and checked against that formula from the config.
+      12 * n_layer * C^2, plus the output head C x V: N = 12 * n_layer * C^2 + C * V. n_counted is
+      counted from the model itself (linear_weights: every nn.Linear weight) and reported next to
+      that formula from the config.
       A weight is used once per token in the forward pass, a multiply and an add: 2 N per token.
       The backward pass computes the gradient of the input and of the weight, two matmuls of the
       same size: 4 N. Forward + backward = 6 N per token.
@@ -165,7 +179,6 @@ def flops_per_step(model: torch.nn.Module, n_layer: int, n_embd: int, context: i
 
     tokens = batch_size * context per step (grad_accum times that).
     """
-    n_counted = linear_weights(model)
     n_formula = 12 * n_layer * n_embd * n_embd + n_embd * vocab
     attention = 12 * n_layer * context * n_embd
     total = tokens * (6 * n_counted + attention)
@@ -204,10 +217,10 @@ def bootstrap_ratio(a: list[float], b: list[float], n: int = 1000, seed: int = 0
 
 class BatchRecorder:
     """Stands in for a TokenStream's `batch` method: hands out the real batches and keeps them,
-    keyed by (step, micro-step), until the baseline has checked its own against them."""
+    keyed by (step, micro-step), until they are sent to the baseline, which checks its own against them."""
 
     def __init__(self, stream):
-        self.draw = stream.batch  # the real method, which the baseline calls too
+        self.draw = stream.batch  # the real method
         self.seen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.drawn = 0
         stream.batch = self
@@ -218,36 +231,40 @@ class BatchRecorder:
         self.drawn += 1
         return x, y
 
-    def check(self, step: int, micro: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        if (step, micro) not in self.seen:
-            raise AssertionError(f"minigpt-tui's trainer drew no batch for step {step} (micro-step {micro}) "
+    def take(self, first: int, upto: int) -> dict:
+        """The batches the trainer drew for steps first .. upto - 1, no longer kept here."""
+        taken = {key: self.seen.pop(key) for key in sorted(self.seen) if first <= key[0] < upto}
+        if len({step for step, _ in taken}) != upto - first:
+            raise AssertionError(f"minigpt-tui's trainer did not draw every batch of steps {first}-{upto - 1} "
                                  "through its TokenStream.batch, so identical batches cannot be checked.")
-        rx, ry = self.seen.pop((step, micro))
-        if not (torch.equal(x, rx) and torch.equal(y, ry)):
-            raise AssertionError(f"The baseline's batch for step {step} differs from minigpt-tui's.")
+        return taken
 
 
 class SideBySide:
     """The trainer's event callback: times minigpt-tui's segments and runs the baseline's blocks."""
 
-    def __init__(self, config, block: int, tmp: Path, target: float, baseline_compile: bool, log=sys.stderr):
+    def __init__(self, config, block: int, tmp: Path, target: float, baseline_compile: bool,
+                 baseline_allocator: str = "default", log=sys.stderr):
         self.config = config
         self.t = config.train
         self.block = block
         self.tmp = tmp
         self.target = target
         self.baseline_compile = baseline_compile
+        self.baseline_allocator = baseline_allocator
         self.log = log
         self.trainer = None
         self.last = time.perf_counter()
+        self.last_faults = page_faults()
         self.mini = self._side()
         self.base = self._side()
-        self.blocks: list[dict] = []  # [{"first": step, "mini_s": ..., "base_s": ...}]
+        self.blocks: list[dict] = []  # [{"first": step, "last": step}]
         self.started = None
+        self.child = None  # (process, connection) of the baseline
 
     @staticmethod
     def _side() -> dict:
-        return {"step_s": [], "loss": [], "evals": [], "train_s": 0.0, "eval_s": 0.0, "save_s": 0.0,
+        return {"step_s": [], "faults": [], "loss": [], "evals": [], "train_s": 0.0, "eval_s": 0.0, "save_s": 0.0,
                 "other_s": 0.0, "clock": 0.0, "time_to_target_s": None, "steps_to_target": None}
 
     # the trainer's callback
@@ -256,15 +273,19 @@ class SideBySide:
 
         enter = time.perf_counter()
         seg = enter - self.last
+        faults = page_faults() - self.last_faults
         m = self.mini
         if isinstance(e, ev.Started):
             self.started = e
             self.mini["setup_s"] = seg
-            self._start_baseline()
+            if self.trainer.device.type != "cpu":
+                raise SystemExit("compare runs on the CPU (train.device=cpu).")
+            self.recorder = BatchRecorder(self.trainer.train_stream)  # before the first step draws
         elif isinstance(e, ev.Step):
             if e.step != len(m["step_s"]):
                 raise AssertionError(f"expected a Step event for every step (log_interval=1); got step {e.step}")
             m["step_s"].append(seg)
+            m["faults"].append(faults)
             m["loss"].append(e.loss)
             m["train_s"] += seg
             m["clock"] += seg
@@ -282,13 +303,15 @@ class SideBySide:
         else:
             m["other_s"] += seg
             m["clock"] += seg
+        self.last_faults = page_faults()
         self.last = time.perf_counter()
 
     def finish(self) -> None:
-        """After trainer.run(): the trainer's time after its last event, and the final checks."""
+        """After trainer.run(): the trainer's time after its last event, the baseline's end, the final checks."""
         tail = time.perf_counter() - self.last
         self.mini["other_s"] += tail
         self.mini["clock"] += tail
+        self.close()
         steps = self.t.max_steps
         if len(self.base["step_s"]) != steps or len(self.mini["step_s"]) != steps:
             raise AssertionError(f"expected {steps} steps of each; got minigpt-tui {len(self.mini['step_s'])}, "
@@ -297,77 +320,87 @@ class SideBySide:
             raise AssertionError(f"{len(self.recorder.seen)} of minigpt-tui's batches were never checked "
                                  f"({self.recorder.drawn} drawn for {steps} steps)")
 
+    def close(self) -> None:
+        """End the baseline's process (also when the run failed)."""
+        if self.child is not None:
+            process, conn = self.child
+            self.child = None
+            try:
+                conn.send_bytes(pack(None))
+            except OSError:
+                pass
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+            conn.close()
+
     def _record_eval(self, side: dict, step: int, val: float, train: float) -> None:
         side["evals"].append({"step": step, "val_loss": val, "train_loss": train, "t": side["clock"]})
         if side["time_to_target_s"] is None and step > 0 and val <= self.target:
             side["time_to_target_s"], side["steps_to_target"] = side["clock"], step
 
-    # the baseline
+    # the baseline, a process of its own (baseline_process.py)
     def _start_baseline(self) -> None:
-        from baseline_gpt import BaselineConfig, BaselineGPT
-        from minigpt_tui.core.trainer import make_optimizer
+        import multiprocessing
+
+        import baseline_process
+        from baseline_gpt import BaselineConfig
 
         tr = self.trainer
         mc = self.config.model
-        if tr.device.type != "cpu":
-            raise SystemExit("compare runs on the CPU (train.device=cpu).")
-        self.recorder = BatchRecorder(tr.train_stream)
-        self.base_cfg = BaselineConfig(vocab_size=tr.tokenizer.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head,
-                                       n_embd=mc.n_embd, context_length=mc.context_length, dropout=mc.dropout)
-        with torch.random.fork_rng(devices=[]):  # leave the trainer's RNG as it would be alone
-            torch.manual_seed(self.t.seed)
-            self.base_model = BaselineGPT(self.base_cfg)
-        self.base_train_model = torch.compile(self.base_model) if self.baseline_compile else self.base_model
-        self.base_opt = make_optimizer(self.base_model, self.t, torch.device("cpu"))
-        self.base_best = math.inf
-        self.base_step = 0
-
-    def _baseline_eval(self, step: int) -> None:
-        from baseline_gpt import mean_loss
-
-        tr, b = self.trainer, self.base
         if len(tr.val_batches) != self.t.eval_batches:
             raise AssertionError("the trainer's validation batches are not the configured number")
-        t0 = time.perf_counter()
-        train = mean_loss(self.base_model, tr.train_eval_batches)
-        val = mean_loss(self.base_model, tr.val_batches)
-        dt = time.perf_counter() - t0
-        b["eval_s"] += dt
-        b["clock"] += dt
-        self._record_eval(b, step, val, train)
-        if step > 0 and val < self.base_best:  # nanoGPT: checkpoint when the validation loss improved
-            self.base_best = val
-            t0 = time.perf_counter()
-            torch.save({"model": self.base_model.state_dict(), "optimizer": self.base_opt.state_dict(),
-                        "step": step, "best_val_loss": val}, self.tmp / "baseline.pt")
-            dt = time.perf_counter() - t0
-            b["save_s"] += dt
-            b["clock"] += dt
-        self.log.write(f"  step {step:5d}  baseline    val {val:.4f} ({b['clock']:.1f} s)\n")
+        # spawn: a fresh interpreter with a fresh heap, as the baseline would have run alone
+        context = multiprocessing.get_context("spawn")
+        conn, child_conn = context.Pipe()
+        process = context.Process(target=baseline_process.main, args=(child_conn,), name="baseline", daemon=True)
+        process.start()
+        child_conn.close()
+        self.child = (process, conn)
+        self._ask({
+            "config": BaselineConfig(vocab_size=tr.tokenizer.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head,
+                                     n_embd=mc.n_embd, context_length=mc.context_length, dropout=mc.dropout),
+            "train": self.t, "threads": torch.get_num_threads(), "allocator": self.baseline_allocator,
+            "compile": self.baseline_compile, "checkpoint": str(self.tmp / "baseline.pt"),
+            "train_tokens": tr.train_stream.tokens.clone(), "context_length": mc.context_length,
+            "val_batches": tr.val_batches, "train_eval_batches": tr.train_eval_batches})
+        self.base_counts = self._answer()
+
+    def _ask(self, message) -> None:
+        self.child[1].send_bytes(pack(message))
+
+    def _answer(self):
+        process, conn = self.child
+        try:
+            answer = unpack(conn.recv_bytes())
+        except EOFError:
+            raise RuntimeError(f"the baseline's process ended (exit code {process.exitcode})") from None
+        if isinstance(answer, tuple) and answer and answer[0] == "error":
+            raise RuntimeError("the baseline's process failed:\n" + answer[1])
+        return answer
 
     def _baseline_block(self, upto: int) -> None:
-        from baseline_gpt import train_step
-        from minigpt_tui.core.trainer import lr_at
-
-        t, b, rec = self.t, self.base, self.recorder
-        first = self.base_step
-        while self.base_step < upto:
-            j = self.base_step
-            if j % t.eval_interval == 0:
-                self._baseline_eval(j)
-            t0 = time.perf_counter()
-            micro = [rec.draw(j, t.batch_size, t.seed, 0, 1, k) for k in range(t.grad_accum)]
-            loss = train_step(self.base_train_model, self.base_opt, micro, lr_at(j, t), t.grad_clip)
-            dt = time.perf_counter() - t0
-            for k, (x, y) in enumerate(micro):  # outside the timing
-                rec.check(j, k, x, y)
-            b["step_s"].append(dt)
-            b["loss"].append(loss)
-            b["train_s"] += dt
-            b["clock"] += dt
-            self.base_step += 1
-        if self.base_step == t.max_steps:
-            self._baseline_eval(t.max_steps)
+        if self.child is None:  # at the first block: the trainer's evaluation batches exist by then
+            self._start_baseline()
+        b = self.base
+        first = len(b["step_s"])
+        self._ask({"upto": upto, "batches": self.recorder.take(first, upto)})
+        for event in self._answer():
+            if event[0] == "step":
+                _, dt, loss, faults = event
+                b["step_s"].append(dt)
+                b["faults"].append(faults)
+                b["loss"].append(loss)
+                b["train_s"] += dt
+                b["clock"] += dt
+            else:
+                _, step, val, train, eval_s, save_s = event
+                b["eval_s"] += eval_s
+                b["save_s"] += save_s
+                b["clock"] += eval_s
+                self._record_eval(b, step, val, train)  # at the clock after the evaluation, as minigpt-tui's
+                b["clock"] += save_s
+                self.log.write(f"  step {step:5d}  baseline    val {val:.4f} ({b['clock']:.1f} s)\n")
         self.blocks.append({"first": first, "last": upto - 1})
 
 
@@ -409,18 +442,25 @@ def run_compare(args, tmp: Path) -> dict:
 
     print(f"training {RECIPE} x {t.max_steps} steps: minigpt-tui and the baseline, alternating blocks of "
           f"{args.block} steps ...", file=sys.stderr, flush=True)
-    sbs = SideBySide(config, args.block, tmp, args.target, args.baseline_compile)
+    sbs = SideBySide(config, args.block, tmp, args.target, args.baseline_compile, args.baseline_allocator)
     trainer = Trainer(config, sbs, recipe_name=f"{RECIPE}-compare")
     sbs.trainer = trainer
-    trainer.run()
-    sbs.finish()
+    try:
+        done = trainer.run()
+        if done.reason != "finished":
+            raise SystemExit(f"minigpt-tui's run ended early ({done.reason}).")
+        sbs.finish()
+    finally:
+        sbs.close()
     load_after = loadavg()
 
     vocab = trainer.tokenizer.vocab_size
     mini_precision = "bf16" if sbs.started.dtype == "bfloat16" else "fp32" if sbs.started.dtype == "float32" \
         else sbs.started.dtype
-    flops = {"minigpt": flops_per_step(trainer.model, m.n_layer, m.n_embd, m.context_length, vocab, tokens),
-             "baseline": flops_per_step(sbs.base_model, m.n_layer, m.n_embd, m.context_length, vocab, tokens)}
+    flops = {"minigpt": flops_per_step(linear_weights(trainer.model), m.n_layer, m.n_embd, m.context_length,
+                                       vocab, tokens),
+             "baseline": flops_per_step(sbs.base_counts["matmul_weights"], m.n_layer, m.n_embd, m.context_length,
+                                        vocab, tokens)}
     warm = min(args.warmup, t.max_steps // 5)
 
     def side_summary(side: dict, name: str, precision: str, params: int) -> dict:
@@ -441,10 +481,11 @@ def run_compare(args, tmp: Path) -> dict:
             "steps_to_target": side["steps_to_target"], "final_val_loss": side["evals"][-1]["val_loss"],
             "best_val_loss": min(e["val_loss"] for e in side["evals"] if e["step"] > 0),
             "loss_at_step_0": side["loss"][0], "evals": side["evals"],
+            "page_faults_per_step": spread(side["faults"][warm:]),
         }
 
     mini = side_summary(sbs.mini, "minigpt", mini_precision, trainer.params)
-    base = side_summary(sbs.base, "baseline", "fp32", sum(p.numel() for p in sbs.base_model.parameters()))
+    base = side_summary(sbs.base, "baseline", "fp32", sbs.base_counts["params"])
     mt, bt = sbs.mini["step_s"][warm:], sbs.base["step_s"][warm:]
     block_ratios = []
     for blk in sbs.blocks:
@@ -476,7 +517,8 @@ def run_compare(args, tmp: Path) -> dict:
         "target_val_loss": args.target, "eval_interval": t.eval_interval, "eval_batches": t.eval_batches,
         "shape": {"n_layer": m.n_layer, "n_head": m.n_head, "n_embd": m.n_embd, "context": m.context_length,
                   "batch": t.batch_size, "grad_accum": t.grad_accum, "vocab": vocab, "tokens_per_step": tokens,
-                  "dropout": m.dropout, "compile": t.compile, "baseline_compile": args.baseline_compile},
+                  "dropout": m.dropout, "compile": t.compile, "baseline_compile": args.baseline_compile,
+                  "baseline_allocator": args.baseline_allocator},
         "machine_info": machine_info(), "load_before": load_before, "load_after": load_after,
         "hardware_limit": limit, "flops": flops, "minigpt": mini, "baseline": base, "ratios": ratios,
         "identical_batches_checked": sbs.recorder.drawn,
@@ -512,6 +554,10 @@ def markdown(r: dict) -> str:
             return f"not reached (best {side['best_val_loss']:.3f})"
         return f"{side['time_to_target_s']:.1f} s (step {side['steps_to_target']})"
 
+    def faults(side):
+        f = side["page_faults_per_step"]
+        return f"{f['median']:,.0f} [{f['p10']:,.0f}-{f['p90']:,.0f}]"
+
     def opt(x, fmt):
         return "n/a" if x is None else format(x, fmt)
 
@@ -522,10 +568,12 @@ def markdown(r: dict) -> str:
     base_label = f"baseline, GPT-2 style ({ba['precision']}{', compile' if sh['baseline_compile'] else ''})"
     n_evals = len(mi["evals"])
     lines = [
-        f"Side by side in one process, `{r['recipe']}` shape ({sh['n_layer']} layers, {sh['n_head']} heads, "
+        f"Side by side, `{r['recipe']}` shape ({sh['n_layer']} layers, {sh['n_head']} heads, "
         f"{sh['n_embd']} wide, context {sh['context']}, batch {sh['batch']}, vocabulary {sh['vocab']}, "
         f"dropout {sh['dropout']:g}), {r['steps']} steps each on `{r['data']}`, alternating blocks of "
-        f"{r['block']} steps, the same batches (checked: {r['identical_batches_checked']}), the same AdamW and "
+        f"{r['block']} steps (the baseline in a process of its own, with "
+        f"{'the same malloc settings as minigpt-tui' if sh.get('baseline_allocator') == 'tuned' else 'glibc malloc defaults, as run alone'}), "
+        f"the same batches (checked: {r['identical_batches_checked']}), the same AdamW and "
         f"schedule; step statistics skip the first {r['warmup_steps_skipped']} steps.",
         "",
         f"Machine: {mach['cpu']} ({mach['arch']}, {mach['cpu_capability']}"
@@ -561,6 +609,7 @@ def markdown(r: dict) -> str:
         f"{opt(ra.get('time_to_baseline_final'), '.2f')}x |",
         f"| final validation loss | {ba['final_val_loss']:.4f} | {mi['final_val_loss']:.4f} | "
         f"{ra['final_val_loss_difference']:+.4f} |",
+        f"| page faults per step, median [p10-p90] | {faults(ba)} | {faults(mi)} | |",
         f"| parameters | {ba['params']:,} | {mi['params']:,} | |",
     ]
     if max(mi["limit_fraction"]["median"], ba["limit_fraction"]["median"]) > 1:

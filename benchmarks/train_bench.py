@@ -255,6 +255,8 @@ def main() -> int:
     g.add_argument("--target", type=float, default=1.88, help="validation loss for the time-to-target row")
     g.add_argument("--peak-seconds", type=float, default=1.5, help="seconds per matmul-limit measurement")
     g.add_argument("--baseline-compile", action="store_true", help="torch.compile the baseline model too")
+    g.add_argument("--baseline-allocator", choices=("default", "tuned"), default="default",
+                   help="the baseline process's malloc: glibc's defaults (as run alone) or minigpt-tui's settings")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
