@@ -9,7 +9,8 @@
                                                            # (--precision fp32|bf16|auto, --steps, --threads)
     python benchmarks/train_bench.py compare               # side by side with a GPT-2-style baseline, interleaved
                                                            # (see benchmarks/side_by_side.py; --steps, --block,
-                                                           # --threads, --precision fp32|bf16, --data FILE)
+                                                           # --threads, --precision fp32|bf16, --data FILE,
+                                                           # --baseline-allocator default|tuned)
 
 Each prints a table and writes JSON to benchmarks/results/. The data folder defaults to ../shared/data
 next to the repository; --data moves it (compare also takes the text file itself). Runs go to a
