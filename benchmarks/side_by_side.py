@@ -369,8 +369,12 @@ class SideBySide:
     def _ask(self, message) -> None:
         self.child[1].send_bytes(pack(message))
 
-    def _answer(self):
+    def _answer(self, timeout_s: float = 900.0):
+        """The child's answer; a block takes seconds (a first compile, a minute), so 15 minutes
+        without one means it hangs."""
         process, conn = self.child
+        if not conn.poll(timeout_s):
+            raise RuntimeError(f"the baseline's process gave no answer in {timeout_s:.0f} s")
         try:
             answer = unpack(conn.recv_bytes())
         except EOFError:

@@ -1,16 +1,19 @@
 """Keep freed memory in the training process instead of handing it back to the OS every step.
 
-A training step allocates and frees the same activations, gradients and casts every step. On
-Linux, glibc's malloc returns the free memory at the top of its heap to the OS once more than
-M_TRIM_THRESHOLD of it has gathered (a few MB by default, moved as it goes), so each step gave
-its activations back and then faulted them in again, page by page: at the
-`shakespeare-char-transformer` shape, about 3,000 page faults and 7-9 ms of kernel time a step
-(of a 30-40 ms step), against about one with the thresholds below; the step took 0.84x the time
-(median of six runs of 200 steps, alternated with the default; benchmarks/README.md). PyTorch's
-own advice for CPU training is the same in another form: preload jemalloc or tcmalloc.
+A training step allocates and frees the same activations, gradients and casts every step. With
+glibc's malloc (most Linux systems), the free memory at the top of the heap goes back to the OS once
+more than M_TRIM_THRESHOLD of it has gathered (a few MB by default, moved as it goes), so each step
+gave its activations back and then faulted them in again, page by page: at the
+`shakespeare-char-transformer` shape, about 3,400 page faults and 8 ms of kernel time a step,
+against about one with the thresholds below, and the step took 0.78x the time (median of six
+alternated pairs of fresh processes: benchmarks/allocator_bench.py). PyTorch's own advice for CPU
+training is the same in another form: preload jemalloc or tcmalloc. Blocks of 32 MiB and more (say,
+the logits of a large vocabulary) are still mapped and unmapped each time.
 
-Training always runs in a process of its own (the app starts `--train` as a child), so what is
-kept goes when the run ends. Only glibc has these knobs; elsewhere nothing changes.
+The trainer sets this once the data is ready and before its first step, so what reading and
+tokenizing a corpus freed is not kept. The app and `--train` train in a process of their own (the
+app starts `--train` as a child), so what is kept goes when the run ends; a program that builds a
+Trainer itself keeps the setting for its life. Other C libraries: nothing changes.
 """
 
 from __future__ import annotations

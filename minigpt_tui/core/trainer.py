@@ -44,7 +44,7 @@ from minigpt_tui.core.devices import (Distributed, Precision, autocast_and_scale
 from minigpt_tui.core.errors import USER_ERRORS, TrainingError
 from minigpt_tui.core.eta import EtaEstimator, evals_left
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
-from minigpt_tui.core.optim import clip_grad_norm, lr_at, make_optimizer
+from minigpt_tui.core.optim import lr_at, make_optimizer
 from minigpt_tui.core.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.runs import RunDir, RunError, RunMeta
 from minigpt_tui.core.sampling import Sampler, SamplingSettings
@@ -99,8 +99,6 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = self.dist.init(t.device) if self.dist.enabled else resolve_device(t.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # no page faults for the same activations every step (allocator.py)
         torch.manual_seed(t.seed + self.dist.rank)
 
         # Everything a user can get wrong is checked before the run folder exists.
@@ -142,6 +140,8 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.autocast, self.scaler = autocast_and_scaler(self.device, self.dtype)
+        if self.device.type == "cpu":  # last: what reading the corpus freed is not kept
+            keep_freed_memory()  # no page faults for the same activations every step (allocator.py)
 
     def _prepare_data(self):
         """The tokenizer and the training and validation tokens, mapped from the token cache
@@ -380,7 +380,7 @@ class Trainer:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if t.grad_clip:
-            clip_grad_norm(self.trained_params, t.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained_params, t.grad_clip)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()

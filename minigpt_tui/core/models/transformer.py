@@ -88,8 +88,11 @@ class Rotary(nn.Module):
         compiling = torch.compiler.is_compiling()  # then a pure function: no Python-side cache
         if not compiling and key in self._full:
             return self._full[key]
-        cos, sin = self.cos_sin(0, length, dtype)
-        full = (torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
+        # Ordinary tensors even when first asked for by the sampler under inference_mode: the same
+        # tables are then saved for the backward of training steps, which inference tensors cannot be.
+        with torch.inference_mode(False):
+            cos, sin = self.cos_sin(0, length, dtype)
+            full = (torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
         if not compiling:
             if len(self._full) >= 4:  # lengths change only with the sampler's prompts: keep a few
                 self._full.clear()
@@ -134,8 +137,10 @@ SMALL_ATTENTION = 128
 
 @functools.lru_cache(maxsize=8)
 def _future_mask(T: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(T, T): -inf above the diagonal, 0 elsewhere; the same every training step, so made once."""
-    return torch.full((T, T), float("-inf"), dtype=dtype, device=device).triu_(1)
+    """(T, T): -inf above the diagonal, 0 elsewhere; the same every training step, so made once
+    (an ordinary tensor, whatever mode the first caller was in)."""
+    with torch.inference_mode(False):
+        return torch.full((T, T), float("-inf"), dtype=dtype, device=device).triu_(1)
 
 
 def small_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
@@ -188,10 +193,14 @@ class CausalSelfAttention(nn.Module):
 
     def _attention(self, qkv: torch.Tensor, rotary: Rotary, cache: KVCache | None, layer: int,
                    small: bool) -> torch.Tensor:
-        """(B, T, 3C) queries, keys and values -> (B, T, C); keeps the rotated keys and values in `cache`."""
+        """(B, T, 3C) queries, keys and values -> (B, T, C); keeps the rotated keys and values in `cache`.
+        small: CPU training's batched-matmul attention, rotary included, in qkv's dtype; otherwise
+        queries and keys are rotated in at least float32 (under a GPU's autocast too) and the
+        attention is scaled_dot_product_attention's."""
         B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        q, k = apply_rotary(qkv[:2], *rotary.full_tables(T, qkv.dtype)).unbind(0)  # both in one go
+        tables = rotary.full_tables(T, qkv.dtype if small else torch.promote_types(qkv.dtype, torch.float32))
+        q, k = apply_rotary(qkv[:2], *tables).unbind(0)  # queries and keys in one go: half the kernels
         v = qkv[2]
         drop = self.dropout if self.training else 0.0
         if small:
