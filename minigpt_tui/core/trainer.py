@@ -109,7 +109,7 @@ class Trainer:
 
         self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
-        # The clipped parameters, listed once: walking the modules for them every step cost ~0.3 ms.
+        # The clipped parameters, listed once rather than by walking the modules every step (~0.07 ms).
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
         self.precision = self._choose_precision()
         self.dtype = self.precision.dtype
