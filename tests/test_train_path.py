@@ -1,7 +1,8 @@
 """The Transformer's faster training path computes what the plain formulas compute: rotary
-positions bit for bit, the batched-matmul attention as scaled_dot_product_attention does (values
-and gradients, to float rounding), and bf16 autocast: training attends in bf16, evaluation in
-float32, gradients stay float32."""
+positions bit for bit, TrainingAttention (rotary and attention, forward and backward written out)
+as apply_rotary and scaled_dot_product_attention do (values and gradients, to float rounding, with
+dropout too), and bf16 autocast: training attends in bf16, evaluation in float32, gradients stay
+float32."""
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.models.transformer import Rotary, apply_rotary, small_causal_attention
+from minigpt_tui.core.models.training_attention import TrainingAttention
+from minigpt_tui.core.models.transformer import Rotary, _future_mask, apply_rotary
 
 
 def test_rotary_in_one_go_is_bit_identical_to_split_rotate_concatenate():
@@ -22,16 +24,51 @@ def test_rotary_in_one_go_is_bit_identical_to_split_rotate_concatenate():
     assert rotary.full_tables(16, torch.float32)[0] is rotary.full_tables(16, torch.float32)[0]  # kept
 
 
+def plain_attention(qkv, n_head, rotary, dropout=0.0):
+    """What TrainingAttention replaces: split, rotate with apply_rotary, PyTorch's attention."""
+    B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+    q, k, v = qkv.view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
+    cos, sin = rotary.full_tables(T, qkv.dtype)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if not dropout:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:  # scaled_dot_product_attention's own dropout draws its mask differently
+        scores = (q @ k.transpose(-1, -2)) * (C // n_head) ** -0.5 + _future_mask(T, qkv.dtype, qkv.device)
+        y = torch.native_dropout(scores.softmax(-1), dropout, True)[0] @ v
+    return y.transpose(1, 2).reshape(B, T, C)
+
+
+def written_out(qkv, n_head, rotary, dropout=0.0):
+    T, D = qkv.size(1), qkv.size(2) // 3 // n_head
+    return TrainingAttention.apply(qkv, n_head, *rotary.qk_tables(T, qkv.dtype, D ** -0.5),
+                                   _future_mask(T, qkv.dtype, qkv.device), dropout)
+
+
 @pytest.mark.parametrize("T", [1, 5, 16])
-def test_small_causal_attention_matches_scaled_dot_product_attention(T):
-    q, k, v = (torch.randn(2, 3, T, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    ours = small_causal_attention(q, k, v, 0.0)
-    theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_training_attention_matches_rotary_and_scaled_dot_product_attention(T, dropout):
+    """Values and gradients, in float64; with dropout, the same keep-mask (the same random draws)."""
+    rotary, qkv = Rotary(8).double(), torch.randn(2, T, 3 * 3 * 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, T, 3 * 8, dtype=torch.float64)
+    results = []
+    for attention in (written_out, plain_attention):
+        torch.manual_seed(1)
+        y = attention(qkv, 3, rotary, dropout)
+        results.append((y, *torch.autograd.grad(y, qkv, g)))
+    (ours, our_grad), (theirs, their_grad) = results
     assert torch.allclose(ours, theirs, atol=1e-12)
-    g = torch.randn_like(ours)
-    grads = torch.autograd.grad(ours, (q, k, v), g)
-    for a, b in zip(grads, torch.autograd.grad(theirs, (q, k, v), g)):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(our_grad, their_grad, atol=1e-12)
+    if dropout:
+        assert not torch.allclose(ours, plain_attention(qkv, 3, rotary))  # dropout did drop
+
+
+def test_training_attention_keeps_the_projection_dtype_under_bf16():
+    rotary, qkv = Rotary(8), torch.randn(2, 16, 3 * 16, dtype=torch.bfloat16, requires_grad=True)
+    y = written_out(qkv, 2, rotary)
+    (grad,) = torch.autograd.grad(y.float().sum(), qkv)
+    assert y.dtype == grad.dtype == torch.bfloat16
+    reference = plain_attention(qkv.detach().double(), 2, Rotary(8).double())
+    assert (y.double() - reference).abs().max() < 0.05  # bf16 rounding, no more
 
 
 def tiny(dropout=0.0):
@@ -40,7 +77,7 @@ def tiny(dropout=0.0):
 
 
 def test_training_and_evaluation_forwards_agree():
-    """Training attends with small_causal_attention, evaluation with scaled_dot_product_attention."""
+    """Training attends with TrainingAttention, evaluation with scaled_dot_product_attention."""
     model, idx = tiny(), torch.randint(0, 30, (3, 16))
     trained = model.train()(idx)[0]
     evaluated = model.eval()(idx)[0]
@@ -54,7 +91,7 @@ def test_bf16_autocast_trains_close_to_float32_and_keeps_float32_gradients():
     model.rotary._full.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(idx)[0]
-    assert set(model.rotary._full) == {(16, torch.bfloat16, torch.device("cpu"))}  # bf16 tables: bf16 q, k
+    assert (16, torch.bfloat16, torch.device("cpu"), 8 ** -0.5) in model.rotary._full  # bf16 q, k
     model.rotary._full.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         evaluated = model.eval()(idx)[0]
@@ -80,7 +117,7 @@ def test_training_after_sampling_under_inference_mode_at_the_same_length():
 
 
 def test_a_bf16_softmax_is_the_float32_softmax_rounded_once():
-    """small_causal_attention leans on this (no casts around its softmax); a PyTorch that rounded
+    """TrainingAttention leans on this (no casts around its softmax); a PyTorch that rounded
     in between would make bf16 training's attention weights less precise, and this fails."""
     scores = (torch.randn(48, 64, 64) * 4).bfloat16()
     assert torch.equal(scores.softmax(-1), scores.float().softmax(-1).bfloat16())

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.models.training_attention import TrainingAttention
 from minigpt_tui.core.models.transformer_decode import KVCache, decode, extend
 
 
@@ -55,7 +56,8 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # (first position, cos (N, D/2), sin (N, D/2), cos + i sin (N, D/2) complex)
         self._chunk: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._full: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (length, dtype, device): full_tables
+        # (length, dtype, device): full_tables; (length, dtype, device, q_scale): qk_tables
+        self._full: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     def _angles(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(start, start + length, dtype=torch.float64, device=self.inv_freq.device)
@@ -82,8 +84,8 @@ class Rotary(nn.Module):
 
     def full_tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """apply_rotary's tables for positions 0..length-1, each (length, D): cos over both halves,
-        sin negated over the first. Training asks for the same ones every step (in float32, or in
-        bf16 for its bf16 attention): kept, per length, dtype and device."""
+        sin negated over the first. Evaluation asks for the same ones every time: kept, per length,
+        dtype and device."""
         key = (length, dtype, self.inv_freq.device)
         compiling = torch.compiler.is_compiling()  # then a pure function: no Python-side cache
         if not compiling and key in self._full:
@@ -98,6 +100,23 @@ class Rotary(nn.Module):
                 self._full.clear()
             self._full[key] = full
         return full
+
+    def qk_tables(self, length: int, dtype: torch.dtype, q_scale: float):
+        """TrainingAttention's tables, each (2, 1, 1, length, D): full_tables' cos and sin for
+        queries (times q_scale, the score scale) and for keys, and sin with its halves swapped
+        (for the backward). Kept like full_tables'."""
+        key = (length, dtype, self.inv_freq.device, q_scale)
+        if key in self._full:
+            return self._full[key]
+        with torch.inference_mode(False):
+            cos, sin = self.full_tables(length, torch.promote_types(dtype, torch.float32))  # rounded once
+            scale = torch.tensor([q_scale, 1.0], dtype=cos.dtype, device=cos.device).view(2, 1, 1, 1, 1)
+            cos, sin = (cos * scale).to(dtype), (sin * scale).to(dtype)
+            tables = (cos, sin, sin.roll(sin.size(-1) // 2, dims=-1))
+        if len(self._full) >= 4:
+            self._full.clear()
+        self._full[key] = tables
+        return tables
 
     def rotation(self, pos: int) -> torch.Tensor:
         """cos + i sin at one position, (D/2,) complex: the same rotation as apply_rotary,
@@ -126,12 +145,13 @@ def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Te
     return (k <= q) & (q - k < window)
 
 
-# Up to this many positions, training on a CPU attends with plain batched matmuls (scores, softmax,
-# weighted sum: three kernels) rather than PyTorch's CPU flash attention, whose tiling does not pay
-# at such sizes: forward+backward 1.57x faster at context 64, 1.04-1.21x at 128, even at 256 and
-# 0.65x at 512 (2 threads, float32, batch 8-16, head sizes 32-64); the shakespeare-char-transformer
-# step 1.03x (float32) and 1.05x (bf16) faster. The scores are T x T per head, so this is for short
-# contexts only; evaluation and sampling keep scaled_dot_product_attention.
+# Up to this many positions, training on a CPU attends with TrainingAttention's batched matmuls
+# (scores, softmax, weighted sum: three kernels) rather than PyTorch's CPU flash attention, whose
+# tiling does not pay at such sizes: forward+backward 1.57x faster at context 64, 1.04-1.21x at 128,
+# even at 256 and 0.65x at 512 (2 threads, float32, batch 8-16, head sizes 32-64); the
+# shakespeare-char-transformer step 1.03x (float32) and 1.05x (bf16) faster. The scores are T x T
+# per head, so this is for short contexts only; evaluation and sampling keep
+# scaled_dot_product_attention.
 SMALL_ATTENTION = 128
 
 
@@ -141,22 +161,6 @@ def _future_mask(T: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
     (an ordinary tensor, whatever mode the first caller was in)."""
     with torch.inference_mode(False):
         return torch.full((T, T), float("-inf"), dtype=dtype, device=device).triu_(1)
-
-
-def small_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
-    """Causal softmax attention of (B, H, T, D) queries, keys and values, as scaled_dot_product_attention
-    with is_causal=True computes it (to float rounding), in batched matmuls."""
-    B, H, T, D = q.shape
-    if torch.compiler.is_compiling():
-        future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
-    else:
-        future = _future_mask(T, q.dtype, q.device)
-    scores = torch.baddbmm(future, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D ** -0.5)
-    # For bf16 scores PyTorch's CPU softmax computes in float32 and rounds once: the weights of a
-    # float32 softmax rounded to bf16, without the four casts (forward and backward) that asking for
-    # them would cost (tests/test_train_path.py checks this).
-    weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
-    return torch.bmm(weights, v.reshape(B * H, T, D)).view(B, H, T, D)
 
 
 class CausalSelfAttention(nn.Module):
@@ -173,39 +177,41 @@ class CausalSelfAttention(nn.Module):
         """Training, the uncached sampler and the prefill, which also keeps this layer's
         keys and values in `cache` (decoding a token after that is transformer_decode's)."""
         qkv = self.qkv(x)
-        T = qkv.size(1)
-        if self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu":
+        T, C = qkv.size(1), qkv.size(2) // 3
+        if (self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu"
+                and cache is None and not torch.compiler.is_compiling()):
             # Training on a CPU attends in qkv's own dtype: under bf16 autocast, rotary, the
             # scores and the weighted values are bf16 (the softmax computes in float32 inside its
-            # kernel). Casting q, k and v to float32 for attention and back, as before, made the
-            # step 1.2x longer at the shakespeare-char shape; the validation loss after the
-            # 2000-step recipe stays within 0.01 of float32's (README, Performance).
-            y = self._attention(qkv, rotary, cache, layer, small=True)
+            # kernel: for bf16 scores PyTorch's CPU softmax gives the float32 softmax rounded
+            # once, which tests/test_train_path.py checks). Casting q, k and v to float32 for
+            # attention and back, as before, made the step 1.2x longer at the shakespeare-char
+            # shape; the validation loss after the 2000-step recipe stays within 0.01 of
+            # float32's (README, Performance). (torch.compile fuses the plain formulation below
+            # itself, and would have to break its graph at TrainingAttention's writes into views.)
+            tables = rotary.qk_tables(T, qkv.dtype, (C // self.n_head) ** -0.5)
+            y = TrainingAttention.apply(qkv, self.n_head, *tables, _future_mask(T, qkv.dtype, qkv.device),
+                                        self.dropout)
         elif qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
             # Evaluation and sampling under CPU bf16 autocast attend in float32: PyTorch's CPU
             # flash attention is several times slower in bf16 (its backward 7x at the
             # shakespeare-char shape) and float32 keeps the scores of long prompts exact.
             with torch.autocast("cpu", enabled=False):
-                y = self._attention(qkv.float(), rotary, cache, layer, small=False)
+                y = self._attention(qkv.float(), rotary, cache, layer)
         else:
-            y = self._attention(qkv, rotary, cache, layer, small=False)
+            y = self._attention(qkv, rotary, cache, layer)
         return self.resid_drop(self.proj(y))
 
-    def _attention(self, qkv: torch.Tensor, rotary: Rotary, cache: KVCache | None, layer: int,
-                   small: bool) -> torch.Tensor:
-        """(B, T, 3C) queries, keys and values -> (B, T, C); keeps the rotated keys and values in `cache`.
-        small: CPU training's batched-matmul attention, rotary included, in qkv's dtype; otherwise
-        queries and keys are rotated in at least float32 (under a GPU's autocast too) and the
-        attention is scaled_dot_product_attention's."""
+    def _attention(self, qkv: torch.Tensor, rotary: Rotary, cache: KVCache | None, layer: int) -> torch.Tensor:
+        """(B, T, 3C) queries, keys and values -> (B, T, C) by scaled_dot_product_attention, queries
+        and keys rotated in at least float32 (under a GPU's autocast too); keeps the rotated keys
+        and values in `cache`."""
         B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        tables = rotary.full_tables(T, qkv.dtype if small else torch.promote_types(qkv.dtype, torch.float32))
+        tables = rotary.full_tables(T, torch.promote_types(qkv.dtype, torch.float32))
         q, k = apply_rotary(qkv[:2], *tables).unbind(0)  # queries and keys in one go: half the kernels
         v = qkv[2]
         drop = self.dropout if self.training else 0.0
-        if small:
-            y = small_causal_attention(q, k, v, drop)
-        elif T <= self.window:
+        if T <= self.window:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
             mask = sliding_window_mask(T, T, self.window, q.device)
