@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.models.training_attention import TrainingAttention
+from minigpt_tui.core.models.training_attention import TrainingAttention, plain_causal_attention
 from minigpt_tui.core.models.transformer import Rotary, _future_mask, apply_rotary
 
 
@@ -44,20 +44,27 @@ def written_out(qkv, n_head, rotary, dropout=0.0):
                                    _future_mask(T, qkv.dtype, qkv.device), dropout)
 
 
+def compiled_formulation(qkv, n_head, rotary, dropout=0.0):
+    """What training attends with under torch.compile."""
+    return plain_causal_attention(qkv, n_head, rotary.full_tables(qkv.size(1), qkv.dtype), dropout)
+
+
 @pytest.mark.parametrize("T", [1, 5, 16])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_training_attention_matches_rotary_and_scaled_dot_product_attention(T, dropout):
-    """Values and gradients, in float64; with dropout, the same keep-mask (the same random draws)."""
+    """Values and gradients, in float64, of TrainingAttention and of what torch.compile gets
+    instead; with dropout, the same keep-mask (the same random draws)."""
     rotary, qkv = Rotary(8).double(), torch.randn(2, T, 3 * 3 * 8, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, T, 3 * 8, dtype=torch.float64)
     results = []
-    for attention in (written_out, plain_attention):
+    for attention in (written_out, compiled_formulation, plain_attention):
         torch.manual_seed(1)
         y = attention(qkv, 3, rotary, dropout)
         results.append((y, *torch.autograd.grad(y, qkv, g)))
-    (ours, our_grad), (theirs, their_grad) = results
-    assert torch.allclose(ours, theirs, atol=1e-12)
-    assert torch.allclose(our_grad, their_grad, atol=1e-12)
+    theirs, their_grad = results[-1]
+    for ours, our_grad in results[:-1]:
+        assert torch.allclose(ours, theirs, atol=1e-12)
+        assert torch.allclose(our_grad, their_grad, atol=1e-12)
     if dropout:
         assert not torch.allclose(ours, plain_attention(qkv, 3, rotary))  # dropout did drop
 
@@ -88,10 +95,11 @@ def test_bf16_autocast_trains_close_to_float32_and_keeps_float32_gradients():
     """Under CPU bf16 autocast, training attends (rotary included) in bf16; evaluation in float32."""
     model, idx = tiny(), torch.randint(0, 30, (3, 16))
     reference = model.train()(idx)[0]
-    model.rotary._full.clear()
+    model.rotary._qk.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(idx)[0]
-    assert (16, torch.bfloat16, torch.device("cpu"), 8 ** -0.5) in model.rotary._full  # bf16 q, k
+    assert set(model.rotary._qk) == {(16, torch.bfloat16, torch.device("cpu"), 8 ** -0.5)}  # bf16 q, k
+    assert all(t.dtype == torch.bfloat16 for t in model.rotary._qk[16, torch.bfloat16, torch.device("cpu"), 8 ** -0.5])
     model.rotary._full.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         evaluated = model.eval()(idx)[0]

@@ -14,13 +14,32 @@ backward  the matmuls' gradients written straight into one such buffer, and the 
           undone from it straight into the gradient of the fused projection.
 
 Same numbers as rotating with apply_rotary and calling scaled_dot_product_attention(is_causal=True)
-(tests/test_train_path.py checks values and gradients in float64). The scores are T x T per head,
-so this is for short contexts only (transformer.SMALL_ATTENTION).
+(tests/test_train_path.py checks values and gradients in float64, dropout included). The scores
+are T x T per head, so this is for short contexts only (transformer.SMALL_ATTENTION). Under
+torch.compile, which fuses kernels itself, training attends with plain_causal_attention instead.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def plain_causal_attention(qkv: torch.Tensor, n_head: int, tables: tuple[torch.Tensor, torch.Tensor],
+                           dropout: float) -> torch.Tensor:
+    """TrainingAttention's forward in plain differentiable operations, for torch.compile:
+    tables = Rotary.full_tables(T, qkv.dtype)."""
+    B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+    H, D = n_head, C // n_head
+    x = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+    cos, sin = tables
+    q, k = (x[:2] * cos + x[:2].roll(D // 2, dims=-1) * sin).unbind(0)  # transformer.apply_rotary
+    future = torch.full((T, T), float("-inf"), dtype=qkv.dtype, device=qkv.device).triu_(1)
+    scores = torch.baddbmm(future, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D ** -0.5)
+    weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
+    y = torch.bmm(weights, x[2].reshape(B * H, T, D))
+    return y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
 
 
 def rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -58,6 +77,7 @@ class TrainingAttention(torch.autograd.Function):
         return y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
 
     @staticmethod
+    @once_differentiable  # (a hand-written backward: no gradients of gradients)
     def backward(ctx, grad_y):
         heads, weights, dropped, keep, cos, sin_swapped = ctx.saved_tensors
         _, B, H, T, D = heads.shape
@@ -72,10 +92,11 @@ class TrainingAttention(torch.autograd.Function):
         grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
         torch.bmm(grad_scores, k, out=grad_q)
         torch.bmm(grad_scores.transpose(1, 2), q, out=grad_k)
-        # The rotation's transpose is the rotation backwards: for halves_swapped (its own
-        # transpose), grad_x = g * cos + halves_swapped(g * sin) = g * cos + halves_swapped(g) * sin_swapped.
+        # The rotation's transpose is the rotation backwards: with h the rotated heads' gradient and
+        # halves_swapped its own transpose, x's is h * cos + halves_swapped(h * sin)
+        # = h * cos + halves_swapped(h) * sin_swapped.
         grad_qkv = grad_heads.new_empty(B, T, 3, H, D)
-        g = grad_qkv.permute(2, 0, 3, 1, 4)
-        rotate_into(g[:2], grad_heads[:2], cos, sin_swapped)
-        g[2].copy_(grad_heads[2])
+        as_heads = grad_qkv.permute(2, 0, 3, 1, 4)  # a view: writes land in grad_qkv's layout
+        rotate_into(as_heads[:2], grad_heads[:2], cos, sin_swapped)
+        as_heads[2].copy_(grad_heads[2])
         return grad_qkv.view(B, T, 3 * H * D), None, None, None, None, None, None

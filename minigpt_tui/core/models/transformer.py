@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
-from minigpt_tui.core.models.training_attention import TrainingAttention
+from minigpt_tui.core.models.training_attention import TrainingAttention, plain_causal_attention
 from minigpt_tui.core.models.transformer_decode import KVCache, decode, extend
 
 
@@ -56,8 +56,8 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # (first position, cos (N, D/2), sin (N, D/2), cos + i sin (N, D/2) complex)
         self._chunk: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        # (length, dtype, device): full_tables; (length, dtype, device, q_scale): qk_tables
-        self._full: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self._full: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (length, dtype, device): full_tables
+        self._qk: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # (..., q_scale): qk_tables
 
     def _angles(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(start, start + length, dtype=torch.float64, device=self.inv_freq.device)
@@ -84,8 +84,8 @@ class Rotary(nn.Module):
 
     def full_tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """apply_rotary's tables for positions 0..length-1, each (length, D): cos over both halves,
-        sin negated over the first. Evaluation asks for the same ones every time: kept, per length,
-        dtype and device."""
+        sin negated over the first. Evaluation asks for the same ones every time, and training's
+        qk_tables are made from them: kept, per length, dtype and device."""
         key = (length, dtype, self.inv_freq.device)
         compiling = torch.compiler.is_compiling()  # then a pure function: no Python-side cache
         if not compiling and key in self._full:
@@ -101,21 +101,22 @@ class Rotary(nn.Module):
             self._full[key] = full
         return full
 
-    def qk_tables(self, length: int, dtype: torch.dtype, q_scale: float):
+    def qk_tables(self, length: int, dtype: torch.dtype,
+                  q_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """TrainingAttention's tables, each (2, 1, 1, length, D): full_tables' cos and sin for
         queries (times q_scale, the score scale) and for keys, and sin with its halves swapped
-        (for the backward). Kept like full_tables'."""
+        (for the backward). Kept like full_tables' (not for torch.compile, which never asks)."""
         key = (length, dtype, self.inv_freq.device, q_scale)
-        if key in self._full:
-            return self._full[key]
+        if key in self._qk:
+            return self._qk[key]
         with torch.inference_mode(False):
             cos, sin = self.full_tables(length, torch.promote_types(dtype, torch.float32))  # rounded once
             scale = torch.tensor([q_scale, 1.0], dtype=cos.dtype, device=cos.device).view(2, 1, 1, 1, 1)
             cos, sin = (cos * scale).to(dtype), (sin * scale).to(dtype)
             tables = (cos, sin, sin.roll(sin.size(-1) // 2, dims=-1))
-        if len(self._full) >= 4:
-            self._full.clear()
-        self._full[key] = tables
+        if len(self._qk) >= 4:
+            self._qk.clear()
+        self._qk[key] = tables
         return tables
 
     def rotation(self, pos: int) -> torch.Tensor:
@@ -145,10 +146,11 @@ def sliding_window_mask(q_len: int, k_len: int, window: int, device) -> torch.Te
     return (k <= q) & (q - k < window)
 
 
-# Up to this many positions, training on a CPU attends with TrainingAttention's batched matmuls
-# (scores, softmax, weighted sum: three kernels) rather than PyTorch's CPU flash attention, whose
-# tiling does not pay at such sizes: forward+backward 1.57x faster at context 64, 1.04-1.21x at 128,
-# even at 256 and 0.65x at 512 (2 threads, float32, batch 8-16, head sizes 32-64); the
+# Up to this many positions, training on a CPU attends with batched matmuls (scores, softmax,
+# weighted sum: three kernels; TrainingAttention, or plain_causal_attention under torch.compile)
+# rather than PyTorch's CPU flash attention, whose tiling does not pay at such sizes. Measured with
+# the plain formulation: forward+backward 1.57x faster at context 64, 1.04-1.21x at 128, even at 256
+# and 0.65x at 512 (2 threads, float32, batch 8-16, head sizes 32-64); the
 # shakespeare-char-transformer step 1.03x (float32) and 1.05x (bf16) faster. The scores are T x T
 # per head, so this is for short contexts only; evaluation and sampling keep
 # scaled_dot_product_attention.
@@ -178,21 +180,22 @@ class CausalSelfAttention(nn.Module):
         keys and values in `cache` (decoding a token after that is transformer_decode's)."""
         qkv = self.qkv(x)
         T, C = qkv.size(1), qkv.size(2) // 3
-        if (self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu"
-                and cache is None and not torch.compiler.is_compiling()):
+        if self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu" and cache is None:
             # Training on a CPU attends in qkv's own dtype: under bf16 autocast, rotary, the
             # scores and the weighted values are bf16 (the softmax computes in float32 inside its
             # kernel: for bf16 scores PyTorch's CPU softmax gives the float32 softmax rounded
-            # once, which tests/test_train_path.py checks). Casting q, k and v to float32 for
-            # attention and back, as before, made the step 1.2x longer at the shakespeare-char
-            # shape; the validation loss after the 2000-step recipe stays within 0.01 of
-            # float32's (README, Performance). (torch.compile fuses the plain formulation below
-            # itself, and would have to break its graph at TrainingAttention's writes into views.)
-            tables = rotary.qk_tables(T, qkv.dtype, (C // self.n_head) ** -0.5)
-            y = TrainingAttention.apply(qkv, self.n_head, *tables, _future_mask(T, qkv.dtype, qkv.device),
-                                        self.dropout)
+            # once, which tests/test_train_path.py checks). Attending in float32 instead made the
+            # step 1.2x longer at the shakespeare-char shape; in bf16 the validation loss after
+            # the 2000-step recipe stays within 0.01 of float32's (README, Performance).
+            if torch.compiler.is_compiling():  # TrainingAttention's writes into views would break the graph
+                y = plain_causal_attention(qkv, self.n_head, rotary.full_tables(T, qkv.dtype), self.dropout)
+            else:
+                tables = rotary.qk_tables(T, qkv.dtype, (C // self.n_head) ** -0.5)
+                y = TrainingAttention.apply(qkv, self.n_head, *tables, _future_mask(T, qkv.dtype, qkv.device),
+                                            self.dropout)
         elif qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
-            # Evaluation and sampling under CPU bf16 autocast attend in float32: PyTorch's CPU
+            # Evaluation and sampling under CPU bf16 autocast (and training past SMALL_ATTENTION
+            # positions) attend in float32: PyTorch's CPU
             # flash attention is several times slower in bf16 (its backward 7x at the
             # shakespeare-char shape) and float32 keeps the scores of long prompts exact.
             with torch.autocast("cpu", enabled=False):
