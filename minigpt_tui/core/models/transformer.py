@@ -195,9 +195,9 @@ class CausalSelfAttention(nn.Module):
                                             self.dropout)
         elif qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
             # Evaluation and sampling under CPU bf16 autocast (and training past SMALL_ATTENTION
-            # positions) attend in float32: PyTorch's CPU
-            # flash attention is several times slower in bf16 (its backward 7x at the
-            # shakespeare-char shape) and float32 keeps the scores of long prompts exact.
+            # positions) attend in float32: PyTorch's CPU flash attention is several times slower
+            # in bf16 (its backward 7x at the shakespeare-char shape) and float32 keeps the scores
+            # of long prompts exact.
             with torch.autocast("cpu", enabled=False):
                 y = self._attention(qkv.float(), rotary, cache, layer)
         else:
