@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.models.training_attention import TrainingAttention, plain_causal_attention
-from minigpt_tui.core.models.transformer import Rotary, _future_mask, apply_rotary
+from minigpt_tui.core.models.training_attention import TrainingAttention
+from minigpt_tui.core.models.transformer import Rotary, _future_mask, apply_rotary, plain_causal_attention
 
 
 def test_rotary_in_one_go_is_bit_identical_to_split_rotate_concatenate():
@@ -46,7 +46,7 @@ def written_out(qkv, n_head, rotary, dropout=0.0):
 
 def compiled_formulation(qkv, n_head, rotary, dropout=0.0):
     """What training attends with under torch.compile."""
-    return plain_causal_attention(qkv, n_head, rotary.full_tables(qkv.size(1), qkv.dtype), dropout)
+    return plain_causal_attention(qkv, n_head, rotary, dropout)
 
 
 @pytest.mark.parametrize("T", [1, 5, 16])

@@ -16,30 +16,13 @@ backward  the matmuls' gradients written straight into one such buffer, and the 
 Same numbers as rotating with apply_rotary and calling scaled_dot_product_attention(is_causal=True)
 (tests/test_train_path.py checks values and gradients in float64, dropout included). The scores
 are T x T per head, so this is for short contexts only (transformer.SMALL_ATTENTION). Under
-torch.compile, which fuses kernels itself, training attends with plain_causal_attention instead.
+torch.compile, which fuses kernels itself, training attends with transformer.plain_causal_attention.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-
-
-def plain_causal_attention(qkv: torch.Tensor, n_head: int, tables: tuple[torch.Tensor, torch.Tensor],
-                           dropout: float) -> torch.Tensor:
-    """TrainingAttention's forward in plain differentiable operations, for torch.compile:
-    tables = Rotary.full_tables(T, qkv.dtype)."""
-    B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
-    H, D = n_head, C // n_head
-    x = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-    cos, sin = tables
-    q, k = (x[:2] * cos + x[:2].roll(D // 2, dims=-1) * sin).unbind(0)  # transformer.apply_rotary
-    future = torch.full((T, T), float("-inf"), dtype=qkv.dtype, device=qkv.device).triu_(1)
-    scores = torch.baddbmm(future, q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2), alpha=D ** -0.5)
-    weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
-    y = torch.bmm(weights, x[2].reshape(B * H, T, D))
-    return y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
 
 
 def rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
