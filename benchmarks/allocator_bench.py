@@ -1,4 +1,4 @@
-"""What keeping freed memory (minigpt_tui/core/allocator.py) does to a training step (not a test).
+"""What keeping freed memory (minigpt_tui/core/training/allocator.py) does to a training step (not a test).
 
     python benchmarks/allocator_bench.py                 # 6 rounds of 200 steps, shakespeare-char shape
     python benchmarks/allocator_bench.py --rounds 10 --steps 300 --precision fp32
@@ -29,9 +29,9 @@ DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 def child(mode: str, steps: int, precision: str, data: str) -> None:
     """One measurement, printed as a JSON line: the Trainer's step with or without the settings."""
-    from minigpt_tui.core import trainer as trainer_module
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
+    from minigpt_tui.core.training import trainer as trainer_module
 
     if mode == "default":  # the trainer calls keep_freed_memory() in its set-up: not this time
         trainer_module.keep_freed_memory = lambda: False

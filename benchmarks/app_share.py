@@ -4,12 +4,12 @@
     python benchmarks/app_share.py --run RUN --tokens 4000 --rounds 10 --sampler process,thread
     python benchmarks/app_share.py --recipe kjv-char-transformer    # the default recipe's shape (10.6M)
 
-Both sides run the very code a user runs: a run loaded from disk, a `core.chat.Chat` in co-write mode
+Both sides run the very code a user runs: a run loaded from disk, a `core.generation.chat.Chat` in co-write mode
 over a chat session, one reply of --tokens tokens to the same prompt with the same seed.
   app       MiniGPTApp under Textual's headless driver (run_test): the prompt is typed and sent with
             Enter in the Generate tab; the reply streams into the transcript (its drain, the odds
             panel, the status line), exactly as on a terminal. --sampler says where it is sampled:
-            `process` (the app's default, core.sampler_process: a child process, the events coming
+            `process` (the app's default, core.generation.sampler_process: a child process, the events coming
             back over a pipe) and/or `thread` (MINIGPT_TUI_SAMPLER=thread: a ChatSession in a worker
             thread of the app's process, sharing its GIL with the UI thread: how the app sampled
             before); each is one app round per round.
@@ -21,7 +21,7 @@ the UI's start-up are left out of both). Each round runs the app rounds then hea
 A, B, headless, ...) so load drift hits all; the table gives each side's median and the ratio
 app/headless per round (median and min-max). Key latency while streaming: the time from a key press
 (`]`, raise the temperature), delivered as the terminal driver delivers keys, to its action having
-changed the sampler's settings in the app (the child process reads it within core.sampler_process's
+changed the sampler's settings in the app (the child process reads it within core.generation.sampler_process's
 CHECK_S), measured five times during each app round.
 Prints the machine's load average; on a shared machine run it when nothing else is.
 """
@@ -66,11 +66,11 @@ def rate(stamps: list[float]) -> float:
 
 
 def headless_round(run_dir: Path, tokens: int, seed: int) -> float:
-    from minigpt_tui.core.chat import Chat
-    from minigpt_tui.core.chat_session import ChatSession
-    from minigpt_tui.core.chat_template import RunChat
-    from minigpt_tui.core.runs import RunDir
-    from minigpt_tui.core.sampling import Sampler
+    from minigpt_tui.core.generation.chat import Chat
+    from minigpt_tui.core.generation.chat_session import ChatSession
+    from minigpt_tui.core.generation.chat_template import RunChat
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     run = RunDir(run_dir).load(checkpoint="last")
     sampler = Sampler(run.model, run.tokenizer, use_cache=True)

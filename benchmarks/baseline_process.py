@@ -2,7 +2,7 @@
 
 A user runs nanoGPT as its own Python process, so the baseline runs as one: its own heap (glibc's
 default malloc thresholds, unless `--baseline-allocator tuned` gives it the ones minigpt-tui's
-trainer sets, core/allocator.py), its own threads and nothing of minigpt-tui's state. Sharing the
+trainer sets, core/training/allocator.py), its own threads and nothing of minigpt-tui's state. Sharing the
 trainer's process would hand it the trainer's allocator settings and hide their effect.
 
 The parent and this child never run at the same time: the parent sends a block of steps and waits
@@ -63,9 +63,9 @@ class BaselineChild:
         from baseline_gpt import BaselineGPT
         from side_by_side import linear_weights
 
-        from minigpt_tui.core.allocator import keep_freed_memory
-        from minigpt_tui.core.batching import TokenStream
-        from minigpt_tui.core.optim import make_optimizer
+        from minigpt_tui.core.data.batching import TokenStream
+        from minigpt_tui.core.training.allocator import keep_freed_memory
+        from minigpt_tui.core.training.optim import make_optimizer
 
         if init["allocator"] == "tuned" and not keep_freed_memory():
             raise RuntimeError("--baseline-allocator tuned needs glibc's malloc")
@@ -90,7 +90,7 @@ class BaselineChild:
         from baseline_gpt import train_step
         from side_by_side import page_faults
 
-        from minigpt_tui.core.optim import lr_at
+        from minigpt_tui.core.training.optim import lr_at
 
         t, events = self.t, []
         while self.step < upto:

@@ -10,7 +10,7 @@ window 128; kjv-char-gru: 3 GRU layers of 256; the same with LSTM cells), a conv
 tokens (no stop strings, so every conversation grows the same way). Time to first token (TTFT) is
 measured from handing over the user's words to the first reply token:
 
-  carried    core.chat: the session feeds only the new words (the RNN from its hidden state, the
+  carried    core.generation.chat: the session feeds only the new words (the RNN from its hidden state, the
              Transformer a window at a time against its ring-buffer KV cache), then samples;
   re-read    a stateless chat: Sampler.generate() over the whole transcript each turn. It reads
              what can still matter: the Transformer its receptive field (n_layer x (W-1) + 1 =
@@ -46,9 +46,9 @@ def untrained(family: str):
     import torch
 
     from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.data.tokenizer import CharTokenizer
     from minigpt_tui.core.models import build_model
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.tokenizer import CharTokenizer
 
     recipe, overrides = SHAPES[family]
     cfg = RunConfig.load(find_recipe(recipe)).with_overrides(overrides).model
@@ -58,8 +58,8 @@ def untrained(family: str):
 
 
 def measure(model, tok, turns: int, user_chars: int, reply_tokens: int, repeats: int) -> dict:
-    from minigpt_tui.core.chat_session import ChatSession
-    from minigpt_tui.core.sampling import Sampler, SamplingSettings
+    from minigpt_tui.core.generation.chat_session import ChatSession
+    from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 
     words = (USER_TEXT * (user_chars // len(USER_TEXT) + 1))[:user_chars]
     settings = SamplingSettings(temperature=0.8, seed=1337, max_new_tokens=reply_tokens)
@@ -113,7 +113,7 @@ def main() -> int:
 
     import torch
 
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     subjects = []
     if not args.only_run:

@@ -45,9 +45,9 @@ def child(args) -> None:
     """Run the trainer (the code on PYTHONPATH) for a few steps; print one JSON line."""
     import torch._dynamo  # noqa: F401  (AdamW imports it once: seconds, the same for any corpus)
 
-    from minigpt_tui.core import trainer as trainer_module
     from minigpt_tui.core.config import RunConfig
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training import trainer as trainer_module
+    from minigpt_tui.core.training.trainer import Trainer
 
     # The data is ready when the trainer builds the model (old and new code alike).
     data_ready: list[float] = []
@@ -91,7 +91,7 @@ def source_lines() -> list[str]:
     if SHAKESPEARE.is_file():
         return SHAKESPEARE.read_text(encoding="utf-8").splitlines(keepends=True)
     sys.path.insert(0, str(ROOT))
-    from minigpt_tui.core.corpus import kjv_text
+    from minigpt_tui.core.data.corpus import kjv_text
 
     return kjv_text().splitlines(keepends=True)
 

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(data: Path, steps: int, precision: str, compile_: bool) -> dict:
-    from minigpt_tui.core import events as ev
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.runs import events as ev
+    from minigpt_tui.core.training.trainer import Trainer
 
     config = RunConfig.load(find_recipe("shakespeare-char-transformer")).with_overrides([
         f"data.path={data / 'tinyshakespeare' / 'input.txt'}", f"train.max_steps={steps}",
@@ -60,8 +60,8 @@ def train(data: Path, steps: int, precision: str, compile_: bool) -> dict:
 
 
 def check_sampling(run_dir: str) -> dict:
-    from minigpt_tui.core.runs import RunDir
-    from minigpt_tui.core.sampling import Sampler, SamplingSettings
+    from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     run = RunDir(run_dir).load("last", device="cuda")
     model = run.model.float()

@@ -42,7 +42,7 @@ PROMPT = "ROMEO:\nWhat light through yonder window breaks?\n"
 def train_run(context: int, steps: int, data: Path, runs_root: Path) -> Path:
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training.trainer import Trainer
 
     config = RunConfig.load(find_recipe(RECIPE)).with_overrides([
         f"data.path={json.dumps(str(data))}", f"model.context_length={context}", f"train.max_steps={steps}",
@@ -71,8 +71,8 @@ def reference_generate(model, ids: list[int], n: int, context: int, temperature:
 def measure(run_dir: Path, tokens: int, repeats: int, uncached_tokens: int, slow_repeats: int) -> dict:
     import torch
 
-    from minigpt_tui.core.runs import RunDir
-    from minigpt_tui.core.sampling import Sampler, SamplingSettings
+    from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     run = RunDir(run_dir).load(checkpoint="last")
     context = run.config.model.context_length
@@ -148,7 +148,7 @@ def main() -> int:
 
     import torch
 
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     default_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="minigpt-sample-speed-") as tmp:

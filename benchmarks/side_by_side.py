@@ -6,7 +6,7 @@
     python benchmarks/train_bench.py compare --baseline-allocator tuned   # the baseline with minigpt-tui's
                                                                           # malloc settings too
 
-How it runs. minigpt-tui's real trainer (minigpt_tui.core.trainer.Trainer) trains the
+How it runs. minigpt-tui's real trainer (minigpt_tui.core.training.trainer.Trainer) trains the
 `shakespeare-char-transformer` recipe (4 layers, 4 heads, 128 wide, context 64, batch 12, 2000
 steps, dropout 0) with train.log_interval=1 and train.sample_tokens=0. Its event callback, after
 every block of --block steps, has the baseline (benchmarks/baseline_gpt.py) train the same block of
@@ -56,7 +56,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from baseline_process import pack, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +268,7 @@ class SideBySide:
 
     # the trainer's callback
     def __call__(self, e) -> None:
-        from minigpt_tui.core import events as ev
+        from minigpt_tui.core.runs import events as ev
 
         enter = time.perf_counter()
         seg = enter - self.last
@@ -417,7 +416,7 @@ def run_compare(args, tmp: Path) -> dict:
     """Set up, measure the hardware limit, train both interleaved, and summarise (see the module doc)."""
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training.trainer import Trainer
 
     if args.block < 1:
         raise SystemExit("--block must be at least 1 step.")

@@ -58,10 +58,10 @@ def wikitext(data: Path, tmp: Path) -> list[str]:
 def train(recipe: str, overrides: list[str], budget_s: float | None = None, target: float | None = None,
           label: str = "") -> dict:
     """Run the real trainer in-process; record every event with its wall-clock time."""
-    from minigpt_tui.core import events as ev
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.runs import events as ev
+    from minigpt_tui.core.training.trainer import Trainer
 
     config = RunConfig.load(find_recipe(recipe)).with_overrides(overrides)
     log: dict = {"label": label or recipe, "recipe": recipe, "overrides": overrides, "evals": [], "steps": []}
@@ -191,7 +191,7 @@ def cmd_profile(args, tmp: Path) -> dict:
 
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.paths import find_recipe
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training.trainer import Trainer
 
     steps = args.steps or 30
     overrides = shakespeare(args.data) + ["train.sample_tokens=0", 'train.device="cpu"',

@@ -1,7 +1,7 @@
 """`minigpt-tui --chat RUN`: a conversation in a plain terminal, the Generate tab's headless twin.
 
 Each line is a turn: the model reads only what is new (its state is kept between lines,
-see core.chat_session) and its reply streams token by token. Lines starting with "/" are
+see core.generation.chat_session) and its reply streams token by token. Lines starting with "/" are
 commands (/help lists them); a line ending in a backslash goes on on the next line (a
 newline in the turn). With stdin not a terminal it reads one turn per line and prints each
 reply, so a chat can be scripted; --json prints one JSON object per token (as --generate
@@ -21,7 +21,7 @@ import sys
 from typing import TextIO
 
 from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
-from minigpt_tui.core.sampling_settings import LIMITS, SamplingSettings
+from minigpt_tui.core.generation.sampling_settings import LIMITS, SamplingSettings
 
 SETTING_COMMANDS = {  # command -> (setting, type)
     "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-k": ("top_k", int),
@@ -70,11 +70,11 @@ def settings_from(args) -> SamplingSettings:
 
 
 def cmd_chat(args) -> int:
-    from minigpt_tui.core.chat import Chat
-    from minigpt_tui.core.chat_session import ChatSession
-    from minigpt_tui.core.chat_template import RunChat
-    from minigpt_tui.core.runs import RunDir
-    from minigpt_tui.core.sampling import Sampler
+    from minigpt_tui.core.generation.chat import Chat
+    from minigpt_tui.core.generation.chat_session import ChatSession
+    from minigpt_tui.core.generation.chat_template import RunChat
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     try:
         settings = settings_from(args)
@@ -165,7 +165,7 @@ class Repl:
 
     # ---- a reply ---------------------------------------------------------------------------------
     def respond(self, start, *args) -> None:
-        from minigpt_tui.core.sampling import prompt_warning
+        from minigpt_tui.core.generation.sampling import prompt_warning
 
         if args and args[0]:
             warning = prompt_warning(self.chat.session.tokenizer, args[0])
@@ -290,7 +290,7 @@ class Repl:
                 self.say(f"(The corpus has no speaker {', '.join(unknown)}; /speakers lists those it has.)")
 
     def template(self, values: list[str]) -> None:
-        from minigpt_tui.core.chat_template import EDITABLE, shown
+        from minigpt_tui.core.generation.chat_template import EDITABLE, shown
 
         t = self.chat.template
         if values:
@@ -315,14 +315,14 @@ class Repl:
             self.say(f"{'you' if turn.role == 'user' else 'model'}{tag}: {turn.full!r}")
 
     def save(self) -> None:
-        from minigpt_tui.core.conversation import save_conversation
+        from minigpt_tui.core.generation.conversation import save_conversation
 
         path = save_conversation(self.chat.conversation, self.run.run_dir)
         self.say(f"Saved to {path}.")
 
     def open(self, values: list[str]) -> None:
-        from minigpt_tui.core.chat import Chat
-        from minigpt_tui.core.conversation import list_conversations, load_conversation
+        from minigpt_tui.core.generation.chat import Chat
+        from minigpt_tui.core.generation.conversation import list_conversations, load_conversation
 
         saved = list_conversations(self.run.run_dir)
         if not values:
@@ -341,7 +341,7 @@ class Repl:
         self.say(f"Reopened {conv.title!r} ({len(conv.path())} turns).")
 
     def export(self, values: list[str]) -> None:
-        from minigpt_tui.core.conversation import export_conversation
+        from minigpt_tui.core.generation.conversation import export_conversation
 
         if len(values) != 1:
             raise ValueError("/export needs a file name, e.g. /export chat.md (Markdown) or chat.txt.")

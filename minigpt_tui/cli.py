@@ -26,7 +26,7 @@ from minigpt_tui.core import paths
 
 if TYPE_CHECKING:  # imported lazily at run time: the app's start must stay light
     from minigpt_tui.core.config import RunConfig
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.run_dir import RunDir
 
 USER_ERROR = 2
 RUN_ERROR = 1
@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_training_config(args) -> tuple[RunConfig, str, RunDir | None]:
     """The resolved config, the recipe name and the run folder to resume (if any)."""
-    from minigpt_tui.core.config import ConfigError, RunConfig
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.errors import ConfigError
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     overrides = list(args.set)
     if args.device:
@@ -168,9 +169,9 @@ def load_training_config(args) -> tuple[RunConfig, str, RunDir | None]:
 
 
 def cmd_train(args) -> int:
-    from minigpt_tui.core import events as ev
     from minigpt_tui.core.errors import USER_ERRORS
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.runs import events as ev
+    from minigpt_tui.core.training.trainer import Trainer
 
     jsonl = args.events == "jsonl"
     printer = JsonlPrinter() if jsonl else ProgressPrinter(every_s=args.progress_every)
@@ -225,7 +226,7 @@ class JsonlPrinter:
         self.broken = False
 
     def __call__(self, event) -> None:
-        from minigpt_tui.core.events import encode
+        from minigpt_tui.core.runs.events import encode
 
         if self.broken:
             return
@@ -294,7 +295,7 @@ class ProgressPrinter:
         self.progress.start()
 
     def __call__(self, e) -> None:
-        from minigpt_tui.core import events as ev
+        from minigpt_tui.core.runs import events as ev
 
         say = (self.progress.console if self.progress else self.console).print
         if isinstance(e, ev.Preparing):
@@ -377,10 +378,10 @@ def cmd_generate(args) -> int:
     text, prob, top) and a last one {"done": true, ...}. Word-level output shows
     WikiText's " @-@ " joins as "-" in plain text (JSON keeps the raw tokens).
     """
-    from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS
-    from minigpt_tui.core.runs import RunDir
-    from minigpt_tui.core.sampling import Sampler, SamplingSettings, prompt_warning
-    from minigpt_tui.core.tokenizer import WikiTextJoins
+    from minigpt_tui.core.data.tokenizer import WikiTextJoins
+    from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings, prompt_warning
+    from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     def number(option: str, text: str, kind: type):
         try:
@@ -455,7 +456,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_list() -> int:
-    from minigpt_tui.core.runs import list_runs
+    from minigpt_tui.core.runs.run_dir import list_runs
 
     runs = list_runs()
     if not runs:

@@ -1,5 +1,5 @@
 """`minigpt-tui --corpus list` and `minigpt-tui --corpus fetch NAME`: the corpus catalogue
-(core/catalogue.py) on the command line.
+(core/data/catalogue.py) on the command line.
 
 fetch draws a progress bar on stderr when stderr is a terminal, and prints a plain line
 every few seconds (and at each stage) when it is not (a log file, a pipe). Every failure ends
@@ -13,8 +13,8 @@ import sys
 import time
 
 from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
-from minigpt_tui.core import catalogue
-from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.core.data import catalogue
+from minigpt_tui.core.errors import CorpusError
 from minigpt_tui.core.formatting import fmt_bytes
 
 PLAIN_EVERY_S = 5.0
@@ -87,8 +87,14 @@ class _Progress:
 
     def __enter__(self):
         if not self.plain:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)

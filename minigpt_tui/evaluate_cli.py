@@ -3,7 +3,7 @@
     minigpt-tui --evaluate RUN [--split valid|test] [--checkpoint best|last] [--data PATH]
                                [--stride N] [--batch N] [--device D] [--json]
 
-Every token of the split is predicted exactly once (core/evaluate.py says how, per model
+Every token of the split is predicted exactly once (core/training/evaluate.py says how, per model
 family). The report: mean loss in nats per token, perplexity, bits per token, bits per
 character (total nats / ln 2 / characters of the split's text, whatever the tokenizer),
 the counts and the time. Each evaluation is appended to the run's evaluations.jsonl (the
@@ -38,8 +38,8 @@ def add_arguments(parser, mode) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS
-    from minigpt_tui.core.evaluate import EvaluationError
+    from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS
+    from minigpt_tui.core.training.evaluate import EvaluationError
 
     try:
         if args.checkpoint not in CHECKPOINT_KINDS:
@@ -53,7 +53,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _whole_number(option: str, text: str) -> int:
-    from minigpt_tui.core.evaluate import EvaluationError
+    from minigpt_tui.core.training.evaluate import EvaluationError
 
     try:
         value = int(text)
@@ -67,10 +67,10 @@ def _whole_number(option: str, text: str) -> int:
 def _evaluate(args, stride: int | None, batch: int) -> int:
     import torch
 
-    from minigpt_tui.core import evaluate as ev
-    from minigpt_tui.core.devices import resolve_device
-    from minigpt_tui.core.evaluations import append_evaluation
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.evaluations import append_evaluation
+    from minigpt_tui.core.runs.run_dir import RunDir
+    from minigpt_tui.core.training import evaluate as ev
+    from minigpt_tui.core.training.devices import resolve_device
 
     run_dir = RunDir.resolve(args.evaluate)
     config = run_dir.config()

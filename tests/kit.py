@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.tokenizer import CharTokenizer
+from minigpt_tui.core.data.tokenizer import CharTokenizer
 
 # The core and hardening suites' corpus: few symbols, so losses move fast.
 TINY_TEXT = (
@@ -61,7 +61,7 @@ def train_tiny_run(config: RunConfig, runs_root: Path, recipe_name: str = "tiny"
     (train.threads=1 must not slow the rest of the suite)."""
     import torch
 
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training.trainer import Trainer
 
     threads = torch.get_num_threads()
     try:

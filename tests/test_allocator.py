@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from minigpt_tui.core.allocator import is_glibc, keep_freed_memory
+from minigpt_tui.core.training.allocator import is_glibc, keep_freed_memory
 
 # Training steps at the shakespeare-char-transformer shape in a fresh interpreter (the allocator's
 # state is per process), with or without keep_freed_memory(); prints page faults per step.
 STEPS = """
 import json, resource, sys, torch
-from minigpt_tui.core.allocator import keep_freed_memory
+from minigpt_tui.core.training.allocator import keep_freed_memory
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models import build_model
 if sys.argv[1] == "kept":

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minigpt_tui.core.batching import TokenStream
+from minigpt_tui.core.data.batching import TokenStream
 from minigpt_tui.core.errors import BatchError
 
 

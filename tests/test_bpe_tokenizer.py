@@ -8,12 +8,14 @@ import random
 
 import pytest
 
-from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
 from minigpt_tui.cli import main
-from minigpt_tui.core.bpe_tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError, build_tokenizer
+from minigpt_tui.core.data.bpe_tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
+from minigpt_tui.core.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt_tui.core.errors import TokenizerError
+from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
+from minigpt_tui.core.runs.run_dir import RunDir
+
+from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
 
 # (TINY_TEXT runs out of merges at 276.) ASCII merges: any other character is several byte tokens.
 BPE = BPETokenizer.train(TINY_TEXT, 300)

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from minigpt_tui import cli
-from minigpt_tui.core import catalogue, download
-from minigpt_tui.core.catalogue import Entry
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import CorpusError, check_corpus, load_corpus
+from minigpt_tui.core.data import catalogue, download
+from minigpt_tui.core.data.catalogue import Entry
+from minigpt_tui.core.data.corpus import check_corpus, load_corpus
+from minigpt_tui.core.errors import CorpusError
 
 from corpus_server import Server, zip_bytes
 

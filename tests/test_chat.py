@@ -8,20 +8,32 @@ import json
 import pytest
 import torch
 
-from kit import TINY_TEXT
-from minigpt_tui.core.chat import Chat, ChatError
-from minigpt_tui.core.chat_session import ChatSession
-from minigpt_tui.core.chat_template import (
-    ChatTemplate, RunChat, TemplateError, default_template, find_speakers, missing, spellable,
-)
 from minigpt_tui.core.config import ModelConfig
-from minigpt_tui.core.conversation import (
-    Conversation, ConversationError, export_conversation, list_conversations, load_conversation, save_conversation,
+from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer
+from minigpt_tui.core.data.tokenizer import CharTokenizer, WordTokenizer
+from minigpt_tui.core.generation.chat import Chat, ChatError
+from minigpt_tui.core.generation.chat_session import ChatSession
+from minigpt_tui.core.generation.chat_template import (
+    ChatTemplate,
+    RunChat,
+    TemplateError,
+    default_template,
+    find_speakers,
+    missing,
+    spellable,
 )
+from minigpt_tui.core.generation.conversation import (
+    Conversation,
+    ConversationError,
+    export_conversation,
+    list_conversations,
+    load_conversation,
+    save_conversation,
+)
+from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.bpe_tokenizer import BPETokenizer
-from minigpt_tui.core.tokenizer import CharTokenizer, WordTokenizer
+
+from kit import TINY_TEXT
 
 PLAY = "".join(f"{who}:\nThe cat sat on the mat, said {who.lower()}.\n\n" for who in ["ROMEO", "JULIET", "NURSE"] * 5)
 CHAR = CharTokenizer.train(TINY_TEXT + PLAY)

@@ -12,9 +12,10 @@ import sys
 import pytest
 import torch
 
+from minigpt_tui.core.generation.conversation import list_conversations, load_conversation
+from minigpt_tui.core.training.trainer import Trainer
+
 from kit import TINY_TEXT, tiny_config
-from minigpt_tui.core.conversation import list_conversations, load_conversation
-from minigpt_tui.core.trainer import Trainer
 
 PLAY = "".join(f"{who}:\nthe cat sat on the mat.\n\n" for who in ["ROMEO", "JULIET"] * 20) + TINY_TEXT
 
@@ -87,7 +88,7 @@ def test_scripted_chat_prints_one_reply_per_line_and_commands_answer_on_stderr(h
 def test_state_carried_across_lines_equals_one_pass_over_the_conversation(home, run_dir):
     """Greedy replies over --json: every reply token's probability is what one pass of the model
     over the whole saved conversation gives at that position."""
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     lines = ["the cat sat", "on the mat", "and the dog sat on the log. " * 3, "a cat", "/save"]
     result = chat(home, lines, "--json", "--temperature", "0", "--max-new-tokens", "25")

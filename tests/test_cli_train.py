@@ -147,7 +147,8 @@ def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_lists_the_matches(tiny
     for name in ("kjv-char-transformer-20260101-120000", "kjv-char-transformer-20260102-120000", "other-run"):
         (runs / name / "checkpoints").mkdir(parents=True)
         (runs / name / "meta.json").write_text("{}")
-    from minigpt_tui.core.runs import RunDir, RunError
+    from minigpt_tui.core.errors import RunError
+    from minigpt_tui.core.runs.run_dir import RunDir
 
     assert RunDir.resolve("oth", runs).name == "other-run"
     assert RunDir.resolve("kjv-char-transformer-20260102", runs).name == "kjv-char-transformer-20260102-120000"
@@ -165,7 +166,7 @@ def test_list_with_no_runs(data_home):
 
 def test_headless_path_imports_no_textual(tmp_path):
     code = (
-        "import sys, minigpt_tui.cli, minigpt_tui.core.trainer, minigpt_tui.core.sampling;"
+        "import sys, minigpt_tui.cli, minigpt_tui.core.training.trainer, minigpt_tui.core.generation.sampling;"
         "minigpt_tui.cli.main(['--list']);"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'textual' or m.startswith('minigpt_tui.tui')];"
         "print(bad); sys.exit(1 if bad else 0)"

@@ -1,6 +1,7 @@
 import pytest
 
-from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.errors import ConfigError
 from minigpt_tui.core.paths import list_recipes
 
 

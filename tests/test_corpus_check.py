@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from minigpt_tui.core.config import DataConfig, RunConfig
-from minigpt_tui.core.corpus import PREFIX_BYTES, CorpusError, check_corpus, load_corpus
+from minigpt_tui.core.data.corpus import PREFIX_BYTES, check_corpus, load_corpus
+from minigpt_tui.core.errors import CorpusError
 from minigpt_tui.tui.formatting import clip, fmt_bytes
 from minigpt_tui.tui.train.form import check_form, describe_corpus
 from minigpt_tui.tui.train.process import TrainerProcess

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from minigpt_tui.core.runs import RunDir, list_runs
-from minigpt_tui.core.sampling import Sampler
+from minigpt_tui.core.generation.sampling import Sampler
+from minigpt_tui.core.runs.run_dir import RunDir, list_runs
 
 COMMON = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
           "--set", "model.context_length=16", "--set", "train.max_steps=12", "--set", "train.eval_interval=6",
@@ -62,8 +62,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_co
 
 def test_saved_keys_carry_no_compile_or_ddp_prefix():
     from minigpt_tui.core.config import ModelConfig
-    from minigpt_tui.core.models import build_model
-    from minigpt_tui.core.models import unwrap
+    from minigpt_tui.core.models import build_model, unwrap
 
     model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, context_length=8), 20)
     compiled = torch.compile(model)  # wrapping only; nothing is compiled until it runs
@@ -73,8 +72,9 @@ def test_saved_keys_carry_no_compile_or_ddp_prefix():
 
 
 def test_bf16_autocast_trains_and_is_recorded(tiny_corpus, tmp_path):
+    from minigpt_tui.core.training.trainer import Trainer
+
     from kit import tiny_config
-    from minigpt_tui.core.trainer import Trainer
 
     seen = []
     trainer = Trainer(tiny_config(tiny_corpus, max_steps=6, precision="bf16"), seen.append, runs_root=tmp_path)

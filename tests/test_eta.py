@@ -10,10 +10,11 @@ import time
 
 import pytest
 
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.training.eta import EtaEstimator, evals_left
+from minigpt_tui.core.training.trainer import Trainer
+
 from kit import tiny_config
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.eta import EtaEstimator, evals_left
-from minigpt_tui.core.trainer import Trainer
 
 
 def feed(eta: EtaEstimator, step_s: float, steps: int, per_log: int = 1) -> None:

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
 
 from minigpt_tui.cli import main
-from minigpt_tui.core.corpus import split_text
-from minigpt_tui.core.evaluate import full_pass_loss, load_split, rnn_lanes
-from minigpt_tui.core.evaluations import read_evaluations
+from minigpt_tui.core.data.corpus import split_text
+from minigpt_tui.core.data.tokenizer import WordTokenizer
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.tokenizer import WordTokenizer
+from minigpt_tui.core.runs.evaluations import read_evaluations
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training.evaluate import full_pass_loss, load_split, rnn_lanes
+
+from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
 
 W = 16  # tiny_config's context_length
 
@@ -227,7 +228,7 @@ def test_word_tokens_of_wikitext_match_pytorch_word_language_model():
 
 
 def test_evaluations_file_keeps_every_record_and_skips_a_torn_line(tmp_path):
-    from minigpt_tui.core.evaluations import EVALUATIONS_NAME, append_evaluation, latest_by_split
+    from minigpt_tui.core.runs.evaluations import EVALUATIONS_NAME, append_evaluation, latest_by_split
 
     append_evaluation(tmp_path, {"split": "valid", "bits_per_char": 2.0, "step": 1})
     with open(tmp_path / EVALUATIONS_NAME, "a") as f:

@@ -1,7 +1,7 @@
 """Issue 13, part 3: a run can be followed from its files by a process that is not its parent.
 
 The trainer writes its events to <run>/events.jsonl and its pid into the lock it holds;
-core.follow reads them back."""
+core.runs.follow reads them back."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import time
 
 import pytest
 
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.follow import RunFollower, peek, training_runs
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training.trainer import Trainer
+
 from kit import make_fake_run, tiny_config
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.follow import RunFollower, peek, training_runs
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.trainer import Trainer
 
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
         "--set", "model.context_length=16", "--set", "train.batch_size=4", "--set", "train.eval_batches=1",

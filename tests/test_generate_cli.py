@@ -16,9 +16,10 @@ import time
 
 import pytest
 
-from kit import tiny_config
 from minigpt_tui.cli import main
-from minigpt_tui.core.trainer import Trainer
+from minigpt_tui.core.training.trainer import Trainer
+
+from kit import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +177,10 @@ def test_the_cli_streams_tokens_before_generation_ends(run):
 
 def test_word_level_plain_text_shows_wikitext_joins_as_the_app_does(run, capsys, monkeypatch):
     """' @-@ ' between words reads back as '-' in plain output; --json keeps the raw tokens."""
-    from minigpt_tui.core.runs import LoadedRun, RunDir
-    from minigpt_tui.core import sampling
-    from minigpt_tui.core.sampling import GenerationStats, TokenEvent
-    from minigpt_tui.core.tokenizer import WordTokenizer
+    from minigpt_tui.core.data.tokenizer import WordTokenizer
+    from minigpt_tui.core.generation import sampling
+    from minigpt_tui.core.generation.sampling import GenerationStats, TokenEvent
+    from minigpt_tui.core.runs.run_dir import LoadedRun, RunDir
 
     loaded = RunDir(run).load()
     words = WordTokenizer(["<unk>", "\n", "@-@", "@.@", "3", "5", "known", "well"])

@@ -7,16 +7,24 @@ import json
 import pytest
 import torch
 
-from kit import tiny_config
-from minigpt_tui.core import devices
-from minigpt_tui.core import events as ev
 from minigpt_tui.core.config import ModelConfig
-from minigpt_tui.core.devices import (BF16_MIN_SPEEDUP, BF16_MIN_WIDTH, Precision, choose_cpu_precision,
-                                      cpu_has_native_bf16, probe_bf16, resolve_precision)
 from minigpt_tui.core.errors import TrainingError
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.trainer import Trainer
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training import devices
+from minigpt_tui.core.training.devices import (
+    BF16_MIN_SPEEDUP,
+    BF16_MIN_WIDTH,
+    Precision,
+    choose_cpu_precision,
+    cpu_has_native_bf16,
+    probe_bf16,
+    resolve_precision,
+)
+from minigpt_tui.core.training.trainer import Trainer
+
+from kit import tiny_config
 
 CPU = torch.device("cpu")
 
@@ -89,7 +97,7 @@ def started(seen) -> ev.Started:
 
 def test_trainer_auto_on_a_cpu_without_bf16_trains_in_float32(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda flags=None: False)
-    monkeypatch.setattr("minigpt_tui.core.trainer.probe_bf16", lambda *a: pytest.fail("probed"))
+    monkeypatch.setattr("minigpt_tui.core.training.trainer.probe_bf16", lambda *a: pytest.fail("probed"))
     seen = []
     trainer = Trainer(tiny_config(tiny_corpus, max_steps=2, precision="auto"), seen.append, runs_root=tmp_path)
     trainer.run()
@@ -100,8 +108,8 @@ def test_trainer_auto_on_a_cpu_without_bf16_trains_in_float32(tiny_corpus, tmp_p
 
 def test_trainer_records_the_measured_choice_and_a_resumed_run_keeps_it(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda flags=None: True)
-    monkeypatch.setattr("minigpt_tui.core.trainer.cpu_has_native_bf16", lambda flags=None: True)
-    monkeypatch.setattr("minigpt_tui.core.trainer.probe_bf16", lambda *a: (0.04, 0.02))
+    monkeypatch.setattr("minigpt_tui.core.training.trainer.cpu_has_native_bf16", lambda flags=None: True)
+    monkeypatch.setattr("minigpt_tui.core.training.trainer.probe_bf16", lambda *a: (0.04, 0.02))
     seen = []
     config = tiny_config(tiny_corpus, max_steps=4, eval_interval=2, precision="auto",
                          model={"n_embd": BF16_MIN_WIDTH})  # narrower models are not measured
@@ -113,7 +121,7 @@ def test_trainer_records_the_measured_choice_and_a_resumed_run_keeps_it(tiny_cor
     assert RunDir(trainer.run_dir).load("last").model.embed.weight.dtype == torch.float32  # master weights
 
     # Resumed, the run goes on in bf16 even where a new measurement would now say float32.
-    monkeypatch.setattr("minigpt_tui.core.trainer.probe_bf16", lambda *a: pytest.fail("a resumed run is not probed"))
+    monkeypatch.setattr("minigpt_tui.core.training.trainer.probe_bf16", lambda *a: pytest.fail("a resumed run is not probed"))
     config.train.max_steps = 6
     seen = []
     Trainer(config, seen.append, runs_root=tmp_path, resume_dir=trainer.run_dir).run()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from kit import make_fake_run
 
-from minigpt_tui.core.run_names import corpus_label, corpus_slug, recipe_corpus, run_stem
-from minigpt_tui.core.runs import RunDir, RunError, RunMeta, list_runs, metric_series
+from minigpt_tui.core.errors import RunError
+from minigpt_tui.core.runs.run_dir import RunDir, RunMeta, list_runs, metric_series
+from minigpt_tui.core.runs.run_names import corpus_label, corpus_slug, recipe_corpus, run_stem
+
+from kit import make_fake_run
 
 
 @pytest.mark.parametrize("recipe, own, corpus, stem", [

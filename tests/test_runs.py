@@ -1,4 +1,4 @@
-"""core/runs.py: the run folder's meta survives what a resume or a newer version does to it."""
+"""core/runs/run_dir.py: the run folder's meta survives what a resume or a newer version does to it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from kit import tiny_config, train_tiny_run
 from minigpt_tui.core.errors import TrainingError
-from minigpt_tui.core.runs import RunDir, RunMeta
-from minigpt_tui.core.trainer import Trainer
+from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
+from minigpt_tui.core.training.trainer import Trainer
+
+from kit import tiny_config, train_tiny_run
 
 
 def test_a_resume_that_fails_early_records_the_failure_in_the_real_meta(tiny_corpus, tmp_path, monkeypatch):

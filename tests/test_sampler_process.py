@@ -1,4 +1,4 @@
-"""The sampler process (core.sampler_process): a conversation sampled in a child process gives
+"""The sampler process (core.generation.sampler_process): a conversation sampled in a child process gives
 exactly what the same conversation gives in this one, settings and seeds reach it between
 tokens, a cancel stops it, failures are one sentence, and closing leaves no process behind."""
 
@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from minigpt_tui.core.generation.chat import Chat
+from minigpt_tui.core.generation.chat_session import ChatSession
+from minigpt_tui.core.generation.sampler_process import SamplerProcess, SamplerProcessError
+from minigpt_tui.core.generation.sampling import Sampler
+from minigpt_tui.core.runs.run_dir import RunDir
+
 from kit import tiny_recipe_run
-from minigpt_tui.core.chat import Chat
-from minigpt_tui.core.chat_session import ChatSession
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.sampling import Sampler
-from minigpt_tui.core.sampler_process import SamplerProcess, SamplerProcessError
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_closing_the_iterator_early_leaves_the_pipe_in_step(remote):
 
 
 def test_a_run_that_cannot_load_is_one_sentence(tmp_path):
-    from minigpt_tui.core.tokenizer import CharTokenizer
+    from minigpt_tui.core.data.tokenizer import CharTokenizer
 
     with pytest.raises(SamplerProcessError) as err:
         SamplerProcess(tmp_path / "no-such-run", "last", CharTokenizer(["<unk>", "a"]))

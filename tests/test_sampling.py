@@ -13,14 +13,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-from kit import TINY_TEXT
 from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.data.tokenizer import CharTokenizer, WordTokenizer
+from minigpt_tui.core.generation.sampling import (
+    Sampler,
+    SamplingSettings,
+    TokenEvent,
+    apply_filters,
+    choose,
+    draw,
+    prompt_warning,
+)
 from minigpt_tui.core.models import build_model
 from minigpt_tui.core.models.transformer import Rotary
-from minigpt_tui.core.sampling import (
-    Sampler, SamplingSettings, TokenEvent, apply_filters, choose, draw, prompt_warning,
-)
-from minigpt_tui.core.tokenizer import CharTokenizer, WordTokenizer
+
+from kit import TINY_TEXT
 
 CHAR = CharTokenizer.train(TINY_TEXT)
 WORD = WordTokenizer.train(TINY_TEXT)

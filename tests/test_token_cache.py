@@ -10,16 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
-from minigpt_tui.core import corpus as corpus_mod
-from minigpt_tui.core import events as ev
-from minigpt_tui.core import token_cache, trainer as trainer_mod
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import CorpusError, check_corpus, load_corpus, rechunk, split_text
-from minigpt_tui.core.runs import RunDir
-from minigpt_tui.core.token_cache import cached_tokens, dtype_for, split_tokens
-from minigpt_tui.core.tokenizer import WordTokenizer, build_tokenizer
-from minigpt_tui.core.trainer import Trainer
+from minigpt_tui.core.data import corpus as corpus_mod
+from minigpt_tui.core.data import token_cache
+from minigpt_tui.core.data.corpus import check_corpus, load_corpus, rechunk, split_text
+from minigpt_tui.core.data.token_cache import cached_tokens, dtype_for, split_tokens
+from minigpt_tui.core.data.tokenizer import WordTokenizer, build_tokenizer
+from minigpt_tui.core.errors import CorpusError
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training import trainer as trainer_mod
+from minigpt_tui.core.training.trainer import Trainer
+
+from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
 
 
 def _tokens(path, kind="char", vocab_size=256, split="train"):

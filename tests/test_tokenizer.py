@@ -1,6 +1,6 @@
 import random
 
-from minigpt_tui.core.tokenizer import UNK, CharTokenizer, Tokenizer, WikiTextJoins, WordTokenizer, prettify
+from minigpt_tui.core.data.tokenizer import UNK, CharTokenizer, Tokenizer, WikiTextJoins, WordTokenizer, prettify
 
 TEXT = "In the beginning God created the heaven and the earth.\nAnd the earth was without form.\n"
 
@@ -59,7 +59,7 @@ def test_streamed_wikitext_joins_match_prettify():
 def test_bad_tokenizer_json_is_one_sentence(tmp_path):
     import pytest
 
-    from minigpt_tui.core.tokenizer import TokenizerError
+    from minigpt_tui.core.errors import TokenizerError
 
     path = tmp_path / "tokenizer.json"
     path.write_text('{"kind": "bpe"}')

@@ -3,11 +3,12 @@ import math
 
 import torch
 
+from minigpt_tui.core.generation.sampling import Sampler
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir, list_runs
+from minigpt_tui.core.training.trainer import Trainer, lr_at
+
 from kit import tiny_config
-from minigpt_tui.core.runs import RunDir, list_runs
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.sampling import Sampler
-from minigpt_tui.core.trainer import Trainer, lr_at
 
 
 def train(config, tmp_path, **kw):

@@ -17,25 +17,10 @@ from typing import Any, Callable
 
 import tomli_w
 
+from minigpt_tui.core.errors import ConfigError
 
 RUN_CONFIG_HEAD = "# minigpt-tui run config (the closing comment marks a whole file)\n"
 RUN_CONFIG_TAIL = "# end of run config\n"
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; str(err) is one sentence.
-
-    `field` is the config key the sentence is about ("train.max_steps"; a section's name
-    for a problem with a whole section), or None when no one key is to blame (a file that
-    is not TOML). A form shows the sentence next to that field without parsing it."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-    def __reduce__(self):
-        # The default pickling rebuilds from args (the message) alone and would drop `field`.
-        return type(self), (str(self), self.field)
 
 
 def _check(ok: bool, name: str, requirement: str, value: Any, field: str | None = None) -> None:
@@ -52,7 +37,7 @@ class DataConfig:
     path: str = ""
     # Optional separate validation text file; when empty, a single file is split.
     val_path: str = ""
-    tokenizer: str = "char"  # "char" | "word" | "bpe" (byte-level BPE, core/bpe_tokenizer.py)
+    tokenizer: str = "char"  # "char" | "word" | "bpe" (byte-level BPE, core/data/bpe_tokenizer.py)
     # char/word: most frequent symbols kept; the rest become <unk>. 0 means keep all.
     # bpe: the vocabulary's size, 256 bytes plus merges (0 means 4096; nothing is ever <unk>).
     vocab_size: int = 256

@@ -19,7 +19,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from minigpt_tui.core import events as ev
+from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
 from minigpt_tui.tui.commands import NOT_IN_PALETTE, TAB_IDS, TAB_TITLES, HelpAndCommands  # noqa: F401 (tests)
 from minigpt_tui.tui.debug_log import setup_debug_log
@@ -213,7 +213,7 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         if gen.sampler is not None or gen.loading or self._generate_offered:
             return
         self._generate_offered = True
-        from minigpt_tui.core.runs import list_runs
+        from minigpt_tui.core.runs.run_dir import list_runs
 
         runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
         if not runs:
@@ -267,7 +267,8 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
             self.resume(message.run_dir)
 
     def resume(self, run_dir: Path) -> None:
-        from minigpt_tui.core.runs import RunDir, RunError
+        from minigpt_tui.core.errors import RunError
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         if self.train.training:
             self.notify("A run is already training; stop it first.", severity="warning")
@@ -321,7 +322,7 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
 
     def run_in_use(self, run_dir: Path) -> bool:
         """Is this run being trained right now (by this app, or by any process holding its lock)?"""
-        from minigpt_tui.core.runs import RunDir
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         if RunDir(run_dir).is_training():
             return True
@@ -337,7 +338,7 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
             return False
 
     def action_pick_run(self) -> None:
-        from minigpt_tui.core.runs import list_runs
+        from minigpt_tui.core.runs.run_dir import list_runs
         from minigpt_tui.tui.formatting import fmt_params
 
         runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
@@ -404,7 +405,7 @@ def run_app(run: str | None) -> int:
     """`minigpt-tui [--run RUN]`: the full-screen app (a bad run name is an error before it opens)."""
     run_dir = None
     if run:
-        from minigpt_tui.core.runs import RunDir
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         run_dir = RunDir.resolve(run).path  # RunError: the CLI prints its sentence
     setup_debug_log()  # (tests build MiniGPTApp directly and keep their logs to themselves)

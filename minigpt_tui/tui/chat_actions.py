@@ -1,6 +1,6 @@
 """The Generate tab's conversation: ChatActions, a part of GeneratePane.
 
-The transcript is drawn from the conversation (core.conversation) whenever its shape
+The transcript is drawn from the conversation (core.generation.conversation) whenever its shape
 changes: a new turn, undo, a flip to another version of a reply, a reopened
 conversation. While a reply streams, only its new text is appended (tui.generation).
 Each turn is drawn in its own style: the user's words bold, template text dimmed, the
@@ -21,12 +21,16 @@ from pathlib import Path
 
 from rich.text import Text
 
-from minigpt_tui.core.chat import ChatError
-from minigpt_tui.core.chat_template import ChatTemplate, TemplateError
-from minigpt_tui.core.conversation import (
-    ConversationError, export_conversation, list_conversations, load_conversation, save_conversation,
+from minigpt_tui.core.data.tokenizer import prettify
+from minigpt_tui.core.generation.chat import ChatError
+from minigpt_tui.core.generation.chat_template import ChatTemplate, TemplateError
+from minigpt_tui.core.generation.conversation import (
+    ConversationError,
+    export_conversation,
+    list_conversations,
+    load_conversation,
+    save_conversation,
 )
-from minigpt_tui.core.tokenizer import prettify
 from minigpt_tui.tui.chat_screens import ConversationPickerScreen, TemplateScreen
 from minigpt_tui.tui.widgets.stream_view import LABEL, MODEL, TEMPLATE, USER
 
@@ -212,7 +216,7 @@ class ChatActions:
         self.app.push_screen(ConversationPickerScreen(rows), chosen)
 
     def reopen(self, path: Path) -> None:
-        from minigpt_tui.core.chat import Chat
+        from minigpt_tui.core.generation.chat import Chat
 
         try:
             conv = load_conversation(path)
@@ -270,7 +274,8 @@ class ChatActions:
         except OSError:
             return
         if mtime > self.loaded_mtime:
-            from minigpt_tui.core.runs import RunDir, RunError
+            from minigpt_tui.core.errors import RunError
+            from minigpt_tui.core.runs.run_dir import RunDir
 
             try:
                 self.newer_step = RunDir(info.run_dir).read_meta().step

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from minigpt_tui.core.chat_template import ChatTemplate, TemplateError, shown
+from minigpt_tui.core.generation.chat_template import ChatTemplate, TemplateError, shown
 
 FIELDS = [  # (field, label, what it is)
     ("user", "You speak as", "a speaker name"),

@@ -1,6 +1,6 @@
 """The Checkpoints tab: every run in a sortable table, its config and its loss curves.
 
-Listing reads only the small files of each run (core.runs.list_runs), in a
+Listing reads only the small files of each run (core.runs.run_dir.list_runs), in a
 thread worker; a run whose files are broken is listed with the reason instead of
 breaking the table. Runs can be marked (space) to compare them (c, see compare.py) or
 delete them together; rename, notes and clearing stub runs keep the list tidy (run_tidy.py).
@@ -12,15 +12,15 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
+from textual.worker import get_current_worker
 
-from minigpt_tui.core.runs import RunInfo
+from minigpt_tui.core.runs.run_dir import RunInfo
 from minigpt_tui.tui.formatting import break_name, fmt_params
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.run_tidy import TidyActions, is_stub
@@ -127,7 +127,7 @@ class CheckpointsPane(TidyActions, Vertical):
 
     @work(thread=True, exclusive=True, group="list-runs", exit_on_error=False)
     def _list_worker(self) -> None:
-        from minigpt_tui.core.runs import list_runs
+        from minigpt_tui.core.runs.run_dir import list_runs
 
         try:
             runs = list_runs()
@@ -253,7 +253,8 @@ class CheckpointsPane(TidyActions, Vertical):
 
     @work(thread=True, exclusive=True, group="run-details", exit_on_error=False)
     def _details_worker(self, run: RunInfo) -> None:
-        from minigpt_tui.core.runs import RunDir, RunError, metric_series
+        from minigpt_tui.core.errors import RunError
+        from minigpt_tui.core.runs.run_dir import RunDir, metric_series
 
         try:
             config_text = RunDir(run.path).config().to_toml()
@@ -265,7 +266,7 @@ class CheckpointsPane(TidyActions, Vertical):
 
         vocab = run.meta.vocab_size  # read by the listing; 0 in a meta.json from before it was kept
         ln_v = math.log(vocab) if vocab > 1 else None
-        from minigpt_tui.core.evaluations import latest_by_split, read_evaluations, summary_parts
+        from minigpt_tui.core.runs.evaluations import latest_by_split, read_evaluations, summary_parts
 
         evaluations = [summary_parts(r) for r in latest_by_split(read_evaluations(run.path)).values()]
         self._from_thread(self._apply_details, run, config_text, train, val, ln_v, lr, evaluations)
@@ -373,7 +374,7 @@ class CheckpointsPane(TidyActions, Vertical):
             yes="Delete", no="Keep", danger=True), answer)
 
     def _delete(self, run: RunInfo) -> None:
-        from minigpt_tui.core.runs import RunDir
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         try:
             RunDir(run.path).delete()

@@ -24,7 +24,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from minigpt_tui.core.runs import RunDir, RunError, RunInfo
+from minigpt_tui.core.errors import RunError
+from minigpt_tui.core.runs.run_dir import RunDir, RunInfo
 from minigpt_tui.tui.formatting import fmt_params
 from minigpt_tui.tui.palette import SERIES_ROLES, colour
 from minigpt_tui.tui.widgets.chart import Panel, Series, fmt_seconds, fmt_steps, fmt_tokens, render_chart, y_range

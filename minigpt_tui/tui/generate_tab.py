@@ -2,7 +2,7 @@
 
 Each Enter adds a turn: the user's words, then the model's reply streaming beneath them.
 The model reads the whole conversation through a chat session that keeps its state
-between turns (core.chat), so a turn costs the same however long the conversation is.
+between turns (core.generation.chat), so a turn costs the same however long the conversation is.
 Replies stream through tui.generation (a thread worker, a ~30 Hz drain); the transcript,
 versions of replies, undo and the conversation files are tui.chat_actions; loading a run
 is tui.run_loading. Sampling
@@ -29,9 +29,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Static
 
-from minigpt_tui.core.conversation import MODE_NAMES
-from minigpt_tui.core.sampling_settings import SamplingSettings
-from minigpt_tui.core.tokenizer import WikiTextJoins
+from minigpt_tui.core.data.tokenizer import WikiTextJoins
+from minigpt_tui.core.generation.conversation import MODE_NAMES
+from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 from minigpt_tui.tui.chat_actions import ChatActions
 from minigpt_tui.tui.generation import Generation, GenerationStream
 from minigpt_tui.tui.palette import colour
@@ -122,9 +122,9 @@ class GeneratePane(RunLoading, GenerationStream, ChatActions, Vertical):
         self.checkpoint_kind = checkpoint if checkpoint in ("best", "last") else "best"
         self._confidence = confidence
         self.sampler: Any = None
-        self.session: Any = None  # core.chat_session.ChatSession (or a stateless one, see use_sampler)
-        self.chat: Any = None  # core.chat.Chat: the conversation shown
-        self.run_chat: Any = None  # core.chat_template.RunChat: the run's template and speakers
+        self.session: Any = None  # core.generation.chat_session.ChatSession (or a stateless one, see use_sampler)
+        self.chat: Any = None  # core.generation.chat.Chat: the conversation shown
+        self.run_chat: Any = None  # core.generation.chat_template.RunChat: the run's template and speakers
         self.info: LoadedInfo | None = None
         self.loading: str = ""  # the run being loaded
         self.gen: Generation | None = None

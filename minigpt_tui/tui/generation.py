@@ -1,6 +1,6 @@
 """Streaming a reply into the Generate tab's transcript: GenerationStream, a part of GeneratePane.
 
-A turn is added to the conversation on the UI thread (core.chat.Chat.say: the template
+A turn is added to the conversation on the UI thread (core.generation.chat.Chat.say: the template
 and the tokens, no model work), drawn at once, and its reply streams from a thread worker
 that iterates the chat's stream: the model reads the new text there, then yields token
 events, checking for cancellation before every token. Events go into a deque that a ~30 Hz
@@ -20,7 +20,7 @@ from typing import Any
 
 from textual import work
 
-from minigpt_tui.core.tokenizer import WikiTextJoins
+from minigpt_tui.core.data.tokenizer import WikiTextJoins
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Generation:
     done: bool = False
     error: str = ""
     count: int = 0
-    stream: Any = None  # the chat's reply iterator (core.chat)
+    stream: Any = None  # the chat's reply iterator (core.generation.chat)
     turn: Any = None  # the model turn it fills
     pieces: list = field(default_factory=list)  # (display text, probability) as drawn
 
@@ -72,7 +72,7 @@ class GenerationStream:
         if not self._ready():
             return
         self.stop_generation()
-        from minigpt_tui.core.chat import ChatError
+        from minigpt_tui.core.generation.chat import ChatError
 
         gen = Generation(self.last_prompt or "")
         try:

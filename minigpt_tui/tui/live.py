@@ -5,7 +5,7 @@ The bar shows the run this app trains or watches (from the Train tab's state) an
 runs other processes train: a headless `minigpt-tui --train` in another terminal,
 torchrun, a batch job. Those are found every POLL_S seconds in a thread by the lock
 their trainer holds, with their step read from the end of their events.jsonl
-(core.follow), so the app needs to be no trainer's parent to see them. While nothing
+(core.runs.follow), so the app needs to be no trainer's parent to see them. While nothing
 trains the bar is hidden and takes no row. LiveRuns is the app's part of this: it feeds
 the bar and the Checkpoints rows twice a second and opens a run to watch in Train.
 """
@@ -16,7 +16,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Iterable
 
 from rich.text import Text
@@ -27,7 +26,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from minigpt_tui.core.follow import RunPeek, training_runs
+from minigpt_tui.core.runs.follow import RunPeek, training_runs
 from minigpt_tui.tui.formatting import fmt_duration
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.screens import RunPickerScreen

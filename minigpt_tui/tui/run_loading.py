@@ -2,8 +2,8 @@
 
 A run loads in a thread worker (torch is imported there, never on the UI thread): its
 checkpoint, a Sampler, a ChatSession that keeps the model's state between turns, and
-the run's chat template and speakers (core.chat_template.RunChat). The Sampler and the
-ChatSession live in a process of their own (core.sampler_process), so that sampling never
+the run's chat template and speakers (core.generation.chat_template.RunChat). The Sampler and the
+ChatSession live in a process of their own (core.generation.sampler_process), so that sampling never
 waits for the UI thread's share of the GIL; MINIGPT_TUI_SAMPLER=thread keeps them in the
 app's process (a worker thread), as the tests do and as a fallback. The UI thread then
 makes it the one Enter uses; reloading the run already shown (new weights from a
@@ -61,11 +61,11 @@ class RunLoading:
         from minigpt_tui.core.errors import USER_ERRORS
 
         try:
-            from minigpt_tui.core.chat_session import ChatSession
-            from minigpt_tui.core.chat_template import RunChat
+            from minigpt_tui.core.generation.chat_session import ChatSession
+            from minigpt_tui.core.generation.chat_template import RunChat
+            from minigpt_tui.core.generation.sampling import Sampler
             from minigpt_tui.core.models import count_parameters
-            from minigpt_tui.core.runs import RunDir
-            from minigpt_tui.core.sampling import Sampler
+            from minigpt_tui.core.runs.run_dir import RunDir
 
             run = RunDir(run_dir).load(checkpoint=kind)
             params = count_parameters(run.model)
@@ -90,9 +90,9 @@ class RunLoading:
             self._from_thread(self._load_failed, run_dir,
                               f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
         else:
-            # The prompt check comes with the run: core.sampling imports torch, which the UI
+            # The prompt check comes with the run: core.generation.sampling imports torch, which the UI
             # thread never imports itself.
-            from minigpt_tui.core.sampling import prompt_warning
+            from minigpt_tui.core.generation.sampling import prompt_warning
 
             if not self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
                                      session, run_chat, mtime):
@@ -101,7 +101,7 @@ class RunLoading:
     def _start_sampler_process(self, run_dir: Path, run: Any) -> Any:
         """The run's sampler process, or None (logged) if one cannot start here: the reply is
         then sampled by a thread of the app, slower while the screen is busy but the same text."""
-        from minigpt_tui.core.sampler_process import SamplerProcess, SamplerProcessError
+        from minigpt_tui.core.generation.sampler_process import SamplerProcess, SamplerProcessError
 
         try:
             return SamplerProcess(run_dir, run.checkpoint.stem, run.tokenizer)
@@ -130,8 +130,8 @@ class RunLoading:
         """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake). `session`
         keeps the model's state between turns; without one (a fake, a sampler without a cache)
         every reply re-reads the transcript. Reloading the run shown keeps the conversation."""
-        from minigpt_tui.core.chat import Chat, TranscriptSession
-        from minigpt_tui.core.chat_template import ChatTemplate
+        from minigpt_tui.core.generation.chat import Chat, TranscriptSession
+        from minigpt_tui.core.generation.chat_template import ChatTemplate
 
         self.stop_generation()
         same_run = self.chat is not None and self.info is not None and info.run_dir is not None \

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from textual.widgets import DataTable
 
-from minigpt_tui.core.run_names import run_name_problem
-from minigpt_tui.core.runs import RunDir, RunError, RunInfo
-from minigpt_tui.core.run_names import MAX_NOTE_CHARS
+from minigpt_tui.core.errors import RunError
+from minigpt_tui.core.runs.run_dir import RunDir, RunInfo
+from minigpt_tui.core.runs.run_names import MAX_NOTE_CHARS, run_name_problem
 from minigpt_tui.tui.screens import ConfirmScreen, PromptScreen
 
 LISTED = 12  # a delete question names this many runs, then says how many more

@@ -17,8 +17,7 @@ from typing import Any
 import tomli_w
 
 from minigpt_tui.core import paths
-from minigpt_tui.core.sampling_settings import SamplingSettings
-
+from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 # The sampling settings the file keeps under [sampling]: those the Generate tab edits.
 # The others (stop strings, the repetition window) are command-line options; the app

@@ -41,8 +41,9 @@ from pathlib import Path
 import torch
 
 from minigpt_tui import cli
-from minigpt_tui.core import fsutil, runs
-from minigpt_tui.core.trainer import Trainer
+from minigpt_tui.core import fsutil
+from minigpt_tui.core.runs import run_dir as runs
+from minigpt_tui.core.training.trainer import Trainer
 
 
 def hang() -> None:

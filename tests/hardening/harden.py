@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from minigpt_tui import cli
-from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.runs import RunDir
+from minigpt_tui.core.runs import checkpoint as ckpt
+from minigpt_tui.core.runs.run_dir import RunDir
 
 HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "faulty_trainer.py"

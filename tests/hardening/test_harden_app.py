@@ -14,8 +14,9 @@ import time
 
 import pytest
 
+from minigpt_tui.core.runs.run_dir import RunDir
+
 from kit import tiny_recipe_run, write_corpus
-from minigpt_tui.core.runs import RunDir
 
 textual = pytest.importorskip("textual")
 

@@ -10,10 +10,11 @@ from datetime import datetime
 
 import pytest
 
+from minigpt_tui.core.runs import run_dir as runs
+from minigpt_tui.core.runs.run_dir import RunDir
+
 from harden import Reference, run_cli, runs_in, spawn, wait_for_file
 from kit import write_corpus, write_recipe
-from minigpt_tui.core import runs
-from minigpt_tui.core.runs import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import math
 import pytest
 import torch
 
+from minigpt_tui.core.runs import checkpoint as ckpt
+from minigpt_tui.core.runs.run_dir import RunDir
+
 from harden import Reference, run_cli, runs_in, spawn
 from kit import write_corpus, write_recipe
-from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.runs import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
 
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.errors import TrainingError
-    from minigpt_tui.core.trainer import Trainer
+    from minigpt_tui.core.training.trainer import Trainer
 
     config = RunConfig.load(ref.recipe)
     trainer = Trainer(config, lambda e: None, recipe_name="tiny", runs_root=tmp_path / "runs")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harden import one_sentence, run_cli, run_process
-from kit import TINY_TEXT as TEXT, write_corpus, write_recipe
+from kit import TINY_TEXT as TEXT
+from kit import write_corpus, write_recipe
 
 SMALL = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
          "--set", "model.context_length=16", "--set", "train.max_steps=2", "--set", "train.threads=1",

@@ -19,11 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from harden import (eval_steps, losses, model_state, one_sentence, run_cli, runs_in, same_tensors, spawn,
-                    wait_for_event, wait_for_file)
-from kit import RECIPE_EVAL_INTERVAL as EVAL_INTERVAL, RECIPE_STEPS as MAX_STEPS, write_corpus, write_recipe
-from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.runs import RunDir
+from minigpt_tui.core.runs import checkpoint as ckpt
+from minigpt_tui.core.runs.run_dir import RunDir
+
+from harden import (
+    eval_steps,
+    losses,
+    model_state,
+    one_sentence,
+    run_cli,
+    runs_in,
+    same_tensors,
+    spawn,
+    wait_for_event,
+    wait_for_file,
+)
+from kit import RECIPE_EVAL_INTERVAL as EVAL_INTERVAL
+from kit import RECIPE_STEPS as MAX_STEPS
+from kit import write_corpus, write_recipe
 
 
 @dataclass

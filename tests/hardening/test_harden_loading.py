@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from minigpt_tui.core.errors import RunError
+from minigpt_tui.core.runs import checkpoint as ckpt
+from minigpt_tui.core.runs.run_dir import RunDir, list_runs
+
 from harden import one_sentence, run_cli
 from kit import tiny_recipe_run
-from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.runs import RunDir, RunError, list_runs
 
 RUN = "tiny-run"
 

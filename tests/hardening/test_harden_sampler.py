@@ -11,11 +11,12 @@ import time
 import pytest
 import torch
 
-from kit import TINY_TEXT as TEXT
 from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.data.tokenizer import CharTokenizer, WordTokenizer
+from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings, prompt_warning
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.sampling import Sampler, SamplingSettings, prompt_warning
-from minigpt_tui.core.tokenizer import CharTokenizer, WordTokenizer
+
+from kit import TINY_TEXT as TEXT
 
 CHAR = CharTokenizer.train(TEXT)
 WORD = WordTokenizer.train(TEXT)

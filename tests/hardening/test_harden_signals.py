@@ -13,10 +13,11 @@ import signal
 
 import pytest
 
+from minigpt_tui.core.runs import checkpoint as ckpt
+from minigpt_tui.core.runs.run_dir import RunDir
+
 from harden import Reference, run_cli, runs_in, spawn, wait_for_event, wait_for_file
 from kit import write_corpus, write_recipe
-from minigpt_tui.core import checkpoint as ckpt
-from minigpt_tui.core.runs import RunDir
 
 STEPS = 20
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kit import GENESIS_TEXT, PINNED_TIME, tiny_config, train_tiny_run, write_corpus
 
 

@@ -8,7 +8,6 @@ import textwrap
 
 from textual.binding import Binding
 from textual.widgets import Input
-from tui_helpers import focus_id, wait_for
 
 from minigpt_tui.tui.app import NOT_IN_PALETTE, MiniGPTApp
 from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
@@ -16,6 +15,8 @@ from minigpt_tui.tui.generate_tab import GeneratePane
 from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen
 from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
 from minigpt_tui.tui.train import TrainPane
+
+from tui_helpers import focus_id, wait_for
 
 ALL_BINDINGS = [
     b for cls in (MiniGPTApp, TrainPane, CheckpointsPane, GeneratePane) for b in Binding.make_bindings(cls.BINDINGS)
@@ -198,7 +199,7 @@ async def test_app_opens_on_generate_with_run(tiny_run):
 async def test_a_renamed_run_is_followed_by_generate_and_the_remembered_last_run(tiny_run):
     """Renaming the loaded run in Checkpoints must not leave Generate (and the settings file)
     pointing at a folder that no longer exists."""
-    from minigpt_tui.core.runs import RunDir
+    from minigpt_tui.core.runs.run_dir import RunDir
     from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
 
     app = MiniGPTApp(run=tiny_run, save=False)

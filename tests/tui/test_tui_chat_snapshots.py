@@ -6,13 +6,14 @@ a fixed template. Update with: pytest tests/tui/test_tui_chat_snapshots.py --sna
 from __future__ import annotations
 
 import pytest
-from tui_helpers import FakeSampler, wait_for
 
-from minigpt_tui.core.chat_template import default_template
-from minigpt_tui.core.tokenizer import CharTokenizer
+from minigpt_tui.core.data.tokenizer import CharTokenizer
+from minigpt_tui.core.generation.chat_template import default_template
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate_tab import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
+
+from tui_helpers import FakeSampler, wait_for
 
 REPLIES = [
     "It is the east, and Juliet is the sun.\n\n",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from textual.widgets import DataTable, Static
-from kit import PINNED_TIME, make_fake_run
-from tui_helpers import wait_for
 
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.screens import ConfirmScreen
+
+from kit import PINNED_TIME, make_fake_run
+from tui_helpers import wait_for
 
 
 async def open_checkpoints(pilot, app, count: int) -> DataTable:
@@ -127,7 +128,7 @@ async def test_the_details_column_shows_a_long_run_name_in_whole_words(tui_home)
 
 
 async def test_details_show_the_latest_full_pass_evaluation_of_each_split(tui_home):
-    from minigpt_tui.core.evaluations import append_evaluation
+    from minigpt_tui.core.runs.evaluations import append_evaluation
 
     run = make_fake_run(tui_home, "evaluated")
     make_fake_run(tui_home, "plain", created=PINNED_TIME - 60)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tui_helpers import FakeSampler, focus_id, wait_for
 
 from minigpt_tui.core import paths
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.debug_log import LOGGER_NAME, setup_debug_log
 from minigpt_tui.tui.generate_tab import LoadedInfo
+
+from tui_helpers import FakeSampler, focus_id, wait_for
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import random
 
-from tui_helpers import FakeSampler, focus_id, wait_for
-
-from minigpt_tui.core.tokenizer import WikiTextJoins, prettify
+from minigpt_tui.core.data.tokenizer import WikiTextJoins, prettify
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate_tab import LoadedInfo
 from minigpt_tui.tui.widgets.stream_view import StreamView, wrap_rows
+
+from tui_helpers import FakeSampler, focus_id, wait_for
 
 
 def use_fake(app, sampler, word_level=False):

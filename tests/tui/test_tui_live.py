@@ -13,15 +13,16 @@ import subprocess
 import sys
 
 import pytest
-from kit import make_fake_run
+from test_tui_train import fill, tiny_form
 from textual.widgets import DataTable
-from tui_helpers import wait_for
-from test_tui_train import tiny_form, fill
 
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.runs import RunDir
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui import live
 from minigpt_tui.tui.app import MiniGPTApp
+
+from kit import make_fake_run
+from tui_helpers import wait_for
 
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
         "--set", "model.context_length=16", "--set", "train.batch_size=4", "--set", "train.eval_batches=1",

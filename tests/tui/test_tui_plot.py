@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 
+from minigpt_tui.tui.app import MiniGPTApp
+from minigpt_tui.tui.widgets.chart import ema, fmt_steps, x_axis
+from minigpt_tui.tui.widgets.loss_plot import LossPlot
+
 from kit import PINNED_TIME, make_fake_run
 from tui_helpers import wait_for
-
-from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.widgets.chart import ema, x_axis, fmt_steps
-from minigpt_tui.tui.widgets.loss_plot import LossPlot
 
 
 def drawn(plot: LossPlot, width: int = 60, height: int = 16) -> str:

@@ -1,13 +1,13 @@
-"""The app's default: replies sampled in a process of their own (core.sampler_process). The
+"""The app's default: replies sampled in a process of their own (core.generation.sampler_process). The
 same conversation gives the same text as the in-app thread does, keys reach the child while a
 reply streams, Esc stops it, and the child goes with the run (and with the app)."""
 
 from __future__ import annotations
 
-from tui_helpers import wait_for
-
-from minigpt_tui.core.sampler_process import SessionProxy
+from minigpt_tui.core.generation.sampler_process import SessionProxy
 from minigpt_tui.tui.app import MiniGPTApp
+
+from tui_helpers import wait_for
 
 
 async def converse(tiny_run, turns: list[str]) -> tuple[list[str], object]:
@@ -72,7 +72,7 @@ async def test_keys_reach_the_child_mid_reply_and_escape_stops_it(tiny_run, monk
 
 
 async def test_a_sampler_process_that_cannot_start_falls_back_to_a_thread(tiny_run, monkeypatch):
-    from minigpt_tui.core import sampler_process
+    from minigpt_tui.core.generation import sampler_process
 
     def refuse(*args, **kwargs):
         raise sampler_process.SamplerProcessError("The sampler process could not start (no more processes).")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from kit import PINNED_TIME, make_fake_run
-from tui_helpers import FakeSampler, wait_for
 
-from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
+from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate_tab import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
+
+from kit import PINNED_TIME, make_fake_run
+from tui_helpers import FakeSampler, wait_for
 
 PINNED_RECIPE = """\
 [data]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
-from tui_helpers import FakeSampler, focus_id, wait_for
 
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate_tab import LoadedInfo
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.widgets.loss_plot import LossPlot
+
+from tui_helpers import FakeSampler, focus_id, wait_for
 
 
 def colours(text: Text) -> set[str]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 
-from kit import PINNED_TIME, make_fake_run
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static
-from tui_helpers import wait_for
 
-from minigpt_tui.core.runs import RunDir
+from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.compare import CompareScreen
 from minigpt_tui.tui.screens import ConfirmScreen, PromptScreen
+
+from kit import PINNED_TIME, make_fake_run
+from tui_helpers import wait_for
 
 
 async def open_checkpoints(pilot, app, count: int) -> DataTable:
@@ -199,7 +200,7 @@ async def test_stub_runs_are_marked_and_cleared_together(tui_home):
 
 def test_wall_time_carries_over_a_resume(tui_home):
     """A resumed trainer's "time" starts again at 0; the comparison adds the time before it."""
-    from minigpt_tui.core.runs import RunInfo
+    from minigpt_tui.core.runs.run_dir import RunInfo
     from minigpt_tui.tui.compare import load_curves
 
     run = make_fake_run(tui_home, "resumed", step=0)

@@ -6,17 +6,18 @@ import math
 
 import pytest
 from textual.widgets import Input, Static
-from kit import make_fake_run
-from tui_helpers import wait_for
 
-from minigpt_tui.core import events as ev
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.corpus import PREFIX_BYTES
+from minigpt_tui.core.data.corpus import PREFIX_BYTES
+from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.formatting import fmt_duration
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.train import TrainerProcess, check_form, describe_corpus
 from minigpt_tui.tui.train.form import EXTRA, FORM_KEYS, config_value, field_id, format_value
+
+from kit import make_fake_run
+from tui_helpers import wait_for
 
 
 def fill(app, **fields) -> None:

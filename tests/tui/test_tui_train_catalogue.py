@@ -1,4 +1,4 @@
-"""Picking a named corpus (the catalogue, core/catalogue.py) in the Train tab: the corpus field
+"""Picking a named corpus (the catalogue, core/data/catalogue.py) in the Train tab: the corpus field
 suggests the names, `c` opens a list of them, and a corpus not downloaded says how to fetch it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 from textual.widgets import Input, OptionList, Static
 
-from minigpt_tui.core import catalogue
+from minigpt_tui.core.data import catalogue
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
 

@@ -10,7 +10,8 @@ from rich.style import Style
 from textual.widgets import Input, Static
 
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import CorpusError, load_corpus
+from minigpt_tui.core.data.corpus import load_corpus
+from minigpt_tui.core.errors import CorpusError
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.palette import colour
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from minigpt_tui.core.sampling_settings import SamplingSettings
-from minigpt_tui.core.tokenizer import CharTokenizer
+from minigpt_tui.core.data.tokenizer import CharTokenizer
+from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 # ---- a fake token source ------------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ from textual.containers import Horizontal
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Select, Static
 
-from minigpt_tui.core import catalogue
-from minigpt_tui.core.config import ConfigError, RunConfig, check_override
-from minigpt_tui.core.corpus import CorpusCheck, check_corpus
+from minigpt_tui.core.config import RunConfig, check_override
+from minigpt_tui.core.data import catalogue
+from minigpt_tui.core.data.corpus import CorpusCheck, check_corpus
+from minigpt_tui.core.errors import ConfigError
 from minigpt_tui.tui.formatting import fmt_bytes
 
 # (config key, label, choices or None). The labels are the TOML names, so what a person
@@ -75,7 +76,7 @@ def config_value(config: RunConfig, key: str) -> Any:
 
 def describe_corpus(text: str) -> tuple[bool, str]:
     """(usable, a few words) for the corpus field, checked as the user types by the trainer's own
-    check (core.corpus.check_corpus): "text file, 1.1 MB", "binary file, not text"; a catalogue
+    check (core.data.corpus.check_corpus): "text file, 1.1 MB", "binary file, not text"; a catalogue
     name says so ("text8 (catalogue): ...", or "not downloaded; run minigpt-tui --corpus fetch text8")."""
     return _corpus_hint(check_corpus(text), text)
 

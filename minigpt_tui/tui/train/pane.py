@@ -23,10 +23,11 @@ from textual.message import Message
 from textual.theme import Theme
 from textual.widgets import Button, Input, Select, Static
 
-from minigpt_tui.core import events as ev
-from minigpt_tui.core import catalogue, paths
-from minigpt_tui.core.config import ConfigError, RunConfig
-from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.core import paths
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.data import catalogue
+from minigpt_tui.core.errors import ConfigError, CorpusError
+from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.formatting import fmt_bytes
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen

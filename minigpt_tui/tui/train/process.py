@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import AsyncIterator
 
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.follow import RunFollower
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.follow import RunFollower
 from minigpt_tui.tui.formatting import clip
 
 STREAM_LIMIT = 16 * 1024 * 1024  # longest event line we accept (a long sample)
@@ -154,7 +154,7 @@ class TrainerProcess:
 
 class WatchedRun:
     """A run another process trains (a headless --train, torchrun), followed from its files
-    (core.follow) with TrainerProcess's face, so the Train pane shows it as its own child.
+    (core.runs.follow) with TrainerProcess's face, so the Train pane shows it as its own child.
     Stop asks that trainer to stop (SIGTERM to the pid its lock names)."""
 
     watched = True

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.runs import RunDir, metric_series
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir, metric_series
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
 from minigpt_tui.tui.train.state import RunState
 

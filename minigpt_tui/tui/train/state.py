@@ -13,8 +13,8 @@ from typing import Callable
 from rich.text import Text
 from textual.app import App
 
-from minigpt_tui.core import events as ev
-from minigpt_tui.core.tokenizer import prettify
+from minigpt_tui.core.data.tokenizer import prettify
+from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.formatting import fmt_duration
 from minigpt_tui.tui.palette import colour
 

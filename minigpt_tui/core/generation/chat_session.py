@@ -1,6 +1,6 @@
 """A conversation's model state: feed new text, stream a reply, keep and restore turn boundaries.
 
-A ChatSession sits on a Sampler (core.sampling: settings, seeded generator, token
+A ChatSession sits on a Sampler (core.generation.sampling: settings, seeded generator, token
 picking) and keeps what a stateless `generate()` throws away: the model's state
 after everything said so far. The RNN keeps its hidden state of every layer, the
 Transformer its ring-buffer KV cache. A new turn feeds only the new tokens:
@@ -40,8 +40,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from minigpt_tui.core.sampling import (
-    RNN_CONTEXT_WINDOWS, GenerationStats, ReplyText, Sampler, TokenEvent, start_ids,
+from minigpt_tui.core.generation.sampling import (
+    RNN_CONTEXT_WINDOWS,
+    GenerationStats,
+    ReplyText,
+    Sampler,
+    TokenEvent,
+    start_ids,
 )
 
 

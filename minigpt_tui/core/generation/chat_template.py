@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from minigpt_tui.core import fsutil
-from minigpt_tui.core.conversation import MODE_NAMES, MODES
+from minigpt_tui.core.generation.conversation import MODE_NAMES, MODES
 
 TEMPLATE_FILE = "chat.json"
 SCAN_BYTES = 2_000_000
@@ -172,8 +172,8 @@ def speaker_text(run_dir: Path) -> str:
         path = ""
     candidates = []
     if path:
-        from minigpt_tui.core import catalogue  # (imports torch-free modules only)
-        from minigpt_tui.core.corpus import CorpusError
+        from minigpt_tui.core.data import catalogue  # (imports torch-free modules only)
+        from minigpt_tui.core.errors import CorpusError
 
         try:
             path = catalogue.resolve(path)  # "tiny-shakespeare" -> its downloaded file

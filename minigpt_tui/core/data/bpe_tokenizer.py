@@ -17,7 +17,7 @@ where the cut falls between GPT-2 pre-tokens (e.g. after a newline that a non-sp
 follows, where encode() itself cuts long texts); inside a run of whitespace the two
 can differ. Both decode to the same
 text. A chat encodes each turn on its own and feeds those ids, so its state is
-always the ids it shows (see core.chat).
+always the ids it shows (see core.generation.chat).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Iterable
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from minigpt_tui.core.tokenizer import TokenizerError
+from minigpt_tui.core.errors import TokenizerError
 
 # data.vocab_size = 0: 4096 tokens, a vocabulary whose embedding stays a minor part of a
 # small model (524k parameters at width 128) while most common words of an English corpus

@@ -32,24 +32,30 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
-from minigpt_tui.core.allocator import keep_freed_memory
-from minigpt_tui.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minigpt_tui.core.batching import TokenStream
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.corpus import load_corpus
-from minigpt_tui.core.devices import (Distributed, Precision, autocast_and_scaler, cpu_has_native_bf16, probe_bf16,
-                                      resolve_device, resolve_precision)
-from minigpt_tui.core.errors import USER_ERRORS, TrainingError
-from minigpt_tui.core.eta import EtaEstimator, evals_left
+from minigpt_tui.core.data.batching import TokenStream
+from minigpt_tui.core.data.corpus import load_corpus
+from minigpt_tui.core.data.token_cache import cached_tokenizer, cached_tokens
+from minigpt_tui.core.errors import USER_ERRORS, CheckpointError, RunError, TrainingError
+from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.models import build_model, count_parameters, unwrap
-from minigpt_tui.core.optim import lr_at, make_optimizer
-from minigpt_tui.core.run_names import recipe_corpus, run_stem
-from minigpt_tui.core.runs import RunDir, RunError, RunMeta
-from minigpt_tui.core.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.token_cache import cached_tokenizer, cached_tokens
-
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.checkpoint import load_checkpoint, save_checkpoint
+from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
+from minigpt_tui.core.runs.run_names import recipe_corpus, run_stem
+from minigpt_tui.core.training.allocator import keep_freed_memory
+from minigpt_tui.core.training.devices import (
+    Distributed,
+    Precision,
+    autocast_and_scaler,
+    cpu_has_native_bf16,
+    probe_bf16,
+    resolve_device,
+    resolve_precision,
+)
+from minigpt_tui.core.training.eta import EtaEstimator, evals_left
+from minigpt_tui.core.training.optim import lr_at, make_optimizer
 
 PREPARING_QUIET_S = 0.5  # Preparing events wait this long after the data set-up starts
 PREPARING_EVERY_S = 0.5  # and come at most this often per job
@@ -85,7 +91,7 @@ class Trainer:
 
     def _log_event(self, event: ev.Event) -> None:
         """Events also go to the run's events.jsonl, so that a process which is not the
-        trainer's parent can follow the run (core/follow.py); a Started begins a new file."""
+        trainer's parent can follow the run (core/runs/follow.py); a Started begins a new file."""
         if isinstance(event, ev.Started) and self.folder is not None:
             self.event_log = ev.EventLog(self.folder.events_path)
             self.event_log.start(event)

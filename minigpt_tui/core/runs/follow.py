@@ -24,9 +24,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from minigpt_tui.core import events as ev
 from minigpt_tui.core import paths
-from minigpt_tui.core.runs import RunDir, RunError
+from minigpt_tui.core.errors import RunError
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
 
 TAIL_BYTES = 16 * 1024  # how much of the end of events.jsonl a peek reads
 

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from minigpt_tui import __version__
-from minigpt_tui.core.corpus import CorpusError
+from minigpt_tui.core.errors import DownloadError
 
 # progress(bytes done, bytes in all or None when the server does not say)
 Progress = Callable[[int, "int | None"], None]
@@ -42,13 +42,6 @@ TIMEOUT_S = 30.0  # a connection silent this long counts as dropped
 CHUNK = 1 << 16
 # Some hosts refuse urllib's default "Python-urllib/3.x" agent with 403 Forbidden.
 USER_AGENT = f"minigpt-tui/{__version__} (corpus download)"
-
-
-class DownloadError(CorpusError):
-    """A download or an archive that failed; str() is one sentence."""
-
-    def __init__(self, sentence: str, summary: str = "download failed"):
-        super().__init__(sentence, summary)
 
 
 class _Dropped(Exception):

@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 from minigpt_tui.core import paths
-from minigpt_tui.core.config import ConfigError, RunConfig
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.errors import ConfigError
 
 # ---- names ---------------------------------------------------------------------------------------
 MAX_NAME_CHARS = 120
@@ -50,7 +51,7 @@ def corpus_slug(corpus: str) -> str:
 
 
 def corpus_label(data_path: str) -> str:
-    """The corpus name a data.path loads as (core.corpus's Corpus.name), without reading it."""
+    """The corpus name a data.path loads as (core.data.corpus's Corpus.name), without reading it."""
     if not data_path:
         return "kjv"  # the built-in Bible (corpus.load_corpus names it so)
     return Path(data_path).expanduser().name or "wikitext"

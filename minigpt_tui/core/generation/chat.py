@@ -1,5 +1,5 @@
-"""A chat: a conversation (core.conversation), the model state that has read it
-(core.chat_session) and the template that says how turns are joined (core.chat_template).
+"""A chat: a conversation (core.generation.conversation), the model state that has read it
+(core.generation.chat_session) and the template that says how turns are joined (core.generation.chat_template).
 
 The one implementation of say / regenerate / undo / flip that the app and the
 `--chat` REPL share. The session's state follows the path shown through the marks
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from minigpt_tui.core.chat_template import ChatTemplate
-from minigpt_tui.core.conversation import Conversation, Turn
+from minigpt_tui.core.generation.chat_template import ChatTemplate
+from minigpt_tui.core.generation.conversation import Conversation, Turn
 
 
 class ChatError(ValueError):
@@ -176,7 +176,7 @@ class Chat:
 class TranscriptSession:
     """A session without state: every reply re-reads the whole transcript through the sampler's
     stateless generate(). What a sampler without a KV cache (or a test's fake) gets; the same
-    interface as core.chat_session.ChatSession."""
+    interface as core.generation.chat_session.ChatSession."""
 
     def __init__(self, sampler: Any):
         self.sampler = sampler

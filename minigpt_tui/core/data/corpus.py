@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from minigpt_tui.core import file_scans
 from minigpt_tui.core.config import DataConfig
+from minigpt_tui.core.data import file_scans
+from minigpt_tui.core.errors import CorpusError
 
 BUILTIN_NAME = "King James Bible (built-in)"
 SPLITS = ("train", "valid", "test")
@@ -43,15 +44,6 @@ BLOCK_BYTES = 1 << 20
 # The built-in text's rendering (kjv_pieces); part of its digest, so a change rebuilds caches.
 KJV_FORMAT = "kjv-text-1"
 Progress = Callable[[str, float], None]  # (what is being done, fraction of it done)
-
-
-class CorpusError(ValueError):
-    """A user-facing corpus problem; str(err) is one sentence, err.summary a few words
-    for a one-line hint ("binary file, not text")."""
-
-    def __init__(self, sentence: str, summary: str = "not usable"):
-        super().__init__(sentence)
-        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -158,7 +150,7 @@ def _open_corpus(path_text: str) -> tuple[CorpusCheck, dict[str, Path]]:
     """The cheap checks check_corpus and load_corpus share: the ok CorpusCheck and the files
     ({} for the built-in corpus; {"file": path} for a text file; a folder's {split: path}),
     or CorpusError. A blank path is the built-in corpus; a catalogue name is its local copy."""
-    from minigpt_tui.core import catalogue  # imports this module: imported here, not at the top
+    from minigpt_tui.core.data import catalogue  # imports this module: imported here, not at the top
 
     path_text = catalogue.resolve(path_text)  # a catalogue name ("text8") -> its local path
     if not path_text.strip():

@@ -27,11 +27,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minigpt_tui.core import fsutil, paths, run_lock
-from minigpt_tui.core.checkpoint import CHECKPOINT_KINDS, CheckpointError, checkpoint_problem, load_checkpoint
-from minigpt_tui.core.config import ConfigError, RunConfig
-from minigpt_tui.core.run_names import MAX_NOTE_CHARS, run_name_problem
-from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError
+from minigpt_tui.core import file_lock, fsutil, paths
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.errors import CheckpointError, ConfigError, RunError, TokenizerError
+from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS, checkpoint_problem, load_checkpoint
+from minigpt_tui.core.runs.run_names import MAX_NOTE_CHARS, run_name_problem
 
 if TYPE_CHECKING:
     import torch
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 LOCK_NAME = ".lock"
 EVENTS_NAME = "events.jsonl"
 LossSeries = list[tuple[int, float]]
-
-
-class RunError(ValueError):
-    """A run folder that cannot be used or found; str(err) is one sentence."""
 
 
 @dataclass
@@ -103,7 +100,7 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.lock_handle: run_lock.RunLock | None = None
+        self.lock_handle: file_lock.RunLock | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -185,8 +182,8 @@ class RunDir:
     def lock(self, wait_s: float = 2.0) -> None:
         """Take the run's lock, or raise RunError when another process trains it."""
         try:
-            self.lock_handle = run_lock.acquire(self.path / LOCK_NAME, wait_s)
-        except run_lock.Busy:
+            self.lock_handle = file_lock.acquire(self.path / LOCK_NAME, wait_s)
+        except file_lock.Busy:
             raise RunError(f"Run {self.name} is being trained by another process; stop that one first.") from None
 
     def release(self) -> None:
@@ -197,12 +194,12 @@ class RunDir:
 
     def is_training(self) -> bool | None:
         """Whether a live process holds the run's lock (None where that cannot be told)."""
-        return run_lock.held(self.path / LOCK_NAME)
+        return file_lock.held(self.path / LOCK_NAME)
 
     def trainer_pid(self) -> int | None:
         """The pid of the process that took the run's lock last (it trains the run while
         is_training() is True); None when the lock file does not say."""
-        return run_lock.holder_pid(self.path / LOCK_NAME)
+        return file_lock.holder_pid(self.path / LOCK_NAME)
 
     @property
     def events_path(self) -> Path:

@@ -4,7 +4,7 @@ The command line validates them (a bad value is an error), the app's settings
 file clamps them (a hand-edited value is pulled back into range), and the
 Generate tab steps them with keys; all three read LIMITS, so they cannot drift
 apart. Torch-free: the app imports this at start-up, before any model exists
-(core.sampling re-exports it for the sampler's callers).
+(core.generation.sampling re-exports it for the sampler's callers).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def option(name: str) -> str:
 
 @dataclass
 class SamplingSettings:
-    """How the sampler picks tokens (core.sampling documents each filter). A sampler
+    """How the sampler picks tokens (core.generation.sampling documents each filter). A sampler
     re-reads them at every token, so they may change while it runs."""
 
     temperature: float = 0.8

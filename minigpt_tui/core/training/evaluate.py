@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core import catalogue
-from minigpt_tui.core.corpus import CorpusError, load_corpus
-from minigpt_tui.core.token_cache import cached_tokens, split_tokens
-from minigpt_tui.core.tokenizer import UNK, Tokenizer
+from minigpt_tui.core.data import catalogue
+from minigpt_tui.core.data.corpus import load_corpus
+from minigpt_tui.core.data.token_cache import cached_tokens, split_tokens
+from minigpt_tui.core.data.tokenizer import UNK, Tokenizer
 
 if TYPE_CHECKING:
     import numpy as np

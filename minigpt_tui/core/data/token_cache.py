@@ -33,8 +33,9 @@ import torch
 
 from minigpt_tui.core import fsutil, paths
 from minigpt_tui.core.config import DataConfig
-from minigpt_tui.core.corpus import CorpusError, Progress, Split, load_corpus
-from minigpt_tui.core.tokenizer import Tokenizer, TokenizerError, build_tokenizer
+from minigpt_tui.core.data.corpus import Progress, Split, load_corpus
+from minigpt_tui.core.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt_tui.core.errors import CorpusError, TokenizerError
 
 FORMAT = 2  # of the files and of their keys; a change rebuilds every cache (2: int16/int32 ids)
 SPLIT_WORDS = {"train": "training", "valid": "validation", "test": "test"}

@@ -51,9 +51,11 @@ from typing import Callable, Iterator
 
 import torch
 
+from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.generation.sampling_settings import (
+    SamplingSettings,  # torch-free, for the app; also importable from here
+)
 from minigpt_tui.core.models import unwrap
-from minigpt_tui.core.sampling_settings import SamplingSettings  # torch-free, for the app; also importable from here
-from minigpt_tui.core.tokenizer import Tokenizer
 
 TOP_ALTERNATIVES = 5
 RNN_CONTEXT_WINDOWS = 8  # an RNN reads at most this many context_length windows of prompt
@@ -263,7 +265,7 @@ class Sampler:
         logits, state = self.model.decode_step(ids[-1], state)
         return logits[0], state
 
-    # ---- picking a token (shared with core.chat's conversations) -------------------------------
+    # ---- picking a token (shared with core.generation.chat's conversations) -------------------------------
     @contextmanager
     def compute(self):
         """Run one token's torch work: inference mode, on the sampler's thread count, which is

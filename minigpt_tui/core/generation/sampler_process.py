@@ -3,7 +3,7 @@
 Why. In one process the UI thread and the sampling thread share the GIL: every repaint, key
 and timer of the app is time the sampler waits for, and the app streamed at about 0.7-0.8 of
 the headless sampler's speed however its updates were batched. Here the model, its
-ChatSession (core.chat_session: the state between turns) and the Sampler live in a child
+ChatSession (core.generation.chat_session: the state between turns) and the Sampler live in a child
 process; the app keeps proxies with the same interface (`SessionProxy` for Chat,
 `SamplerProxy` for the keys), and only small messages cross a pipe.
 
@@ -21,7 +21,7 @@ wakes ~200 times a second rather than once per token. Marks (turn boundaries: a 
 KV cache or RNN state) stay in the child under keys the parent hands out; a mark the parent
 no longer holds is dropped there too.
 
-The child is a new Python (`python -m minigpt_tui.core.sampler_process`; never a fork: the app
+The child is a new Python (`python -m minigpt_tui.core.generation.sampler_process`; never a fork: the app
 runs threads) that returns when the pipe closes, so a closed or killed app leaves no sampler
 behind.
 """
@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from minigpt_tui.core.sampling_settings import SamplingSettings
+from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 BATCH_S = 0.005  # a reply's events are sent at most this often (the first one at once)
 CHECK_S = 0.002  # while replying, the child reads settings and cancels at most this often
@@ -56,9 +56,9 @@ class SamplerProcessError(RuntimeError):
 def serve(conn, run_dir: str, checkpoint: str) -> None:
     """The child's main loop: load the run, then answer the parent until the pipe closes."""
     try:
-        from minigpt_tui.core.chat_session import ChatSession
-        from minigpt_tui.core.runs import RunDir
-        from minigpt_tui.core.sampling import Sampler
+        from minigpt_tui.core.generation.chat_session import ChatSession
+        from minigpt_tui.core.generation.sampling import Sampler
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         run = RunDir(Path(run_dir)).load(checkpoint=checkpoint)
         sampler = Sampler(run.model, run.tokenizer, use_cache=True)
@@ -169,7 +169,7 @@ class SamplerProcess:
         self.closed = False
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minigpt_tui.core.sampler_process", str(theirs.fileno()), str(run_dir),
+                [sys.executable, "-m", "minigpt_tui.core.generation.sampler_process", str(theirs.fileno()), str(run_dir),
                  checkpoint],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), close_fds=True)
@@ -291,11 +291,11 @@ class Mark:
 
 
 class SessionProxy:
-    """core.chat_session.ChatSession's interface over the pipe (what core.chat.Chat calls).
+    """core.generation.chat_session.ChatSession's interface over the pipe (what core.generation.chat.Chat calls).
     `ids` mirrors the child's; not thread-safe, one caller at a time, as a ChatSession."""
 
     def __init__(self, owner: SamplerProcess, tokenizer, sampler: SamplerProxy):
-        from minigpt_tui.core.sampling import GenerationStats
+        from minigpt_tui.core.generation.sampling import GenerationStats
 
         self._owner = owner
         self.tokenizer = tokenizer
@@ -321,7 +321,7 @@ class SessionProxy:
         self._owner.close()
 
     def context_start(self) -> list[int]:
-        from minigpt_tui.core.sampling import start_ids
+        from minigpt_tui.core.generation.sampling import start_ids
 
         return start_ids(self.tokenizer)
 

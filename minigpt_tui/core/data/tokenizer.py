@@ -13,12 +13,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from minigpt_tui.core.errors import TokenizerError
+
 UNK = "<unk>"
 _WORDS = re.compile(r"\n|[^\s]+")
-
-
-class TokenizerError(ValueError):
-    """A tokenizer file that cannot be used; str(err) is one sentence."""
 
 
 class Tokenizer:
@@ -97,7 +95,7 @@ class Tokenizer:
             raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
         try:
             if kind == "bpe":
-                from minigpt_tui.core.bpe_tokenizer import BPETokenizer  # (it imports this module)
+                from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (it imports this module)
 
                 return BPETokenizer.from_raw(raw)
             return klass(tokens)
@@ -168,7 +166,7 @@ class StreamDecoder:
 def build_tokenizer(kind: str, chunks: Iterable[str] | str, vocab_size: int) -> Tokenizer:
     """A tokenizer of `kind` trained on the text (a string, or chunks of it)."""
     if kind == "bpe":
-        from minigpt_tui.core.bpe_tokenizer import BPETokenizer  # (imports this module)
+        from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (imports this module)
 
         return BPETokenizer.train(chunks, vocab_size)
     klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]

@@ -29,8 +29,8 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from minigpt_tui.core import paths
-from minigpt_tui.core.corpus import CorpusError
-from minigpt_tui.core.download import DownloadError, download, extract_zip, sha256_of
+from minigpt_tui.core.data.download import download, extract_zip, sha256_of
+from minigpt_tui.core.errors import CorpusError, DownloadError
 
 MARKER = ".complete"
 # For mirrors (and the tests' local server): replaces the scheme and host of every source URL,
@@ -211,7 +211,7 @@ def source_url(entry: Entry) -> str:
 def fetch(entry: Entry, progress: FetchProgress | None = None) -> Path:
     """Download, unpack, lay out and check `entry`; return its local path. Already present:
     nothing to do. Another process fetching the same corpus: CorpusError."""
-    from minigpt_tui.core import run_lock
+    from minigpt_tui.core import file_lock
 
     if entry.layout == "builtin":
         raise CorpusError(f"Corpus {entry.name} is built in; there is nothing to fetch.", "built in")
@@ -221,8 +221,8 @@ def fetch(entry: Entry, progress: FetchProgress | None = None) -> Path:
     root = corpora_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock = run_lock.acquire(root / f".{entry.name}.lock", wait_s=0.0)
-    except run_lock.Busy:
+        lock = file_lock.acquire(root / f".{entry.name}.lock", wait_s=0.0)
+    except file_lock.Busy:
         raise CorpusError(f"Corpus {entry.name} is being fetched by another minigpt-tui already; wait for it "
                           "to finish.", "being fetched") from None
     except OSError as err:

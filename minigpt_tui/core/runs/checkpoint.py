@@ -17,16 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minigpt_tui.core import fsutil
+from minigpt_tui.core.errors import CheckpointError
 
 if TYPE_CHECKING:  # imported lazily: listing runs must stay fast and light
     import torch
 
 CHECKPOINT_KINDS = ("best", "last")
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; str(err) is one sentence."""
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:

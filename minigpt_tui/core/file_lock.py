@@ -1,7 +1,8 @@
-"""The lock of a run folder: an exclusive flock on <run>/.lock, held by the one process that
-trains the run. The kernel drops it when that process ends, however it ends (SIGKILL included),
-so a listing can tell a live trainer from a dead one's leftovers. The file also holds the
-holder's pid, for an app that follows the run and may ask it to stop (SIGTERM).
+"""An exclusive flock on a file, held by one process: a run folder's <run>/.lock (held by the
+process that trains the run; runs.run_dir) and a corpus download's (data.catalogue). The kernel
+drops it when that process ends, however it ends (SIGKILL included), so a listing can tell a live
+trainer from a dead one's leftovers. The file also holds the holder's pid, for an app that follows
+the run and may ask it to stop (SIGTERM).
 
 Where flock does not exist (Windows) or a file system refuses it, locking is a no-op and
 `held` answers None (cannot tell).
