@@ -1,5 +1,6 @@
 """The import rules the layout promises (README, "Layout"), read from the source with ast:
-the core never imports the UI libraries, and no tab's module imports another tab's."""
+the core never imports the UI libraries, no tab's module imports another tab's, and no two
+modules of the package import each other, directly or round a longer circle."""
 
 from __future__ import annotations
 
@@ -7,19 +8,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt_tui"
-# A tab is a module or a package under tui/ (with the modules only it uses); app.py composes them
-# and is no tab.
-TABS = {
-    "minigpt_tui.tui.train": "train",
-    "minigpt_tui.tui.checkpoints_tab": "checkpoints",
-    "minigpt_tui.tui.generate_tab": "generate",
-    "minigpt_tui.tui.generation": "generate",  # the Generate tab's streaming worker
-    "minigpt_tui.tui.chat_actions": "generate",  # its conversation: transcript, versions, files
-    "minigpt_tui.tui.chat_screens": "generate",  # its template editor and saved-conversation list
-    "minigpt_tui.tui.run_loading": "generate",  # loading a run into it
-    "minigpt_tui.tui.compare": "checkpoints",  # the run comparison the Checkpoints tab opens
-    "minigpt_tui.tui.run_tidy": "checkpoints",  # its marks, rename, notes, clearing stubs
-}
+# A tab is a folder under tui/ holding its pane and the modules only it uses; tui/widgets/ is
+# shared, and app.py (composition and routing between tabs) is no tab.
+TAB_FOLDERS = ("train", "checkpoints", "generate")
 
 
 def module_name(path: Path) -> str:
@@ -27,11 +18,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
-    """Every module a file imports, at the top or inside a function (lazy imports count)."""
+def imports(path: Path, type_checking: bool = True) -> set[str]:
+    """Every module a file imports, at the top or inside a function (lazy imports count);
+    type_checking=False leaves out those under `if TYPE_CHECKING:` (never run)."""
     found = set()
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = set()
+    if not type_checking:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,8 +44,50 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports when run (a name imported from a module is
+    not a module: only module names that exist are kept)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: {m for m in imports(path, type_checking=False) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each a circle of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
 def tab_of(module: str) -> str | None:
-    return next((tab for prefix, tab in TABS.items() if module == prefix or module.startswith(prefix + ".")), None)
+    """The tab whose folder holds `module` (minigpt_tui.tui.<tab>...), or None."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["minigpt_tui", "tui"] and len(parts) > 2 and parts[2] in TAB_FOLDERS else None
 
 
 def test_the_core_never_imports_the_ui():
@@ -69,8 +111,26 @@ def test_no_tab_imports_another_tabs_module():
     assert not offenders
 
 
-def test_every_tab_named_here_exists():
-    """The rules above check nothing if a tab is renamed: keep TABS in step with the tree."""
-    for tab in TABS:
-        relative = Path(*tab.split(".")[1:])
-        assert (PACKAGE / relative).is_dir() or (PACKAGE / relative).with_suffix(".py").is_file(), tab
+def test_every_tab_has_its_folder():
+    """The rule above checks nothing if a tab's folder is renamed: keep TAB_FOLDERS in step with the tree."""
+    for tab in TAB_FOLDERS:
+        assert (PACKAGE / "tui" / tab / "pane.py").is_file() or (PACKAGE / "tui" / tab / "__init__.py").is_file(), tab
+    loose = [p.name for p in (PACKAGE / "tui").glob("*.py") if "tab" in p.stem or "pane" in p.stem]
+    assert not loose, f"a tab's module outside its folder: {loose}"
+
+
+def test_no_import_circles():
+    """No module imports itself round a circle (imports under `if TYPE_CHECKING:` never run)."""
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_circles():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_is_over_500_lines():
+    """A module over ~500 lines is doing two jobs (split it by job)."""
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert not long

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from minigpt_tui.core.errors import RunError
-from minigpt_tui.core.runs.run_dir import RunDir, RunMeta, list_runs, metric_series
+from minigpt_tui.core.runs.run_dir import RunDir, RunMeta, list_runs
 from minigpt_tui.core.runs.run_names import corpus_label, corpus_slug, recipe_corpus, run_stem
 
 from kit import make_fake_run
@@ -79,9 +79,15 @@ def test_a_note_is_kept_in_meta_json(tmp_path):
     assert run.read_meta().note == raw["note"]  # unchanged by the refused one
 
 
-def test_metric_series_reads_one_field(tmp_path):
-    run = make_fake_run(tmp_path, "m", step=100, seconds_per_step=0.5)
-    lr = metric_series(run, "lr")
+def test_series_reads_the_fields_asked_for_in_one_pass(tmp_path, monkeypatch):
+    run = RunDir(make_fake_run(tmp_path, "m", step=100, seconds_per_step=0.5))
+    reads = []
+    read_metrics = RunDir.read_metrics
+    monkeypatch.setattr(RunDir, "read_metrics", lambda self: reads.append(1) or read_metrics(self))
+    curves = run.series("lr", "val_loss", "no-such-field")
+    assert len(reads) == 1
+    lr = curves["lr"]
     assert len(lr) == 11 and lr[0][0] == 0 and lr[-1] == (100, pytest.approx(1e-3))
-    assert metric_series(run, "time", upto=50)[-1] == (40, 20.0)
-    assert metric_series(run, "no-such-field") == []
+    assert [s for s, _ in curves["val_loss"]] == [0, 100]
+    assert curves["no-such-field"] == []
+    assert run.series("time", upto=50)["time"][-1] == (40, 20.0)

@@ -20,14 +20,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from minigpt_tui.core.runs import events as ev
-from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+from minigpt_tui.tui.checkpoints.pane import CheckpointsPane
 from minigpt_tui.tui.commands import NOT_IN_PALETTE, TAB_IDS, TAB_TITLES, HelpAndCommands  # noqa: F401 (tests)
 from minigpt_tui.tui.debug_log import setup_debug_log
-from minigpt_tui.tui.generate_tab import GeneratePane
+from minigpt_tui.tui.generate.pane import GeneratePane
 from minigpt_tui.tui.live import LiveRuns, TrainingBar
-from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
-from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
-from minigpt_tui.tui.train import TrainPane
+from minigpt_tui.tui.screens import ConfirmScreen
+from minigpt_tui.tui.settings import AppSettings, SettingsKeeper
+from minigpt_tui.tui.train.pane import TrainPane
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class MainScreen(Screen):
         return {**first, **{k: v for k, v in bindings.items() if k not in first}}
 
 
-class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
+class MiniGPTApp(LiveRuns, HelpAndCommands, SettingsKeeper, App[int]):
     """Train a small language model, browse its checkpoints, play with it."""
 
     TITLE = "minigpt-tui"
@@ -85,16 +85,8 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
     def __init__(self, run: Path | None = None, settings: AppSettings | None = None,
                  save: bool = True) -> None:
         super().__init__()
-        warning = None
-        if settings is None:
-            settings, warning = load_settings()
-        self.settings = settings
-        self.settings_warning = warning
+        self.keep_settings(settings, save)
         self.start_run = Path(run) if run else None
-        self.save_enabled = save
-        self._save_timer = None
-        self._dirty_settings = False
-        self._generate_offered = False
 
     # ---- layout -----------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -131,7 +123,6 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         self.start_live()
         if self.start_run is not None:
             self.generate.load(self.start_run)
-            self._generate_offered = True
         self.call_after_refresh(self._focus_active)
 
     def on_resize(self, event) -> None:
@@ -193,7 +184,7 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         if tab == "checkpoints":
             self.checkpoints.refresh_runs()
         elif tab == "generate":
-            self._offer_run()
+            self.generate.offer_run(self.settings.last_run)
         self.refresh_bindings()
 
     def _focus_active(self, force: bool = False) -> None:
@@ -207,21 +198,6 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         except NoMatches:  # (called after a refresh) the app closed meanwhile: nothing to focus
             pass
 
-    def _offer_run(self) -> None:
-        """With nothing loaded, Generate loads the last used run, else the newest with a checkpoint."""
-        gen = self.generate
-        if gen.sampler is not None or gen.loading or self._generate_offered:
-            return
-        self._generate_offered = True
-        from minigpt_tui.core.runs.run_dir import list_runs
-
-        runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
-        if not runs:
-            self._generate_offered = False  # offer again once a run has a checkpoint
-            return
-        last = next((r for r in runs if r.name == self.settings.last_run), None)
-        gen.load((last or runs[0]).path)
-
     # ---- cross-tab events -------------------------------------------------------------------------
     @on(TrainPane.RunEvent)
     @closing_safe
@@ -232,13 +208,9 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         elif isinstance(event, ev.CheckpointSaved):
             if event.kind == "last":
                 self.checkpoints.refresh_runs()
-            gen = self.generate
-            if gen.sampler is None and not gen.loading:
-                if self.tabs.active == "generate":
-                    self._generate_offered = False
-                    self._offer_run()
-                else:
-                    self._generate_offered = False
+            self.generate.checkpoint_written()
+            if self.tabs.active == "generate":
+                self.generate.offer_run(self.settings.last_run)
 
     @on(TrainPane.Ended)
     @closing_safe
@@ -260,7 +232,6 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
     @closing_safe
     def _open_run(self, message: CheckpointsPane.OpenRun) -> None:
         if message.action == "generate":
-            self._generate_offered = True
             self.generate.load(message.run_dir)
             self.tabs.active = "generate"
         elif message.action == "resume":
@@ -337,44 +308,6 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         except OSError:
             return False
 
-    def action_pick_run(self) -> None:
-        from minigpt_tui.core.runs.run_dir import list_runs
-        from minigpt_tui.tui.formatting import fmt_params
-
-        runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
-        if not runs:
-            self.notify("No run has a checkpoint yet; train one on the Train tab.", severity="warning")
-            return
-        current = self.generate.info.run_name if self.generate.info else ""
-        choices = [(r.name, f"{r.family} {fmt_params(r.params)}, step {r.step:,}, {r.corpus}") for r in runs]
-
-        def chosen(name: str | None) -> None:
-            if name:
-                run = next(r for r in runs if r.name == name)
-                self._generate_offered = True
-                self.generate.load(run.path)
-                self.tabs.active = "generate"
-
-        self.push_screen(RunPickerScreen(choices, current), chosen)
-
-    # ---- settings ---------------------------------------------------------------------------------
-    def schedule_save(self) -> None:
-        self._dirty_settings = True
-        if not self.save_enabled:
-            return
-        if self._save_timer is not None:
-            self._save_timer.stop()
-        self._save_timer = self.set_timer(1.0, self.save_now)
-
-    def save_now(self) -> None:
-        self._save_timer = None
-        self._dirty_settings = False
-        if not self.save_enabled:
-            return
-        error = save_settings(self.settings)
-        if error:
-            self.notify(error, severity="warning")
-
     # ---- quit ------------------------------------------------------------------------------------------
     async def action_quit(self) -> None:
         if self.train.training:
@@ -392,13 +325,6 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, App[int]):
         self.notify("Stopping the trainer; it saves a checkpoint first…", timeout=30)
         await self.train.stop_and_wait()
         self.exit(0)
-
-    def on_unmount(self) -> None:
-        """Settings are saved on the way out as well (a pending debounced save included)."""
-        if self._save_timer is not None:
-            self._save_timer.stop()
-        if self._dirty_settings:
-            self.save_now()
 
 
 def run_app(run: str | None) -> int:

@@ -105,3 +105,45 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> str | None
     except OSError as err:
         return f"Could not save settings to {path} ({err.strerror or err})."
     return None
+
+
+class SettingsKeeper:
+    """The app's part that keeps AppSettings on disk (mixed into the App): a change is saved a
+    second after the last one (so a held key writes once), and again on the way out."""
+
+    SAVE_DELAY_S = 1.0
+
+    def keep_settings(self, settings: AppSettings | None, save: bool) -> None:
+        """Called from the app's __init__: the settings given (tests) or the saved ones."""
+        warning = None
+        if settings is None:
+            settings, warning = load_settings()
+        self.settings = settings
+        self.settings_warning = warning  # one sentence for a notification once the app runs
+        self.save_enabled = save
+        self._save_timer = None
+        self._dirty_settings = False
+
+    def schedule_save(self) -> None:
+        self._dirty_settings = True
+        if not self.save_enabled:
+            return
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(self.SAVE_DELAY_S, self.save_now)
+
+    def save_now(self) -> None:
+        self._save_timer = None
+        self._dirty_settings = False
+        if not self.save_enabled:
+            return
+        error = save_settings(self.settings)
+        if error:
+            self.notify(error, severity="warning")
+
+    def on_unmount(self) -> None:
+        """Settings are saved on the way out as well (a pending debounced save included)."""
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        if self._dirty_settings:
+            self.save_now()

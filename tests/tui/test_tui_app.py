@@ -10,11 +10,11 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from minigpt_tui.tui.app import NOT_IN_PALETTE, MiniGPTApp
-from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
-from minigpt_tui.tui.generate_tab import GeneratePane
+from minigpt_tui.tui.checkpoints.pane import CheckpointsPane
+from minigpt_tui.tui.generate.pane import GeneratePane
 from minigpt_tui.tui.screens import ConfirmScreen, HelpScreen
 from minigpt_tui.tui.settings import AppSettings, load_settings, save_settings
-from minigpt_tui.tui.train import TrainPane
+from minigpt_tui.tui.train.pane import TrainPane
 
 from tui_helpers import focus_id, wait_for
 
@@ -200,7 +200,7 @@ async def test_a_renamed_run_is_followed_by_generate_and_the_remembered_last_run
     """Renaming the loaded run in Checkpoints must not leave Generate (and the settings file)
     pointing at a folder that no longer exists."""
     from minigpt_tui.core.runs.run_dir import RunDir
-    from minigpt_tui.tui.checkpoints_tab import CheckpointsPane
+    from minigpt_tui.tui.checkpoints.pane import CheckpointsPane
 
     app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -14,10 +14,10 @@ from textual import events
 
 from minigpt_tui.core.data.tokenizer import CharTokenizer
 from minigpt_tui.core.generation.conversation import list_conversations
-from minigpt_tui.tui import chat_actions
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.chat_screens import ConversationPickerScreen
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate import chat_actions
+from minigpt_tui.tui.generate.chat_screens import ConversationPickerScreen
+from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.screens import PromptScreen
 
 from tui_helpers import FakeSampler, focus_id, wait_for

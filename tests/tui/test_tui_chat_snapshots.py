@@ -10,7 +10,7 @@ import pytest
 from minigpt_tui.core.data.tokenizer import CharTokenizer
 from minigpt_tui.core.generation.chat_template import default_template
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
 
 from tui_helpers import FakeSampler, wait_for

@@ -10,7 +10,7 @@ import pytest
 from minigpt_tui.core import paths
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.debug_log import LOGGER_NAME, setup_debug_log
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate.pane import LoadedInfo
 
 from tui_helpers import FakeSampler, focus_id, wait_for
 

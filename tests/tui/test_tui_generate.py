@@ -7,7 +7,7 @@ import random
 
 from minigpt_tui.core.data.tokenizer import WikiTextJoins, prettify
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.widgets.stream_view import StreamView, wrap_rows
 
 from tui_helpers import FakeSampler, focus_id, wait_for
@@ -109,7 +109,7 @@ async def test_settings_keys_take_effect_mid_generation():
 
 
 async def test_streaming_2000_tokens_shows_exactly_the_generated_text(monkeypatch):
-    from minigpt_tui.tui import chat_actions
+    from minigpt_tui.tui.generate import chat_actions
 
     monkeypatch.setattr(chat_actions, "CLIPBOARD_TOOLS", [])  # (never the developer's own clipboard)
     rng = random.Random(7)
@@ -197,7 +197,7 @@ async def test_generate_without_a_run_says_what_to_do():
 
 
 def test_word_level_display_matches_prettify():
-    from minigpt_tui.tui.generate_tab import GeneratePane
+    from minigpt_tui.tui.generate.pane import GeneratePane
 
     pane = GeneratePane()
     pane.info = LoadedInfo("w", None, "best", 1, word_level=True)

@@ -15,7 +15,7 @@ import pytest
 from minigpt_tui.core import paths
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
 
 from kit import PINNED_TIME, make_fake_run

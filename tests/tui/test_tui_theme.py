@@ -7,7 +7,7 @@ from rich.style import Style
 from rich.text import Text
 
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate_tab import LoadedInfo
+from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.widgets.loss_plot import LossPlot
 

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input, Static
 
 from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.compare import CompareScreen
+from minigpt_tui.tui.checkpoints.compare import CompareScreen
 from minigpt_tui.tui.screens import ConfirmScreen, PromptScreen
 
 from kit import PINNED_TIME, make_fake_run
@@ -201,7 +201,7 @@ async def test_stub_runs_are_marked_and_cleared_together(tui_home):
 def test_wall_time_carries_over_a_resume(tui_home):
     """A resumed trainer's "time" starts again at 0; the comparison adds the time before it."""
     from minigpt_tui.core.runs.run_dir import RunInfo
-    from minigpt_tui.tui.compare import load_curves
+    from minigpt_tui.tui.checkpoints.compare import load_curves
 
     run = make_fake_run(tui_home, "resumed", step=0)
     records = [{"step": s, "loss": 3.0, "time": s * 1.0} for s in range(0, 100, 10)]  # first trainer: 0..90 s

@@ -13,7 +13,8 @@ from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.formatting import fmt_duration
 from minigpt_tui.tui.palette import colour
-from minigpt_tui.tui.train import TrainerProcess, check_form, describe_corpus
+from minigpt_tui.tui.train.form import check_form, describe_corpus
+from minigpt_tui.tui.train.process import TrainerProcess
 from minigpt_tui.tui.train.form import EXTRA, FORM_KEYS, config_value, field_id, format_value
 
 from kit import make_fake_run

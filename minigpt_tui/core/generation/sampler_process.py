@@ -15,7 +15,8 @@ Protocol (tuples over a multiprocessing Pipe, parent -> child):
       once between calls, and between tokens while a reply streams (settings act from the next
       token, as in one process; a cancel stops before the next token)
   ("close",)
-and ("error", sentence) in place of any answer when the child's call failed. A reply's events
+The child's first message is ("ready", Loaded): the checkpoint it loaded and its step. And
+("error", sentence) in place of any answer when the child's call failed. A reply's events
 go out as soon as the first one exists, then at most every BATCH_S, so the parent's thread
 wakes ~200 times a second rather than once per token. Marks (turn boundaries: a copy of the
 KV cache or RNN state) stay in the child under keys the parent hands out; a mark the parent
@@ -36,6 +37,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -52,6 +54,22 @@ class SamplerProcessError(RuntimeError):
     """The sampler process failed or went away; str(err) is one sentence."""
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """Which weights a sampler holds: the checkpoint file, its step and its modification time (a
+    newer file means a newer checkpoint to offer). The child sends it when ready, so the app
+    never loads the weights itself."""
+
+    checkpoint: Path
+    step: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, run: Any) -> Loaded:
+        """From a core.runs.run_dir.LoadedRun."""
+        return cls(Path(run.checkpoint), run.step, Path(run.checkpoint).stat().st_mtime_ns)
+
+
 # ---- the child -----------------------------------------------------------------------------------
 def serve(conn, run_dir: str, checkpoint: str) -> None:
     """The child's main loop: load the run, then answer the parent until the pipe closes."""
@@ -66,7 +84,7 @@ def serve(conn, run_dir: str, checkpoint: str) -> None:
     except Exception as err:
         conn.send(("error", f"{err}" if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", Loaded.of(run)))
     marks: dict[int, Any] = {}
 
     def control(msg) -> bool:
@@ -185,6 +203,7 @@ class SamplerProcess:
             kind, payload = self._recv()
             if kind != "ready":
                 raise SamplerProcessError(f"Unexpected first message {kind!r} from the sampler process.")
+            self.loaded: Loaded = payload
         except BaseException:
             self.close()
             raise
@@ -397,4 +416,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run as the module's importable self, not as __main__: what the child pickles (Loaded) must
+    # name a module the parent can import.
+    from minigpt_tui.core.generation.sampler_process import main as module_main
+
+    sys.exit(module_main(sys.argv[1:]))

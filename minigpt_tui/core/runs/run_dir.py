@@ -253,19 +253,20 @@ class RunDir:
         kept = [r for r in self.read_metrics() if r["step"] <= last_step]
         fsutil.atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
 
-    def loss_series(self, upto: int | None = None) -> tuple[LossSeries, LossSeries]:
-        """(train, val) losses against step, for records before step `upto` (all when None)."""
-        train: LossSeries = []
-        val: LossSeries = []
+    def series(self, *keys: str, upto: int | None = None) -> dict[str, LossSeries]:
+        """(step, value) of numeric fields of the metric records ("loss", "val_loss", "lr",
+        "time", "tokens_per_s"), for records before step `upto` (all when None), read in one
+        pass over the file: key -> its series (empty for a field no record has)."""
+        found: dict[str, LossSeries] = {key: [] for key in keys}
         for rec in self.read_metrics():
             step = rec["step"]
             if upto is not None and step >= upto:
                 continue
-            if isinstance(rec.get("loss"), (int, float)):
-                train.append((step, float(rec["loss"])))
-            if isinstance(rec.get("val_loss"), (int, float)):
-                val.append((step, float(rec["val_loss"])))
-        return train, val
+            for key in keys:
+                value = rec.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    found[key].append((step, float(value)))
+        return found
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def checkpoint_path(self, kind: str) -> Path:
@@ -436,14 +437,6 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
         return []
     infos = [RunDir(p).info() for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
-
-
-def metric_series(run_dir: str | Path, key: str, upto: int | None = None) -> LossSeries:
-    """(step, value) of one numeric field of the run's metric records ("lr", "time",
-    "tokens_per_s"), for records before step `upto` (all when None)."""
-    return [(rec["step"], float(rec[key])) for rec in RunDir(run_dir).read_metrics()
-            if isinstance(rec.get(key), (int, float)) and not isinstance(rec.get(key), bool)
-            and (upto is None or rec["step"] < upto)]
 
 
 def _remove_stale_staging(root: Path, age_s: float = 3600.0) -> None:

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from minigpt_tui.core.runs import events as ev
-from minigpt_tui.core.runs.run_dir import RunDir, metric_series
+from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
 from minigpt_tui.tui.train.state import RunState
 
@@ -93,8 +93,8 @@ class RunDriver:
         if isinstance(event, ev.Started):
             train, val, lr = [], [], []
             if resuming or event.start_step > 0:  # the plot shows the steps before this resume too
-                train, val = RunDir(event.run_dir).loss_series(upto=event.start_step)
-                lr = metric_series(event.run_dir, "lr", upto=event.start_step)
+                curves = RunDir(event.run_dir).series("loss", "val_loss", "lr", upto=event.start_step)
+                train, val, lr = curves["loss"], curves["val_loss"], curves["lr"]
                 self.state.resumed_from(val)
             self.plot.set_data(train, val, event.ln_vocab, event.max_steps, lr=lr)
         elif isinstance(event, ev.Step):

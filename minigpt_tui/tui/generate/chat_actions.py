@@ -2,7 +2,7 @@
 
 The transcript is drawn from the conversation (core.generation.conversation) whenever its shape
 changes: a new turn, undo, a flip to another version of a reply, a reopened
-conversation. While a reply streams, only its new text is appended (tui.generation).
+conversation. While a reply streams, only its new text is appended (tui.generate.streaming).
 Each turn is drawn in its own style: the user's words bold, template text dimmed, the
 model's text plain (or coloured by confidence, from the pieces kept per reply), and a
 reply with other versions ends in a dimmed "‹2/3›".
@@ -31,7 +31,7 @@ from minigpt_tui.core.generation.conversation import (
     load_conversation,
     save_conversation,
 )
-from minigpt_tui.tui.chat_screens import ConversationPickerScreen, TemplateScreen
+from minigpt_tui.tui.generate.chat_screens import ConversationPickerScreen, TemplateScreen
 from minigpt_tui.tui.widgets.stream_view import LABEL, MODEL, TEMPLATE, USER
 
 log = logging.getLogger(__name__)
@@ -269,16 +269,18 @@ class ChatActions:
         info = self.info
         if info is None or info.run_dir is None or self.loaded_mtime is None or self.newer_step is not None:
             return
+        from minigpt_tui.core.runs.run_dir import RunDir
+
+        run = RunDir(info.run_dir)
         try:
-            mtime = (Path(info.run_dir) / "checkpoints" / f"{info.checkpoint}.pt").stat().st_mtime_ns
+            mtime = run.checkpoint_path(info.checkpoint).stat().st_mtime_ns
         except OSError:
             return
         if mtime > self.loaded_mtime:
             from minigpt_tui.core.errors import RunError
-            from minigpt_tui.core.runs.run_dir import RunDir
 
             try:
-                self.newer_step = RunDir(info.run_dir).read_meta().step
+                self.newer_step = run.read_meta().step
             except RunError:
                 self.newer_step = 0
             self._render_header()

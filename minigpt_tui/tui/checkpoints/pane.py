@@ -21,9 +21,9 @@ from textual.widgets.data_table import CellDoesNotExist
 from textual.worker import get_current_worker
 
 from minigpt_tui.core.runs.run_dir import RunInfo
+from minigpt_tui.tui.checkpoints.run_tidy import TidyActions, is_stub
 from minigpt_tui.tui.formatting import break_name, fmt_params
 from minigpt_tui.tui.palette import colour
-from minigpt_tui.tui.run_tidy import TidyActions, is_stub
 from minigpt_tui.tui.screens import ConfirmScreen
 from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
 
@@ -254,14 +254,14 @@ class CheckpointsPane(TidyActions, Vertical):
     @work(thread=True, exclusive=True, group="run-details", exit_on_error=False)
     def _details_worker(self, run: RunInfo) -> None:
         from minigpt_tui.core.errors import RunError
-        from minigpt_tui.core.runs.run_dir import RunDir, metric_series
+        from minigpt_tui.core.runs.run_dir import RunDir
 
         try:
             config_text = RunDir(run.path).config().to_toml()
         except RunError as err:
             config_text = f"# {err}"
-        train, val = RunDir(run.path).loss_series()
-        lr = metric_series(run.path, "lr")
+        curves = RunDir(run.path).series("loss", "val_loss", "lr")
+        train, val, lr = curves["loss"], curves["val_loss"], curves["lr"]
         import math
 
         vocab = run.meta.vocab_size  # read by the listing; 0 in a meta.json from before it was kept

@@ -3,9 +3,9 @@
 Each Enter adds a turn: the user's words, then the model's reply streaming beneath them.
 The model reads the whole conversation through a chat session that keeps its state
 between turns (core.generation.chat), so a turn costs the same however long the conversation is.
-Replies stream through tui.generation (a thread worker, a ~30 Hz drain); the transcript,
-versions of replies, undo and the conversation files are tui.chat_actions; loading a run
-is tui.run_loading. Sampling
+Replies stream through tui.generate.streaming (a thread worker, a ~30 Hz drain); the transcript,
+versions of replies, undo and the conversation files are tui.generate.chat_actions; loading a run
+is tui.generate.run_loading. Sampling
 settings live in one object the sampler re-reads at every token, so the keys take effect
 from the next token, even mid-reply. Torch is imported only by the worker that loads a run.
 
@@ -32,10 +32,11 @@ from textual.widgets import Static
 from minigpt_tui.core.data.tokenizer import WikiTextJoins
 from minigpt_tui.core.generation.conversation import MODE_NAMES
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
-from minigpt_tui.tui.chat_actions import ChatActions
-from minigpt_tui.tui.generation import Generation, GenerationStream
+from minigpt_tui.tui.generate.chat_actions import ChatActions
+from minigpt_tui.tui.generate.run_choice import RunChoice
+from minigpt_tui.tui.generate.run_loading import LoadedInfo, RunLoading, close_session  # noqa: F401 (LoadedInfo: the tab's API)
+from minigpt_tui.tui.generate.streaming import Generation, GenerationStream
 from minigpt_tui.tui.palette import colour
-from minigpt_tui.tui.run_loading import LoadedInfo, RunLoading, close_session  # noqa: F401 (LoadedInfo: the tab's API)
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.odds_panel import OddsPanel
 from minigpt_tui.tui.widgets.prompt_area import PromptArea, PromptHistory
@@ -54,7 +55,7 @@ LENGTH = Binding.Group("Length", compact=True)
 VERSION = Binding.Group("Version", compact=True)
 
 
-class GeneratePane(RunLoading, GenerationStream, ChatActions, Vertical):
+class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertical):
     """Transcript, prompt, settings line and the top alternatives of the latest token."""
 
     BINDINGS = [
@@ -317,9 +318,6 @@ class GeneratePane(RunLoading, GenerationStream, ChatActions, Vertical):
     def action_reload(self) -> None:
         if self.info is not None and self.info.run_dir is not None:
             self.load(self.info.run_dir)
-
-    def action_pick_run(self) -> None:
-        self.app.action_pick_run()
 
     def focus_default(self) -> None:
         self.prompt.focus()

@@ -88,7 +88,7 @@ class TidyActions:
         return sorted((r for r in self.runs if r.name in names and not r.error), key=lambda r: order.get(r.name, 0))
 
     def action_compare(self) -> None:
-        from minigpt_tui.tui.compare import CompareScreen
+        from minigpt_tui.tui.checkpoints.compare import CompareScreen
 
         runs = self.compared_runs()
         if len(runs) < 2:

@@ -50,6 +50,7 @@ class RunLoading:
     def load(self, run_dir: Path, checkpoint: str | None = None) -> None:
         """Load a run's checkpoint in a thread worker (torch is imported there)."""
         self.stop_generation()
+        self.offered = True  # a run was asked for: opening the tab offers no other (run_choice)
         if checkpoint:
             self.checkpoint_kind = checkpoint
         self.loading = Path(run_dir).name
@@ -58,31 +59,35 @@ class RunLoading:
 
     @work(thread=True, exclusive=True, group="load-run", exit_on_error=False)
     def _load_worker(self, run_dir: Path, kind: str) -> None:
+        """The weights are loaded once: by the sampler process, or (thread mode, or a process that
+        cannot start) here. What the header shows comes from the run's small files."""
         from minigpt_tui.core.errors import USER_ERRORS
 
         try:
-            from minigpt_tui.core.generation.chat_session import ChatSession
+            from minigpt_tui.core.errors import RunError
             from minigpt_tui.core.generation.chat_template import RunChat
-            from minigpt_tui.core.generation.sampling import Sampler
-            from minigpt_tui.core.models import count_parameters
             from minigpt_tui.core.runs.run_dir import RunDir
 
-            run = RunDir(run_dir).load(checkpoint=kind)
-            params = count_parameters(run.model)
-            info = LoadedInfo(run_dir.name, run_dir, run.checkpoint.stem, run.step, run.config.model.family,
-                              params, run.tokenizer.kind == "word")
-            mtime = run.checkpoint.stat().st_mtime_ns
-            run_chat = RunChat(run_dir, run.tokenizer)  # the template; speakers from the corpus's start
+            run = RunDir(run_dir)
+            config, tokenizer = run.config(), run.tokenizer()
+            if run.available_checkpoint(kind) is None:
+                raise RunError(f"Run {run.name} has no checkpoint yet; train it a little longer.")
+            try:
+                params = run.read_meta().params  # (counting them would need the weights here)
+            except RunError:  # an unreadable meta.json: the checkpoints can still be used
+                params = 0
+            run_chat = RunChat(run_dir, tokenizer)  # the template; speakers from the corpus's start
             # Settings objects of their own (use_sampler copies the tab's settings into them).
-            process = self._start_sampler_process(run_dir, run) if sampler_in_process() else None
+            process = self._start_sampler_process(run_dir, kind, tokenizer) if sampler_in_process() else None
             if process is not None:
                 if get_current_worker().is_cancelled:  # a later load replaced this one meanwhile
                     process.close()
                     return
-                sampler, session = process.sampler, process.session
+                sampler, session, loaded = process.sampler, process.session, process.loaded
             else:
-                sampler = Sampler(run.model, run.tokenizer, use_cache=True)
-                session = ChatSession(sampler)
+                sampler, session, loaded = self._load_here(run, kind)
+            info = LoadedInfo(run_dir.name, run_dir, loaded.checkpoint.stem, loaded.step, config.model.family,
+                              params, tokenizer.kind == "word")
         except USER_ERRORS as err:
             self._from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
@@ -90,32 +95,43 @@ class RunLoading:
             self._from_thread(self._load_failed, run_dir,
                               f"Could not load run {run_dir.name} ({type(err).__name__}: {err}).")
         else:
-            # The prompt check comes with the run: core.generation.sampling imports torch, which the UI
-            # thread never imports itself.
+            # The prompt check comes with the run: core.generation.sampling imports torch, which
+            # the UI thread never imports itself.
             from minigpt_tui.core.generation.sampling import prompt_warning
 
-            if not self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, run.tokenizer),
-                                     session, run_chat, mtime):
+            if not self._from_thread(self.use_sampler, sampler, info, partial(prompt_warning, tokenizer),
+                                     session, run_chat, loaded.mtime_ns):
                 close_session(session)
 
-    def _start_sampler_process(self, run_dir: Path, run: Any) -> Any:
+    @staticmethod
+    def _load_here(run: Any, kind: str) -> tuple[Any, Any, Any]:
+        """The run's weights in this process: its Sampler, a ChatSession on it, what was loaded."""
+        from minigpt_tui.core.generation.chat_session import ChatSession
+        from minigpt_tui.core.generation.sampler_process import Loaded
+        from minigpt_tui.core.generation.sampling import Sampler
+
+        loaded = run.load(checkpoint=kind)
+        sampler = Sampler(loaded.model, loaded.tokenizer, use_cache=True)
+        return sampler, ChatSession(sampler), Loaded.of(loaded)
+
+    def _start_sampler_process(self, run_dir: Path, kind: str, tokenizer: Any) -> Any:
         """The run's sampler process, or None (logged) if one cannot start here: the reply is
         then sampled by a thread of the app, slower while the screen is busy but the same text."""
         from minigpt_tui.core.generation.sampler_process import SamplerProcess, SamplerProcessError
 
         try:
-            return SamplerProcess(run_dir, run.checkpoint.stem, run.tokenizer)
+            return SamplerProcess(run_dir, kind, tokenizer)
         except SamplerProcessError:
             log.exception("starting the sampler process for %s; sampling in a thread instead", run_dir)
             return None
 
-    def _from_thread(self, callback, *args) -> bool:
+    def _from_thread(self, callback, *args, **kwargs) -> bool:
         """Hand a loaded run to the UI thread, unless a later load replaced this one or the app
         closed; whether it was handed over."""
         if get_current_worker().is_cancelled:
             return False
         try:
-            self.app.call_from_thread(callback, *args)
+            self.app.call_from_thread(callback, *args, **kwargs)
         except RuntimeError:  # the app is no longer running
             return False
         return True
