@@ -74,3 +74,17 @@ def test_every_tab_named_here_exists():
     for tab in TABS:
         relative = Path(*tab.split(".")[1:])
         assert (PACKAGE / relative).is_dir() or (PACKAGE / relative).with_suffix(".py").is_file(), tab
+
+
+def test_cli_front_ends_import_common_never_main_or_each_other():
+    """cli/: main imports the front ends (lazily); a front end imports only common of the package,
+    and common imports none of it, so the command line has no import circle."""
+    offenders = []
+    for path in (PACKAGE / "cli").glob("*.py"):
+        name = module_name(path)
+        if name in ("minigpt_tui.cli", "minigpt_tui.cli.main"):
+            continue
+        allowed = () if name == "minigpt_tui.cli.common" else ("minigpt_tui.cli.common",)
+        offenders += [f"{name} imports {m}" for m in imports(path) if m.startswith("minigpt_tui.cli")
+                      and not any(m == a or m.startswith(a + ".") for a in allowed)]
+    assert (PACKAGE / "cli" / "common.py").is_file() and not offenders
