@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from minigpt_tui import cli
+from minigpt_tui.cli.common import USER_ERROR
+from minigpt_tui.cli.main import main
 from minigpt_tui.core.config import DataConfig
 from minigpt_tui.core.data import catalogue, download
 from minigpt_tui.core.data.catalogue import Entry
@@ -234,7 +235,7 @@ def test_training_on_a_missing_catalogue_corpus_exits_with_the_fetch_command(dat
     env.pop(catalogue.MIRROR_ENV, None)
     result = subprocess.run([sys.executable, "-m", "minigpt_tui", "--train", "--set", "data.path=text8"],
                             capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == cli.USER_ERROR
+    assert result.returncode == USER_ERROR
     assert result.stderr.strip().splitlines() == [
         "minigpt-tui: Corpus text8 is not downloaded yet; fetch it with: minigpt-tui --corpus fetch text8"]
     assert not (data_home / "runs").exists() or not any((data_home / "runs").iterdir())
@@ -245,7 +246,7 @@ def test_training_on_a_missing_catalogue_corpus_exits_with_the_fetch_command(dat
 
 def test_corpus_list_says_what_is_here(server, monkeypatch, capsys, data_home):
     entry = wikitext_entry(monkeypatch, server)
-    assert cli.main(["--corpus", "list"]) == 0
+    assert main(["--corpus", "list"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:-1]}
     assert list(rows)[:8] == ["kjv", "tiny-shakespeare", "wikitext-2", "wikitext-2-raw", "wikitext-103",
@@ -253,18 +254,18 @@ def test_corpus_list_says_what_is_here(server, monkeypatch, capsys, data_home):
     assert rows["text8"].split()[-1] == "no" and "29.9 MB" in rows["text8"]
     assert rows["kjv"].endswith("built in") and rows["wikitext-t"].endswith("no")
     catalogue.fetch(entry)
-    assert cli.main(["--corpus", "list"]) == 0
+    assert main(["--corpus", "list"]) == 0
     assert "yes, " in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("wikitext-t"))
 
 
 def test_corpus_fetch_prints_plain_progress_lines_and_where_the_corpus_went(server, monkeypatch, capsys, data_home):
     wikitext_entry(monkeypatch, server)
-    assert cli.main(["--corpus", "fetch", "wikitext-t"]) == 0
+    assert main(["--corpus", "fetch", "wikitext-t"]) == 0
     err = capsys.readouterr().err
     assert "wikitext-t: downloading" in err and "(100%)" in err
     assert err.strip().splitlines()[-1] == (f"wikitext-t is ready in {data_home / 'corpora' / 'wikitext-t'}; "
                                             "train on it with --set data.path=wikitext-t")
-    assert cli.main(["--corpus", "fetch", "wikitext-t"]) == 0
+    assert main(["--corpus", "fetch", "wikitext-t"]) == 0
     assert "here already" in capsys.readouterr().err
 
 
@@ -276,7 +277,7 @@ def test_corpus_fetch_prints_plain_progress_lines_and_where_the_corpus_went(serv
 ])
 def test_corpus_fetch_failures_are_one_sentence_and_a_non_zero_status(server, monkeypatch, capsys, args, expected):
     add_entry(monkeypatch, Entry("missing-t", "x", "file", url="http://example.org/not/there.txt"))
-    assert cli.main(["--corpus", *args]) == cli.USER_ERROR
+    assert main(["--corpus", *args]) == USER_ERROR
     err = capsys.readouterr().err
     assert err.startswith(expected) and len(err.strip().splitlines()) == 1
 
@@ -289,7 +290,7 @@ def test_a_network_error_is_one_sentence(monkeypatch, capsys, data_home):
         port = s.getsockname()[1]
     monkeypatch.setenv(catalogue.MIRROR_ENV, f"http://127.0.0.1:{port}")
     monkeypatch.setattr(download, "RETRY_DELAY_S", 0.0)
-    assert cli.main(["--corpus", "fetch", "tiny-shakespeare"]) == cli.USER_ERROR
+    assert main(["--corpus", "fetch", "tiny-shakespeare"]) == USER_ERROR
     err = capsys.readouterr().err
     assert err.startswith("minigpt-tui: Download of input.txt stopped at 0 bytes of 1,115,394 (")
     assert "refused" in err.lower() and len(err.strip().splitlines()) == 1
@@ -322,7 +323,7 @@ def test_a_data_home_that_cannot_be_written_is_one_sentence(server, monkeypatch,
     wikitext_entry(monkeypatch, server)
     data_home.mkdir(parents=True)
     (data_home / "corpora").write_text("a file where the folder should be")
-    assert cli.main(["--corpus", "fetch", "wikitext-t"]) == cli.USER_ERROR
+    assert main(["--corpus", "fetch", "wikitext-t"]) == USER_ERROR
     err = capsys.readouterr().err
     assert err.startswith(f"minigpt-tui: Fetching wikitext-t failed writing under {data_home / 'corpora'} (")
     assert err.strip().endswith("check the free space and the folder's permissions.")

@@ -68,7 +68,7 @@ def test_scripted_chat_prints_one_reply_per_line_and_commands_answer_on_stderr(h
     assert "Traceback" not in err
     assert "temperature = 0.0" in err and "max new tokens = 15" in err
     assert "[version 1 of 2]" in err and "Removed your turn 'the dog' and its replies." in err
-    assert "/temp needs a number, got 'hot'." in err
+    assert "/temp must be a number, got 'hot'." in err  # (the sentence --temperature hot gives)
     assert "/top-k must be >= 0 (0 turns it off), got -1." in err
     assert "Unknown command /frobnicate; /help lists the commands." in err
     assert "Mode: dialogue: you are ROMEO, the model JULIET" in err
@@ -133,7 +133,7 @@ def test_chat_errors_are_one_sentence(home, run_dir):
 
 def test_the_chat_repl_imports_no_textual(home, run_dir):
     code = (
-        "import sys; from minigpt_tui.cli import main;"
+        "import sys; from minigpt_tui.cli.main import main;"
         f"code = main(['--chat', {run_dir.name!r}, '--max-new-tokens', '3']);"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('minigpt_tui.tui')];"
         "print(bad, file=sys.stderr); sys.exit(1 if bad or code else 0)"

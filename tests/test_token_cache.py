@@ -211,7 +211,7 @@ def test_a_slow_first_start_reports_its_progress_before_it_starts(tmp_path, monk
                     "Tokenizing the validation text"]
     assert preparing[-1].fraction == 1.0 and ev.decode(ev.encode(preparing[0])) == preparing[0]
 
-    from minigpt_tui.cli import ProgressPrinter
+    from minigpt_tui.cli.train import ProgressPrinter
     from minigpt_tui.tui.train.state import RunState, render_status
 
     printer = ProgressPrinter()

@@ -1,7 +1,7 @@
 """`python faulty_trainer.py ARGS...` runs `minigpt-tui ARGS...` with faults injected from outside.
 
 The production code has no test hooks: this wrapper monkeypatches the core's own
-functions before calling minigpt_tui.cli.main, so the trainer runs its real code
+functions before calling minigpt_tui.cli.main.main, so the trainer runs its real code
 up to the chosen instant. Faults come from $HARDEN_FAULTS, separated by ";":
 
     partial:NAME:N:FRAC   the N-th atomic write of a file named NAME writes FRAC of its bytes
@@ -40,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-from minigpt_tui import cli
+import minigpt_tui.cli.train  # noqa: F401  (main imports it lazily; here before any fault or barrier)
+from minigpt_tui.cli.main import main
 from minigpt_tui.core import fsutil
 from minigpt_tui.core.runs import run_dir as runs
 from minigpt_tui.core.training.trainer import Trainer
@@ -207,7 +208,7 @@ def serve() -> None:
                 os.close(target)
             sys.stdin = open(os.devnull)
             install(parse(req["env"].get("HARDEN_FAULTS", "")))
-            rc = cli.main(req["args"])
+            rc = main(req["args"])
         except SystemExit as exit_:
             rc = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:
@@ -226,4 +227,4 @@ if __name__ == "__main__":
         serve()
     else:
         install(parse(os.environ.get("HARDEN_FAULTS", "")))
-        sys.exit(cli.main(sys.argv[1:]))
+        sys.exit(main(sys.argv[1:]))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt_tui import cli
+from minigpt_tui.cli.main import main
 from minigpt_tui.core.runs import checkpoint as ckpt
 from minigpt_tui.core.runs.run_dir import RunDir
 
@@ -46,12 +46,12 @@ class Result:
 
 
 def run_cli(*args: str) -> Result:
-    """minigpt_tui.cli.main in this process, its output captured (the data home comes from the env)."""
+    """minigpt_tui.cli.main.main in this process, its output captured (the data home comes from the env)."""
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main(list(args))
+            rc = main(list(args))
     except SystemExit as exit_:  # argparse
         rc = exit_.code if isinstance(exit_.code, int) else 1
     finally:

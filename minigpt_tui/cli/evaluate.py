@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
+from minigpt_tui.cli.common import USER_ERROR
 
 
 def add_arguments(parser, mode) -> None:
@@ -65,8 +65,6 @@ def _whole_number(option: str, text: str) -> int:
 
 
 def _evaluate(args, stride: int | None, batch: int) -> int:
-    import torch
-
     from minigpt_tui.core.runs.evaluations import append_evaluation
     from minigpt_tui.core.runs.run_dir import RunDir
     from minigpt_tui.core.training import evaluate as ev

@@ -20,13 +20,12 @@ import shlex
 import sys
 from typing import TextIO
 
-from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
-from minigpt_tui.core.generation.sampling_settings import LIMITS, SamplingSettings
+from minigpt_tui.cli.common import USER_ERROR, sampling_value, settings_from
+from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
-SETTING_COMMANDS = {  # command -> (setting, type)
-    "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-k": ("top_k", int),
-    "/top-p": ("top_p", float), "/min-p": ("min_p", float), "/penalty": ("repetition_penalty", float),
-    "/seed": ("seed", int), "/length": ("max_new_tokens", int),
+SETTING_COMMANDS = {  # command -> the setting it changes (common.sampling_value reads the value)
+    "/temp": "temperature", "/temperature": "temperature", "/top-k": "top_k", "/top-p": "top_p",
+    "/min-p": "min_p", "/penalty": "repetition_penalty", "/seed": "seed", "/length": "max_new_tokens",
 }
 HELP = """\
 Type a turn and press Enter; end a line with \\ to go on on the next line (a newline).
@@ -45,30 +44,6 @@ Type a turn and press Enter; end a line with \\ to go on on the next line (a new
   /help  /quit"""
 
 
-def settings_from(args) -> SamplingSettings:
-    """The sampling options (shared with --generate) as settings; ValueError, one sentence, if bad."""
-    def number(option: str, text: str, kind: type):
-        try:
-            return kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise ValueError(f"{option} must be {what}, got {text!r}.") from None
-
-    settings = SamplingSettings(
-        temperature=number("--temperature", args.temperature, float), top_k=number("--top-k", args.top_k, int),
-        top_p=number("--top-p", args.top_p, float), min_p=number("--min-p", args.min_p, float),
-        repetition_penalty=number("--repetition-penalty", args.repetition_penalty, float),
-        repetition_window=number("--repetition-window", args.repetition_window, int),
-        seed=number("--seed", args.seed, int), max_new_tokens=number("--max-new-tokens", args.max_new_tokens, int),
-        stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop])
-    settings.validate()
-    if args.checkpoint not in ("best", "last"):
-        raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
-    if args.mode not in (None, "cowrite", "dialogue"):
-        raise ValueError(f"--mode must be cowrite or dialogue, got {args.mode!r}.")
-    return settings
-
-
 def cmd_chat(args) -> int:
     from minigpt_tui.core.generation.chat import Chat
     from minigpt_tui.core.generation.chat_session import ChatSession
@@ -77,7 +52,11 @@ def cmd_chat(args) -> int:
     from minigpt_tui.core.runs.run_dir import RunDir
 
     try:
-        settings = settings_from(args)
+        settings = settings_from(args)  # the sampling options, read as --generate reads them
+        if args.checkpoint not in ("best", "last"):
+            raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
+        if args.mode not in (None, "cowrite", "dialogue"):
+            raise ValueError(f"--mode must be cowrite or dialogue, got {args.mode!r}.")
         if args.no_kv_cache:
             raise ValueError("--chat keeps the model's state between turns, so it needs the KV cache; "
                              "drop --no-kv-cache.")
@@ -258,18 +237,10 @@ class Repl:
         return None
 
     def set_value(self, name: str, values: list[str]) -> None:
-        setting, kind = SETTING_COMMANDS[name]
-        limit = LIMITS.get(setting)
-        what = "a whole number" if kind is int else "a number"
+        setting = SETTING_COMMANDS[name]
         if len(values) != 1:
             raise ValueError(f"{name} needs one value, e.g. {name} {getattr(self.settings, setting)}.")
-        try:
-            value = kind(values[0])
-        except ValueError:
-            raise ValueError(f"{name} needs {what}, got {values[0]!r}.") from None
-        if limit is not None and (not limit.contains(value) or value != value):
-            hint = f" ({limit.hint})" if limit.hint else ""
-            raise ValueError(f"{name} must be {limit.describe()}{hint}, got {values[0]}.")
+        value = sampling_value(setting, values[0], name)  # the check --generate makes of its option
         setattr(self.settings, setting, value)
         if setting == "seed":
             self.chat.session.sampler.reseed(value)

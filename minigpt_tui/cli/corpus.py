@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from minigpt_tui.cli import USER_ERROR  # (cli imports this module only when called)
+from minigpt_tui.cli.common import USER_ERROR
 from minigpt_tui.core.data import catalogue
 from minigpt_tui.core.errors import CorpusError
 from minigpt_tui.core.formatting import fmt_bytes
