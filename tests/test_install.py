@@ -1,4 +1,5 @@
-"""The recipes in models/ ship inside the package, so a plain (non-editable) install has them."""
+"""A plain (non-editable) install has every module of the source tree (packages are found, not
+listed) and the recipes in models/, shipped inside the package."""
 
 import os
 import subprocess
@@ -25,3 +26,9 @@ def test_a_non_editable_install_lists_the_recipes(tmp_path):
     where, names = out.stdout.splitlines()
     assert Path(where).is_relative_to(target)
     assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer"} <= set(names.split())
+    source = {p.relative_to(ROOT).as_posix() for p in (ROOT / "minigpt_tui").rglob("*") if p.suffix in (".py", ".tcss")}
+    installed = {p.relative_to(target).as_posix() for p in (target / "minigpt_tui").rglob("*") if p.suffix in (".py", ".tcss")}
+    assert source <= installed, sorted(source - installed)
+    started = subprocess.run([sys.executable, "-m", "minigpt_tui", "--list"], capture_output=True, text=True,
+                             env={**env, "MINIGPT_TUI_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert started.returncode == 0 and "No runs" in started.stdout + started.stderr, started.stderr
