@@ -100,6 +100,28 @@ def test_the_core_never_imports_the_ui():
     assert not {k: v for k, v in offenders.items() if v}
 
 
+# core's rooms, lowest first: a module may import its own room and those before it, never one after.
+CORE_ROOMS = ("", "data", "models", "runs", "generation", "training")  # "": config, paths, errors, ...
+
+
+def core_room(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[:2] != ["minigpt_tui", "core"]:
+        return None
+    return CORE_ROOMS.index(parts[2]) if len(parts) > 2 and parts[2] in CORE_ROOMS else 0  # 0: core's top
+
+
+def test_core_rooms_import_only_rooms_below_them():
+    offenders = []
+    for path in (PACKAGE / "core").rglob("*.py"):
+        own = core_room(module_name(path))
+        for imported in imports(path, type_checking=False):
+            room = core_room(imported)
+            if room is not None and room > own:
+                offenders.append(f"{module_name(path)} ({CORE_ROOMS[own] or 'top'}) imports {imported}")
+    assert not offenders
+
+
 def test_no_tab_imports_another_tabs_module():
     offenders = []
     for path in (PACKAGE / "tui").rglob("*.py"):
