@@ -29,13 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from minigpt_tui.core import file_lock, fsutil, paths
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.data.tokenizer import Tokenizer, load_tokenizer
 from minigpt_tui.core.errors import CheckpointError, ConfigError, RunError, TokenizerError
 from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS, checkpoint_problem, load_checkpoint
 from minigpt_tui.core.runs.run_names import MAX_NOTE_CHARS, run_name_problem
 
 if TYPE_CHECKING:
     import torch
+
+    from minigpt_tui.core.models import LanguageModel
 
 LOCK_NAME = ".lock"
 EVENTS_NAME = "events.jsonl"
@@ -234,7 +236,7 @@ class RunDir:
 
     def tokenizer(self) -> Tokenizer:
         try:
-            return Tokenizer.load(self.path / "tokenizer.json")
+            return load_tokenizer(self.path / "tokenizer.json")
         except TokenizerError as err:
             raise RunError(str(err)) from None
 
@@ -399,7 +401,7 @@ class LoadedRun:
     run_dir: Path
     config: RunConfig
     tokenizer: Tokenizer
-    model: "torch.nn.Module"
+    model: LanguageModel  # in eval mode, on the device asked for
     checkpoint: Path
     step: int
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core import paths
@@ -39,7 +40,7 @@ from minigpt_tui.core.data.corpus import load_corpus
 from minigpt_tui.core.data.token_cache import cached_tokenizer, cached_tokens
 from minigpt_tui.core.errors import USER_ERRORS, CheckpointError, RunError, TrainingError
 from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.models import build_model, count_parameters, unwrap
+from minigpt_tui.core.models import LanguageModel, build_model, count_parameters, unwrap
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.checkpoint import load_checkpoint, save_checkpoint
 from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
@@ -113,7 +114,9 @@ class Trainer:
         self.train_stream = TokenStream(train_tokens, cfg.model.context_length, "training")
         self.val_stream = TokenStream(val_tokens, cfg.model.context_length, "validation")
 
-        self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
+        # The plain model (what is saved, sampled and evaluated); the training step calls
+        # train_model, the same model or a DDP / torch.compile wrapper around it.
+        self.model: LanguageModel = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
         # The clipped parameters, listed once rather than by walking the modules every step (~0.07 ms).
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
@@ -134,7 +137,7 @@ class Trainer:
         if self.dist.enabled:  # other ranks only read the folder; rank 0 holds the lock
             self.folder = RunDir(self.dist.broadcast(str(self.run_dir) if self.run_dir else ""))
 
-        self.train_model = self.model
+        self.train_model: nn.Module = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
