@@ -43,7 +43,8 @@ from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.models import LanguageModel, build_model, count_parameters, unwrap
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.checkpoint import load_checkpoint, save_checkpoint
-from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
+from minigpt_tui.core.runs.run_dir import CONFIG_NAME, META_NAME, TOKENIZER_NAME, RunDir
+from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.training.allocator import keep_freed_memory
 from minigpt_tui.core.training.devices import (
@@ -258,9 +259,9 @@ class Trainer:
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
             stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
             self.folder = RunDir.create(stem, self.runs_root, {
-                "config.toml": cfg.to_run_toml(),
-                "tokenizer.json": self.tokenizer.to_json(),
-                "meta.json": self.meta.to_json(),
+                CONFIG_NAME: cfg.to_run_toml(),
+                TOKENIZER_NAME: self.tokenizer.to_json(),
+                META_NAME: self.meta.to_json(),
             })
             self.meta.name = self.folder.name
         self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)
