@@ -10,7 +10,7 @@ import pytest
 
 from minigpt_tui.cli.main import main
 from minigpt_tui.core.data.bpe_tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
-from minigpt_tui.core.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt_tui.core.data.tokenizer import build_tokenizer, tokenizer_from_json
 from minigpt_tui.core.errors import TokenizerError
 from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.runs.run_dir import RunDir
@@ -98,7 +98,7 @@ def test_char_and_word_tokenizers_stream_their_pieces():
 
 
 def test_the_tokenizer_file_round_trips_and_damage_is_one_sentence(tmp_path):
-    again = Tokenizer.from_json(BPE.to_json())
+    again = tokenizer_from_json(BPE.to_json())
     assert isinstance(again, BPETokenizer) and again.token_bytes == BPE.token_bytes
     for text in SPECIAL + random_texts(50, seed=5):
         assert again.encode(text) == BPE.encode(text)
@@ -106,10 +106,10 @@ def test_the_tokenizer_file_round_trips_and_damage_is_one_sentence(tmp_path):
     assert raw["kind"] == "bpe" and isinstance(raw["tokenizer"], dict)
     # the HF JSON may also be stored as a string
     as_string = json.dumps({"kind": "bpe", "tokenizer": json.dumps(raw["tokenizer"])})
-    assert Tokenizer.from_json(as_string).token_bytes == BPE.token_bytes
+    assert tokenizer_from_json(as_string).token_bytes == BPE.token_bytes
     for bad in ({"kind": "bpe"}, {"kind": "bpe", "tokenizer": {"model": 3}}, {"kind": "bpe", "tokenizer": "{"}):
         with pytest.raises(TokenizerError) as err:
-            Tokenizer.from_json(json.dumps(bad), source="Tokenizer file x.json")
+            tokenizer_from_json(json.dumps(bad), source="Tokenizer file x.json")
         message = str(err.value)
         assert message.startswith("Tokenizer file x.json is not a valid") and "\n" not in message
     # A BPE learnt without the full byte alphabet could not spell every text: refused.
@@ -120,7 +120,7 @@ def test_the_tokenizer_file_round_trips_and_damage_is_one_sentence(tmp_path):
     partial.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     partial.train_from_iterator([TINY_TEXT], trainers.BpeTrainer(vocab_size=300, show_progress=False))
     with pytest.raises(TokenizerError, match="all 256 bytes"):
-        Tokenizer.from_json(json.dumps({"kind": "bpe", "tokenizer": json.loads(partial.to_str())}))
+        tokenizer_from_json(json.dumps({"kind": "bpe", "tokenizer": json.loads(partial.to_str())}))
 
 
 @pytest.fixture(scope="module")

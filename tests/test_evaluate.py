@@ -228,10 +228,10 @@ def test_word_tokens_of_wikitext_match_pytorch_word_language_model():
 
 
 def test_evaluations_file_keeps_every_record_and_skips_a_torn_line(tmp_path):
-    from minigpt_tui.core.runs.evaluations import EVALUATIONS_NAME, append_evaluation, latest_by_split
+    from minigpt_tui.core.runs.evaluations import append_evaluation, latest_by_split
 
     append_evaluation(tmp_path, {"split": "valid", "bits_per_char": 2.0, "step": 1})
-    with open(tmp_path / EVALUATIONS_NAME, "a") as f:
+    with open(RunDir(tmp_path).evaluations_path, "a") as f:
         f.write('{"split": "test", "bits_per')  # a writer killed mid-line
     append_evaluation(tmp_path, {"split": "valid", "bits_per_char": 1.5, "step": 2})
     append_evaluation(tmp_path, {"split": "test", "bits_per_char": 1.7, "step": 2})

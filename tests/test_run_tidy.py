@@ -8,7 +8,8 @@ import json
 import pytest
 
 from minigpt_tui.core.errors import RunError
-from minigpt_tui.core.runs.run_dir import RunDir, RunMeta, list_runs
+from minigpt_tui.core.runs.run_dir import RunDir, list_runs
+from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import corpus_label, corpus_slug, recipe_corpus, run_stem
 
 from kit import make_fake_run

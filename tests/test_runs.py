@@ -8,7 +8,8 @@ import json
 import pytest
 
 from minigpt_tui.core.errors import TrainingError
-from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.training.trainer import Trainer
 
 from kit import tiny_config, train_tiny_run

@@ -19,7 +19,7 @@ from minigpt_tui.core.data.tokenizer import WordTokenizer, build_tokenizer
 from minigpt_tui.core.errors import CorpusError
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.run_dir import RunDir
-from minigpt_tui.core.training import trainer as trainer_mod
+from minigpt_tui.core.training import training_data
 from minigpt_tui.core.training.trainer import Trainer
 
 from kit import TINY_TEXT, tiny_config, train_tiny_run, write_corpus
@@ -198,8 +198,8 @@ def test_a_folder_of_splits_has_a_test_split_and_a_file_says_it_has_none(tmp_pat
 
 
 def test_a_slow_first_start_reports_its_progress_before_it_starts(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(trainer_mod, "PREPARING_QUIET_S", 0.0)
-    monkeypatch.setattr(trainer_mod, "PREPARING_EVERY_S", 0.0)
+    monkeypatch.setattr(training_data, "PREPARING_QUIET_S", 0.0)
+    monkeypatch.setattr(training_data, "PREPARING_EVERY_S", 0.0)
     monkeypatch.setattr(corpus_mod, "CHUNK_CHARS", 200)
     seen = []
     Trainer(tiny_config(write_corpus(tmp_path), max_steps=1), seen.append, runs_root=tmp_path / "runs").run()

@@ -197,11 +197,13 @@ class ProgressPrinter:
         elif isinstance(e, ev.Sample):
             say(f"[dim]{_escape(e.text.strip())}[/]")
         elif isinstance(e, ev.Done):
+            from minigpt_tui.core.runs.run_dir import RunDir
+
             self.close()
             what = "Stopped" if e.reason == "stopped" else "Finished"
             best = f", best val loss {e.best_val_loss:.4f}" if e.best_val_loss is not None else ""
             self.console.print(f"[bold]{what}[/] at step {e.step} in {e.elapsed_s:.0f} s{best}. "
-                               f"Checkpoints are in {e.run_dir}/checkpoints.")
+                               f"Checkpoints are in {RunDir(e.run_dir).checkpoints_dir}.")
         elif isinstance(e, ev.Error):
             self.close()
             print(f"minigpt-tui: {e.message}", file=sys.stderr, flush=True)

@@ -75,6 +75,8 @@ class BPEStreamDecoder:
 
 
 class BPETokenizer:
+    """A core.data.tokenizer.Tokenizer of byte-level BPE tokens (see the module docstring)."""
+
     kind = "bpe"
 
     def __init__(self, hf: HFTokenizer):

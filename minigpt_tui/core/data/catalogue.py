@@ -14,7 +14,7 @@ fetch that dies half way leaves no folder of that name, only its resumable downl
 
 resolve() is the corpus loader's hook: it turns a catalogue name into the local path, leaves
 any other data.path as it is, and raises CorpusError with the fetch command for a corpus not
-downloaded yet. `minigpt-tui --corpus list|fetch` (corpus_cli.py) is the front end.
+downloaded yet. `minigpt-tui --corpus list|fetch` (cli/corpus.py) is the front end.
 """
 
 from __future__ import annotations

@@ -32,9 +32,7 @@ from minigpt_tui.core.config import DataConfig
 from minigpt_tui.core.data import file_scans
 from minigpt_tui.core.errors import CorpusError
 
-BUILTIN_NAME = "King James Bible (built-in)"
 SPLITS = ("train", "valid", "test")
-WIKITEXT_SPLITS = SPLITS
 # How much of a file check_corpus reads, and where load_corpus looks for NUL bytes.
 PREFIX_BYTES = 65_536
 # Text handed to a tokenizer at a time (characters), and bytes read from a file at a time.

@@ -34,7 +34,7 @@ import torch
 from minigpt_tui.core import fsutil, paths
 from minigpt_tui.core.config import DataConfig
 from minigpt_tui.core.data.corpus import Progress, Split, load_corpus
-from minigpt_tui.core.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt_tui.core.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_json
 from minigpt_tui.core.errors import CorpusError, TokenizerError
 
 FORMAT = 2  # of the files and of their keys; a change rebuilds every cache (2: int16/int32 ids)
@@ -122,7 +122,7 @@ def cached_tokenizer(kind: str, vocab_size: int, train: Split, progress: Progres
         fsutil.atomic_write_text(path, text)
     # As read back, so the token cache's key (the tokenizer's JSON) is the one later starts and
     # resumes compute from the run's tokenizer.json.
-    return Tokenizer.from_json(text, source=str(path))
+    return tokenizer_from_json(text, source=str(path))
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def _key(parts: dict) -> str:
 
 def _read_tokenizer(path: Path) -> Tokenizer | None:
     try:
-        return Tokenizer.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        return tokenizer_from_json(path.read_text(encoding="utf-8"), source=str(path))
     except (OSError, UnicodeDecodeError, TokenizerError):  # none yet, or damaged: train it again
         return None
 

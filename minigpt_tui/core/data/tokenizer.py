@@ -1,7 +1,11 @@
-"""Character- and word-level tokenizers, saved as JSON (never pickled).
+"""The Tokenizer protocol every tokenizer satisfies, the character- and word-level tokenizers,
+and reading any tokenizer back from its JSON (never pickled).
 
-Both keep the most frequent symbols up to a cap; everything else maps to <unk>
-(id 0). Characters decode by joining with ""; words by joining with " ", except
+Three kinds: "char" and "word" (VocabTokenizer, here) and "bpe" (BPETokenizer, bpe_tokenizer.py).
+tokenizer_from_json and load_tokenizer pick the class by the file's "kind".
+
+Char and word tokenizers keep the most frequent symbols up to a cap; everything else maps
+to <unk> (id 0). Characters decode by joining with ""; words by joining with " ", except
 around newlines, which are tokens of their own so paragraphs survive.
 """
 
@@ -11,7 +15,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol, runtime_checkable
 
 from minigpt_tui.core.errors import TokenizerError
 
@@ -19,7 +23,47 @@ UNK = "<unk>"
 _WORDS = re.compile(r"\n|[^\s]+")
 
 
-class Tokenizer:
+@runtime_checkable
+class StreamDecoder(Protocol):
+    """Incremental decoding: feed(id) gives the text a token adds (possibly "", while a character
+    is incomplete), flush() what is left at the end; together exactly decode() of the ids fed."""
+
+    def feed(self, token_id: int) -> str: ...
+
+    def flush(self) -> str: ...
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What every tokenizer offers (CharTokenizer, WordTokenizer, BPETokenizer), and all that
+    training, sampling, chat and the token cache use of one."""
+
+    kind: str  # "char" | "word" | "bpe": the config's data.tokenizer, and "kind" in tokenizer.json
+    itos: list[str]  # id -> display text of the token (a BPE token inside a character shows its bytes)
+    stoi: dict[str, int]  # the tokens that are whole text -> id ("\n" starts an empty prompt)
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def unknown_symbols(self, text: str) -> list[str]:
+        """The distinct symbols of `text` the vocabulary lacks (for a warning)."""
+
+    def stream_decoder(self, prev_id: int | None = None) -> StreamDecoder:
+        """Incremental decoding (streaming uses only this); `prev_id` is the token before the
+        first one fed (None at the start of the text)."""
+
+    def to_json(self) -> str:
+        """The tokenizer.json text, read back by tokenizer_from_json."""
+
+
+class VocabTokenizer:
+    """A vocabulary of whole symbols (characters or words) split by `split`; the base of
+    CharTokenizer and WordTokenizer."""
+
     kind = ""
     joiner = ""
 
@@ -37,7 +81,7 @@ class Tokenizer:
         raise NotImplementedError
 
     @classmethod
-    def train(cls, chunks: Iterable[str] | str, vocab_size: int = 0) -> "Tokenizer":
+    def train(cls, chunks: Iterable[str] | str, vocab_size: int = 0) -> "VocabTokenizer":
         """Keep the most frequent symbols (ties broken by the symbol), up to vocab_size with <unk>.
         `chunks`: the text, whole or in pieces that never cut a symbol (corpus.Split.chunks)."""
         counts: Counter = Counter()
@@ -72,57 +116,16 @@ class Tokenizer:
         piece by piece gives exactly decode() of the whole sequence."""
         return self.itos[token_id]
 
-    def stream_decoder(self, prev_id: int | None = None) -> "StreamDecoder":
-        """Incremental decoding (every tokenizer has it; streaming uses only this): feed(id) gives
-        the text a token adds, flush() what is left at the end; together exactly decode().
-        `prev_id` is the token before the first one fed (None at the start of the text)."""
-        return StreamDecoder(self, prev_id)
+    def stream_decoder(self, prev_id: int | None = None) -> "VocabStreamDecoder":
+        """Incremental decoding (see StreamDecoder): the pieces, each after the token before it."""
+        return VocabStreamDecoder(self, prev_id)
 
     # ---- files ----------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "tokens": self.itos}, ensure_ascii=False)
 
-    @staticmethod
-    def from_json(text: str, source: str = "tokenizer") -> "Tokenizer":
-        try:
-            raw = json.loads(text)
-            kind = raw["kind"]
-            if kind != "bpe":
-                klass, tokens = {"char": CharTokenizer, "word": WordTokenizer}[kind], raw["tokens"]
-                if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                    raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
-        try:
-            if kind == "bpe":
-                from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (it imports this module)
 
-                return BPETokenizer.from_raw(raw)
-            return klass(tokens)
-        except TokenizerError as err:
-            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file ({err}).") from None
-
-    @staticmethod
-    def load(path: Path) -> "Tokenizer":
-        path = Path(path)
-        source = f"Tokenizer file {path}"
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            raise TokenizerError(f"{source} is missing; the run cannot be used without it.") from None
-        except UnicodeDecodeError:
-            raise TokenizerError(f"{source} is not UTF-8 text, so it is damaged; "
-                                 "restore it from a backup or train the run again.") from None
-        except OSError as err:
-            raise TokenizerError(f"{source} cannot be read ({err.strerror or err}).") from None
-        try:
-            return Tokenizer.from_json(text, source=source)
-        except TokenizerError:
-            raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file (it is damaged); "
-                                 "restore it from a backup or train the run again.") from None
-
-
-class CharTokenizer(Tokenizer):
+class CharTokenizer(VocabTokenizer):
     kind = "char"
     joiner = ""
 
@@ -131,7 +134,7 @@ class CharTokenizer(Tokenizer):
         return list(text)
 
 
-class WordTokenizer(Tokenizer):
+class WordTokenizer(VocabTokenizer):
     """Words split at whitespace, case and punctuation kept; a newline is a token."""
 
     kind = "word"
@@ -148,10 +151,10 @@ class WordTokenizer(Tokenizer):
         return " " + tok
 
 
-class StreamDecoder:
+class VocabStreamDecoder:
     """A char or word tokenizer's incremental decoding: its pieces, with the previous token."""
 
-    def __init__(self, tokenizer: Tokenizer, prev_id: int | None = None):
+    def __init__(self, tokenizer: VocabTokenizer, prev_id: int | None = None):
         self.tokenizer, self.prev = tokenizer, prev_id
 
     def feed(self, token_id: int) -> str:
@@ -166,11 +169,54 @@ class StreamDecoder:
 def build_tokenizer(kind: str, chunks: Iterable[str] | str, vocab_size: int) -> Tokenizer:
     """A tokenizer of `kind` trained on the text (a string, or chunks of it)."""
     if kind == "bpe":
-        from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (imports this module)
+        from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (imports `tokenizers`: only when used)
 
         return BPETokenizer.train(chunks, vocab_size)
     klass = {"char": CharTokenizer, "word": WordTokenizer}[kind]
     return klass.train(chunks, vocab_size)
+
+
+def tokenizer_from_json(text: str, source: str = "tokenizer") -> Tokenizer:
+    """The tokenizer a to_json() text describes, of the class its "kind" names; TokenizerError
+    (one sentence starting with `source`) when the text is not one."""
+    try:
+        raw = json.loads(text)
+        kind = raw["kind"]
+        if kind != "bpe":
+            klass, tokens = {"char": CharTokenizer, "word": WordTokenizer}[kind], raw["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file.") from None
+    try:
+        if kind == "bpe":
+            from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (imports `tokenizers`)
+
+            return BPETokenizer.from_raw(raw)
+        return klass(tokens)
+    except TokenizerError as err:
+        raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file ({err}).") from None
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """A tokenizer file (a run's tokenizer.json); TokenizerError, one sentence naming the file
+    and what to do, when it is missing, unreadable or damaged."""
+    path = Path(path)
+    source = f"Tokenizer file {path}"
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise TokenizerError(f"{source} is missing; the run cannot be used without it.") from None
+    except UnicodeDecodeError:
+        raise TokenizerError(f"{source} is not UTF-8 text, so it is damaged; "
+                             "restore it from a backup or train the run again.") from None
+    except OSError as err:
+        raise TokenizerError(f"{source} cannot be read ({err.strerror or err}).") from None
+    try:
+        return tokenizer_from_json(text, source=source)
+    except TokenizerError:
+        raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file (it is damaged); "
+                             "restore it from a backup or train the run again.") from None
 
 
 # WikiText writes "3 @.@ 5" and "well @-@ known": show them as "3.5" and "well-known".

@@ -1,5 +1,6 @@
-"""A chat: a conversation (core.generation.conversation), the model state that has read it
-(core.generation.chat_session) and the template that says how turns are joined (core.generation.chat_template).
+"""A chat: a conversation (core.generation.conversation), the session whose model has read it
+(core.generation.session.Session: a ChatSession, or its proxy in the sampler process) and the
+template that says how turns are joined (core.generation.chat_template).
 
 The one implementation of say / regenerate / undo / flip that the app and the
 `--chat` REPL share. The session's state follows the path shown through the marks
@@ -24,10 +25,14 @@ Torch-free itself: the session does the model work, so tests may hand in a fake 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from minigpt_tui.core.generation.chat_template import ChatTemplate
 from minigpt_tui.core.generation.conversation import Conversation, Turn
+from minigpt_tui.core.generation.session import Mark, Session
+
+if TYPE_CHECKING:  # (sampling imports torch; the chat itself never does)
+    from minigpt_tui.core.generation.sampling import TokenEvent
 
 
 class ChatError(ValueError):
@@ -35,14 +40,14 @@ class ChatError(ValueError):
 
 
 class Chat:
-    def __init__(self, session: Any, template: ChatTemplate | None = None,
+    def __init__(self, session: Session, template: ChatTemplate | None = None,
                  conversation: Conversation | None = None, run: str = ""):
         self.session = session
         self.template = template or ChatTemplate()
         self.conversation = conversation or Conversation(run=run, mode=self.template.mode)
-        self.marks: dict[int, Any] = {}  # turn id -> the session's mark after that turn
+        self.marks: dict[int, Mark] = {}  # turn id -> the session's mark after that turn
         self.start_mark = session.mark() if conversation is None else None  # the empty conversation
-        self.word_level = getattr(getattr(session, "tokenizer", None), "kind", "") == "word"
+        self.word_level = session.tokenizer.kind == "word"
 
     # ---- reading the path ------------------------------------------------------------------------
     @property
@@ -84,7 +89,7 @@ class Chat:
                 self.marks[turn.id] = self.session.mark()
 
     # ---- actions ---------------------------------------------------------------------------------------
-    def say(self, words: str, cancel: Callable[[], bool] | None = None) -> Iterator:
+    def say(self, words: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """The user's turn, then the model's reply streaming (TokenEvents). In co-write, empty
         words add no user turn: the model goes on writing where the document ends.
 
@@ -101,7 +106,7 @@ class Chat:
             parent = turn.id
         return self._reply(parent, cancel)
 
-    def regenerate(self, cancel: Callable[[], bool] | None = None) -> Iterator:
+    def regenerate(self, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """A new reply in place of the last one, which is kept as a sibling."""
         last = self.last_reply
         if last is None:
@@ -143,12 +148,11 @@ class Chat:
         self.marks.clear()
         self.session.reset()
         self.start_mark = self.session.mark()
-        reseed = getattr(getattr(self.session, "sampler", None), "reseed", None)
-        if reseed is not None:
-            reseed()  # a new conversation starts from the seed: same settings, same first reply
+        # A new conversation starts from the seed: same settings, same first reply.
+        self.session.sampler.reseed()
 
     # ---- the reply -------------------------------------------------------------------------------------
-    def _reply(self, parent: int | None, cancel, prefix: str | None = None) -> Iterator:
+    def _reply(self, parent: int | None, cancel, prefix: str | None = None) -> Iterator[TokenEvent]:
         conv, t = self.conversation, self.template
         if prefix is None:
             prefix = t.model_prefix(conv.text())
@@ -159,7 +163,7 @@ class Chat:
                         speaker=t.model if t.mode == "dialogue" else "")
         return self._stream(turn, cancel)
 
-    def _stream(self, turn: Turn, cancel) -> Iterator:
+    def _stream(self, turn: Turn, cancel) -> Iterator[TokenEvent]:
         try:
             self.sync(open_turn=turn)  # the new text (and anything not read yet) is read here
             for event in self.session.reply(stops=self.template.reply_stops(), cancel=cancel):

@@ -16,8 +16,10 @@ the next-token logits after them. `reply()` feeds each token it picks before
 picking the next (and the last one before it returns), so a reply leaves the state
 ready for the next turn.
 
-`mark()` keeps the state at a turn boundary: a copy of the RNN state (its tensors
-are never written in place, so the list is copied, not the tensors) or of the KV
+A ChatSession is a core.generation.session.Session (what core.generation.chat.Chat talks to).
+
+`mark()` keeps the state at a turn boundary, a StateMark: a copy of the RNN state (its
+tensors are never written in place, so the list is copied, not the tensors) or of the KV
 cache (the ring is written in place: its tensors are cloned, ~0.5 MB for the
 default recipe). `restore(mark)` goes back to it, for undo and for branches,
 without reading the transcript again.
@@ -48,6 +50,7 @@ from minigpt_tui.core.generation.sampling import (
     TokenEvent,
     start_ids,
 )
+from minigpt_tui.core.models import LanguageModel
 
 
 def copy_state(state: Any) -> Any:
@@ -59,8 +62,9 @@ def copy_state(state: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Mark:
-    """The session at a turn boundary: the tokens read, the state after them, the next logits."""
+class StateMark:
+    """The session at a turn boundary (a session.Mark): the tokens read, the state after them,
+    the next logits."""
 
     ids: tuple[int, ...]
     state: Any
@@ -73,17 +77,13 @@ class ChatSession:
 
     def __init__(self, sampler: Sampler, record: bool = False):
         self.sampler = sampler
-        self.model = sampler.model
+        self.model: LanguageModel = sampler.model
         self.tokenizer = sampler.tokenizer
         self.ids: list[int] = []
         self.state: Any = None
         self.logits: torch.Tensor | None = None
         self.stats = GenerationStats()
         self.recorded: dict[int, torch.Tensor] | None = {} if record else None
-
-    @property
-    def settings(self):
-        return self.sampler.settings
 
     @property
     def tokens_per_s(self) -> float:
@@ -187,11 +187,11 @@ class ChatSession:
                     self._advance(pending)
 
     # ---- turn boundaries ----------------------------------------------------------------------
-    def mark(self) -> Mark:
+    def mark(self) -> StateMark:
         recorded = dict(self.recorded) if self.recorded is not None else None
-        return Mark(tuple(self.ids), copy_state(self.state), self.logits, recorded)
+        return StateMark(tuple(self.ids), copy_state(self.state), self.logits, recorded)
 
-    def restore(self, mark: Mark) -> None:
+    def restore(self, mark: StateMark) -> None:
         """Go back (or across, to another branch) to a mark; the mark stays usable."""
         self.ids = list(mark.ids)
         self.state = copy_state(mark.state)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from minigpt_tui.core import fsutil
 from minigpt_tui.core.generation.conversation import MODE_NAMES, MODES
+from minigpt_tui.core.runs.run_dir import RunDir
 
-TEMPLATE_FILE = "chat.json"
 SCAN_BYTES = 2_000_000
 NAME = r"[A-Z][A-Za-z'.-]*(?: [A-Za-z'.-]+){0,2}"  # "ROMEO", "First Citizen", "LADY CAPULET"
 _BLOCK = re.compile(rf"^({NAME}):[ \t]*$", re.M)  # a speaker line of its own, the speech below
@@ -163,13 +163,8 @@ def find_speakers(text: str, limit: int = 12) -> tuple[list[str], str]:
 
 def speaker_text(run_dir: Path) -> str:
     """Text to look for speakers in: the start of the run's corpus, else its training samples."""
-    run_dir = Path(run_dir)
-    try:
-        import tomllib
-
-        path = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")).get("data", {}).get("path", "")
-    except (OSError, ValueError):
-        path = ""
+    run = RunDir(run_dir)
+    path = run.data_path()  # (as written: a config.toml that is not whole still names its corpus)
     candidates = []
     if path:
         from minigpt_tui.core.data import catalogue  # (imports torch-free modules only)
@@ -190,7 +185,7 @@ def speaker_text(run_dir: Path) -> str:
             continue
     samples = []
     try:
-        for line in (run_dir / "events.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in run.events_path.read_text(encoding="utf-8", errors="replace").splitlines():
             if '"sample"' in line:
                 try:
                     samples.append(json.loads(line).get("text", ""))
@@ -232,7 +227,7 @@ class RunChat:
 
     @property
     def path(self) -> Path:
-        return self.run_dir / TEMPLATE_FILE
+        return RunDir(self.run_dir).chat_template_path
 
     def load(self) -> ChatTemplate:
         try:

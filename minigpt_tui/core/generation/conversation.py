@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 from minigpt_tui.core import fsutil
+from minigpt_tui.core.runs.run_dir import RunDir
 
-FOLDER = "conversations"
 FORMAT = 1
 MODES = ("cowrite", "dialogue")
 MODE_NAMES = {"cowrite": "co-write", "dialogue": "dialogue"}
@@ -198,13 +198,9 @@ class Conversation:
 # ---- files ------------------------------------------------------------------------------------------
 
 
-def conversations_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / FOLDER
-
-
 def save_conversation(conv: Conversation, run_dir: Path) -> Path:
     """Write <run>/conversations/<id>.json atomically; ConversationError (one sentence) on failure."""
-    folder = conversations_dir(run_dir)
+    folder = RunDir(run_dir).conversations_dir
     path = folder / f"{conv.id}.json"
     try:
         folder.mkdir(exist_ok=True)
@@ -246,7 +242,7 @@ class ConversationInfo:
 def list_conversations(run_dir: Path) -> list[ConversationInfo]:
     """The run's saved conversations, newest first (damaged files are skipped)."""
     out = []
-    for path in conversations_dir(run_dir).glob("*.json"):
+    for path in RunDir(run_dir).conversations_dir.glob("*.json"):
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             out.append(ConversationInfo(str(raw["id"]), path, str(raw.get("title") or "(empty)"),

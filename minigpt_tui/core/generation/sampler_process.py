@@ -4,8 +4,9 @@ Why. In one process the UI thread and the sampling thread share the GIL: every r
 and timer of the app is time the sampler waits for, and the app streamed at about 0.7-0.8 of
 the headless sampler's speed however its updates were batched. Here the model, its
 ChatSession (core.generation.chat_session: the state between turns) and the Sampler live in a child
-process; the app keeps proxies with the same interface (`SessionProxy` for Chat,
-`SamplerProxy` for the keys), and only small messages cross a pipe.
+process; the app keeps proxies with the same interface (`SessionProxy`, a
+core.generation.session.Session, for Chat; `SamplerProxy` for the keys), and only small
+messages cross a pipe.
 
 Protocol (tuples over a multiprocessing Pipe, parent -> child):
   ("feed", ids), ("reset",), ("mark", key), ("restore", key)   answered ("ok", None)
@@ -40,9 +41,15 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from minigpt_tui.core.data.tokenizer import Tokenizer
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
+
+if TYPE_CHECKING:  # (these import torch, which the app's side of the pipe never needs)
+    from minigpt_tui.core.generation.chat_session import ChatSession, StateMark
+    from minigpt_tui.core.generation.sampling import TokenEvent
+    from minigpt_tui.core.runs.run_dir import LoadedRun
 
 BATCH_S = 0.005  # a reply's events are sent at most this often (the first one at once)
 CHECK_S = 0.002  # while replying, the child reads settings and cancels at most this often
@@ -65,8 +72,7 @@ class Loaded:
     mtime_ns: int
 
     @classmethod
-    def of(cls, run: Any) -> Loaded:
-        """From a core.runs.run_dir.LoadedRun."""
+    def of(cls, run: LoadedRun) -> Loaded:
         return cls(Path(run.checkpoint), run.step, Path(run.checkpoint).stat().st_mtime_ns)
 
 
@@ -85,7 +91,7 @@ def serve(conn, run_dir: str, checkpoint: str) -> None:
         conn.send(("error", f"{err}" if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"))
         return
     conn.send(("ready", Loaded.of(run)))
-    marks: dict[int, Any] = {}
+    marks: dict[int, StateMark] = {}
 
     def control(msg) -> bool:
         """Apply a message that needs no answer; False for a call."""
@@ -131,7 +137,7 @@ def serve(conn, run_dir: str, checkpoint: str) -> None:
             conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
-def _reply(conn, session, control: Callable, stops, max_new_tokens) -> None:
+def _reply(conn, session: ChatSession, control: Callable, stops, max_new_tokens) -> None:
     cancelled = False
     looked = 0.0
 
@@ -176,14 +182,14 @@ def _reply(conn, session, control: Callable, stops, max_new_tokens) -> None:
 class SamplerProcess:
     """The child process and its pipe; `session` and `sampler` are what the app uses."""
 
-    def __init__(self, run_dir: Path, checkpoint: str, tokenizer):
+    def __init__(self, run_dir: Path, checkpoint: str, tokenizer: Tokenizer):
         # A plain subprocess over a socket pair, not multiprocessing's spawn: that one needs the
         # parent's stderr as a file descriptor (the app's is a Textual capture object) and
         # re-imports the parent's main module. The child's output goes nowhere: it would be
         # drawn over the app; its errors come back through the pipe.
         ours, theirs = socket.socketpair()
         self._send_lock = threading.Lock()
-        self.dropped: deque[int] = deque()  # marks gone here, to drop there (see Mark)
+        self.dropped: deque[int] = deque()  # marks gone here, to drop there (see RemoteMark)
         self.closed = False
         try:
             self.process = subprocess.Popen(
@@ -285,7 +291,7 @@ class SettingsProxy:
 class SamplerProxy:
     """What the app's keys touch on a Sampler: its settings and its seed."""
 
-    def __init__(self, owner: SamplerProcess, tokenizer):
+    def __init__(self, owner: SamplerProcess, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
         self.settings = SettingsProxy(SamplingSettings(), owner.send)  # the child's Sampler starts from these too
         self._owner = owner
@@ -296,24 +302,25 @@ class SamplerProxy:
         self._owner.send(("seed", seed))
 
 
-class Mark:
-    """A turn boundary kept in the child under `key`; dropped there after this goes. The
-    finalizer only queues the key (the next call sends it): it runs wherever garbage is
-    collected, which may be inside a send that holds the pipe's lock."""
+class RemoteMark:
+    """A turn boundary (a session.Mark) kept in the child under `key`: a handle to the
+    ChatSession's StateMark there, dropped there after this goes. The finalizer only queues
+    the key (the next call sends it): it runs wherever garbage is collected, which may be
+    inside a send that holds the pipe's lock."""
 
     _keys = itertools.count(1)
 
     def __init__(self, owner: SamplerProcess, ids: list[int]):
-        self.key = next(Mark._keys)
+        self.key = next(RemoteMark._keys)
         self.ids = tuple(ids)
         weakref.finalize(self, owner.dropped.append, self.key)
 
 
 class SessionProxy:
-    """core.generation.chat_session.ChatSession's interface over the pipe (what core.generation.chat.Chat calls).
-    `ids` mirrors the child's; not thread-safe, one caller at a time, as a ChatSession."""
+    """A core.generation.session.Session over the pipe, the ChatSession in the child doing the
+    work. `ids` mirrors the child's; not thread-safe, one caller at a time, as a ChatSession."""
 
-    def __init__(self, owner: SamplerProcess, tokenizer, sampler: SamplerProxy):
+    def __init__(self, owner: SamplerProcess, tokenizer: Tokenizer, sampler: SamplerProxy):
         from minigpt_tui.core.generation.sampling import GenerationStats
 
         self._owner = owner
@@ -322,10 +329,6 @@ class SessionProxy:
         self.ids: list[int] = []
         self.stats = GenerationStats()
         self._live: tuple[float, int] | None = None  # while a reply streams: (its start, tokens so far)
-
-    @property
-    def settings(self):
-        return self.sampler.settings
 
     @property
     def tokens_per_s(self) -> float:
@@ -348,23 +351,23 @@ class SessionProxy:
         self._owner.call("reset")
         self.ids = []
 
-    def feed_ids(self, new) -> None:
+    def feed_ids(self, new: Iterable[int]) -> None:
         new = list(new)
         if new:
             self._owner.call("feed", new)
             self.ids.extend(new)
 
-    def mark(self) -> Mark:
-        mark = Mark(self._owner, self.ids)
+    def mark(self) -> RemoteMark:
+        mark = RemoteMark(self._owner, self.ids)
         self._owner.call("mark", mark.key)
         return mark
 
-    def restore(self, mark: Mark) -> None:
+    def restore(self, mark: RemoteMark) -> None:
         self._owner.call("restore", mark.key)
         self.ids = list(mark.ids)
 
-    def reply(self, stops=(), max_new_tokens: int | None = None,
-              cancel: Callable[[], bool] | None = None) -> Iterator:
+    def reply(self, stops: Iterable[str] = (), max_new_tokens: int | None = None,
+              cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         owner = self._owner
         owner.call_streaming("reply", [s for s in stops if s], max_new_tokens)
         self._live = (time.perf_counter(), 0)

@@ -51,11 +51,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.data.tokenizer import StreamDecoder, Tokenizer
 from minigpt_tui.core.generation.sampling_settings import (
     SamplingSettings,  # torch-free, for the app; also importable from here
 )
-from minigpt_tui.core.models import unwrap
+from minigpt_tui.core.models import LanguageModel, unwrap
 
 TOP_ALTERNATIVES = 5
 RNN_CONTEXT_WINDOWS = 8  # an RNN reads at most this many context_length windows of prompt
@@ -177,7 +177,7 @@ class ReplyText:
     into the last event, so the events' text is exactly decode() of the new ids), the stop
     string it completes, and the compute time into `stats`."""
 
-    def __init__(self, decoder, stats: GenerationStats):
+    def __init__(self, decoder: StreamDecoder, stats: GenerationStats):
         self.decoder, self.stats, self.text = decoder, stats, ""
 
     def event(self, token_id: int, prob: float, top: list, elapsed: float, stops, last: bool) -> tuple[TokenEvent, bool]:
@@ -207,9 +207,11 @@ class Sampler:
     setting alone for bigger ones.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
+    def __init__(self, model: LanguageModel, tokenizer: Tokenizer,
                  settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0):
-        self.model = unwrap(model).eval()  # a LanguageModel (see core.models): its methods are called directly
+        # (unwrap: a model still inside a DDP or torch.compile wrapper is sampled as itself,
+        # whose methods, such as decode_step, are called directly)
+        self.model: LanguageModel = unwrap(model).eval()
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
         self.use_cache = use_cache

@@ -1,6 +1,6 @@
 """Checkpoint files: weights (and the optimizer's state) saved atomically, loaded safely.
 
-A run folder (see runs.py) keeps two: checkpoints/last.pt, written at every
+A run folder (see run_dir.py) keeps two: checkpoints/last.pt, written at every
 evaluation and on stop (model, optimizer, step, RNG: what an exact resume needs),
 and checkpoints/best.pt, the weights with the best validation loss so far.
 Files are written through fsutil.atomic_write, so a kill at any instant leaves

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from minigpt_tui.core.fsutil import read_json_lines
-
-EVALUATIONS_NAME = "evaluations.jsonl"
+from minigpt_tui.core.runs.run_dir import RunDir
 
 
 def append_evaluation(run_dir: str | Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(Path(run_dir) / EVALUATIONS_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(RunDir(run_dir).evaluations_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a killed writer stays on its own
@@ -34,7 +33,7 @@ def append_evaluation(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 def read_evaluations(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every readable record, oldest first (a torn or foreign line is skipped)."""
-    return [rec for rec in read_json_lines(Path(run_dir) / EVALUATIONS_NAME)
+    return [rec for rec in read_json_lines(RunDir(run_dir).evaluations_path)
             if isinstance(rec.get("split"), str) and _number(rec.get("bits_per_char"))]
 
 

@@ -1,13 +1,20 @@
-"""A run as a type: the folder a training run writes, and the facts kept about it.
+"""A run as a type: the folder a training run writes (RunDir), and a row of the run list
+(RunInfo, list_runs). The facts kept in meta.json are RunMeta (run_meta.py).
 
 A run folder holds
     config.toml       the full resolved config
     tokenizer.json    the vocabulary
-    meta.json         RunMeta: small facts for listings (family, steps, best loss, ...)
+    meta.json         RunMeta (run_meta.py): small facts for listings (family, steps, best loss, ...)
     metrics.jsonl     one JSON object per logged step or evaluation
     events.jsonl      the latest training session's events (events.EventLog), to follow it live
+    evaluations.jsonl one record per full-pass evaluation (evaluations.py)
     checkpoints/      last.pt and best.pt (see checkpoint.py)
+    conversations/    saved chats (core.generation.conversation)
+    chat.json         the run's chat template (core.generation.chat_template.RunChat)
     .lock             held (flock) by the one trainer writing into the folder; holds its pid
+
+This module is the one place that spells these names: everything else asks a RunDir for the
+path (run.metrics_path, run.checkpoint_path("best"), ...).
 
 A new run folder is assembled under a hidden name and renamed into place with its
 config, tokenizer and meta inside, so a run that a listing can see is never half
@@ -22,77 +29,37 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+import tomllib
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minigpt_tui.core import file_lock, fsutil, paths
 from minigpt_tui.core.config import RunConfig
-from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.data.tokenizer import Tokenizer, load_tokenizer
 from minigpt_tui.core.errors import CheckpointError, ConfigError, RunError, TokenizerError
 from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS, checkpoint_problem, load_checkpoint
+from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import MAX_NOTE_CHARS, run_name_problem
 
 if TYPE_CHECKING:
     import torch
 
-LOCK_NAME = ".lock"
+    from minigpt_tui.core.models import LanguageModel
+
+# The names inside a run folder (see the module docstring); on disk since the first runs.
+CONFIG_NAME = "config.toml"
+TOKENIZER_NAME = "tokenizer.json"
+META_NAME = "meta.json"
+METRICS_NAME = "metrics.jsonl"
 EVENTS_NAME = "events.jsonl"
+EVALUATIONS_NAME = "evaluations.jsonl"
+CHECKPOINTS_NAME = "checkpoints"
+CONVERSATIONS_NAME = "conversations"
+CHAT_TEMPLATE_NAME = "chat.json"
+LOCK_NAME = ".lock"
 LossSeries = list[tuple[int, float]]
-
-
-@dataclass
-class RunMeta:
-    """meta.json: what a listing shows without opening anything bigger."""
-
-    name: str = ""
-    recipe: str = ""
-    family: str = "?"
-    tokenizer: str = "?"
-    corpus: str = "?"
-    vocab_size: int = 0
-    params: int = 0
-    created: float = 0.0  # unix time
-    updated: float = 0.0
-    status: str = ""  # training | finished | stopped | failed ("interrupted" is derived, see RunDir.info)
-    max_steps: int = 0
-    step: int = 0  # of the last checkpoint written
-    best_val_loss: float | None = None
-    device: str = ""
-    precision: str = ""
-    precision_note: str = ""  # how train.precision "auto" chose it (e.g. the measured bf16 speed-up)
-    world_size: int = 1
-    error: str = ""  # the sentence a failed run ended with
-    note: str = ""  # the user's own words about the run (the Checkpoints tab's n)
-
-    # Keys this version does not know (written by a newer one), kept as they were on rewrite.
-    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def to_json(self) -> str:
-        known = asdict(self)
-        del known["extra"]
-        return json.dumps({**self.extra, **known}, indent=1)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: Path) -> "RunMeta":
-        """Known keys are type-checked (ints are fine for floats); unknown keys are kept in .extra."""
-        names = {f.name for f in fields(cls)} - {"extra"}
-        meta = cls(extra={k: v for k, v in raw.items() if k not in names})
-        try:
-            for f in fields(cls):
-                if f.name == "extra":
-                    continue
-                if f.name not in raw or (raw[f.name] is None and f.name == "best_val_loss"):
-                    continue
-                value = raw[f.name]
-                kind = type(getattr(meta, f.name)) if f.name != "best_val_loss" else float
-                if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
-                    raise TypeError
-                setattr(meta, f.name, kind(value))
-        except (TypeError, ValueError, OverflowError):
-            raise RunError(f"Run file {source} holds values of the wrong type.") from None
-        return meta
 
 
 class RunDir:
@@ -118,7 +85,7 @@ class RunDir:
         """A run from a name that --list shows (or the start of one that no other run
         shares: names end in a long timestamp), or a path to its folder."""
         path = Path(name_or_path).expanduser()
-        if (path / "config.toml").is_file() or (path / "meta.json").is_file():
+        if (path / CONFIG_NAME).is_file() or (path / META_NAME).is_file():
             return cls(path)
         root = Path(root) if root is not None else paths.runs_dir()
         plain_name = Path(name_or_path).name == name_or_path and name_or_path not in ("", ".", "..")
@@ -152,7 +119,7 @@ class RunDir:
         _remove_stale_staging(root)
         staging = cls(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".new", dir=root))
         try:
-            (staging.path / "checkpoints").mkdir()
+            staging.checkpoints_dir.mkdir()
             for name, text in (files or {}).items():
                 fsutil.atomic_write_text(staging.path / name, text)
             if lock:
@@ -201,17 +168,50 @@ class RunDir:
         is_training() is True); None when the lock file does not say."""
         return file_lock.holder_pid(self.path / LOCK_NAME)
 
+    def remove_temp_files(self) -> None:
+        """Temporary files of a writer that was killed (call with the lock held)."""
+        fsutil.remove_temp_files(self.path, self.checkpoints_dir)
+
+    # ---- where things are ------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_NAME
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_NAME
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_NAME
+
     @property
     def events_path(self) -> Path:
         return self.path / EVENTS_NAME
 
-    def remove_temp_files(self) -> None:
-        """Temporary files of a writer that was killed (call with the lock held)."""
-        fsutil.remove_temp_files(self.path, self.path / "checkpoints")
+    @property
+    def evaluations_path(self) -> Path:
+        return self.path / EVALUATIONS_NAME
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_NAME
+
+    @property
+    def conversations_dir(self) -> Path:
+        return self.path / CONVERSATIONS_NAME
+
+    @property
+    def chat_template_path(self) -> Path:
+        return self.path / CHAT_TEMPLATE_NAME
 
     # ---- small files -------------------------------------------------------------------------
     def read_meta(self) -> RunMeta:
-        path = self.path / "meta.json"
+        path = self.meta_path
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
@@ -224,34 +224,43 @@ class RunDir:
         return RunMeta.from_dict(raw, path)
 
     def write_meta(self, meta: RunMeta) -> None:
-        fsutil.atomic_write_text(self.path / "meta.json", meta.to_json())
+        fsutil.atomic_write_text(self.meta_path, meta.to_json())
 
     def config(self) -> RunConfig:
         try:
-            return RunConfig.load(self.path / "config.toml", complete=True)
+            return RunConfig.load(self.config_path, complete=True)
         except ConfigError as err:
             raise RunError(str(err)) from None
 
+    def data_path(self) -> str:
+        """data.path as config.toml has it (a file, a folder, a catalogue name, or "" for the
+        built-in text), read without checking the rest of the file: "" when it cannot be read."""
+        try:
+            raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        return raw.get("data", {}).get("path", "")
+
     def tokenizer(self) -> Tokenizer:
         try:
-            return Tokenizer.load(self.path / "tokenizer.json")
+            return load_tokenizer(self.tokenizer_path)
         except TokenizerError as err:
             raise RunError(str(err)) from None
 
     # ---- metrics -------------------------------------------------------------------------------
     def append_metrics(self, records: list[dict[str, Any]]) -> None:
         if records:
-            with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in records))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All metric records; a line torn by a kill mid-write is skipped."""
-        return [rec for rec in fsutil.read_json_lines(self.path / "metrics.jsonl") if isinstance(rec.get("step"), int)]
+        return [rec for rec in fsutil.read_json_lines(self.metrics_path) if isinstance(rec.get("step"), int)]
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop records after `last_step` (logged after the checkpoint a resume starts from)."""
         kept = [r for r in self.read_metrics() if r["step"] <= last_step]
-        fsutil.atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        fsutil.atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def series(self, *keys: str, upto: int | None = None) -> dict[str, LossSeries]:
         """(step, value) of numeric fields of the metric records ("loss", "val_loss", "lr",
@@ -270,7 +279,7 @@ class RunDir:
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def checkpoint_path(self, kind: str) -> Path:
-        return self.path / "checkpoints" / f"{kind}.pt"
+        return self.checkpoints_dir / f"{kind}.pt"
 
     def available_checkpoint(self, preferred: str = "best") -> Path | None:
         """The preferred checkpoint if written, else the other one, else None."""
@@ -399,7 +408,7 @@ class LoadedRun:
     run_dir: Path
     config: RunConfig
     tokenizer: Tokenizer
-    model: "torch.nn.Module"
+    model: LanguageModel  # in eval mode, on the device asked for
     checkpoint: Path
     step: int
 

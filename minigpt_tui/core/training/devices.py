@@ -12,11 +12,14 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from minigpt_tui.core.errors import TrainingError
+
+if TYPE_CHECKING:
+    from minigpt_tui.core.models import LanguageModel
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,7 +103,7 @@ def choose_cpu_precision(native_bf16: bool, fp32_s: float | None = None, bf16_s:
     return Precision(torch.float32, f"auto: float32 (bf16 measured {speedup:.2f}x, under {min_speedup}x)", speedup)
 
 
-def probe_bf16(model: torch.nn.Module, batch_size: int, context: int) -> tuple[float, float]:
+def probe_bf16(model: LanguageModel, batch_size: int, context: int) -> tuple[float, float]:
     """The fastest forward+backward of `model` on a (batch_size, context) batch in float32 and under
     bf16 autocast, alternated, on the threads training will use. Leaves no trace: the global RNG
     (dropout) is restored and the gradients are dropped, so a run's losses do not depend on it."""

@@ -38,6 +38,7 @@ from minigpt_tui.core.data import catalogue
 from minigpt_tui.core.data.corpus import load_corpus
 from minigpt_tui.core.data.token_cache import cached_tokens, split_tokens
 from minigpt_tui.core.data.tokenizer import UNK, Tokenizer
+from minigpt_tui.core.models import LanguageModel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,7 +92,7 @@ def names_folder(data_path: str) -> bool:
 # ---- scoring -----------------------------------------------------------------------------------
 
 
-def full_pass_loss(model: torch.nn.Module, tokens: "torch.Tensor | np.ndarray", *, context_length: int,
+def full_pass_loss(model: LanguageModel, tokens: "torch.Tensor | np.ndarray", *, context_length: int,
                    stride: int | None = None, batch_size: int = 32, device: str | torch.device = "cpu",
                    progress: Progress | None = None) -> tuple[float, int]:
     """(sum of -ln p over every predicted token, number of tokens predicted): tokens[1:],
@@ -104,12 +105,12 @@ def full_pass_loss(model: torch.nn.Module, tokens: "torch.Tensor | np.ndarray", 
         tokens = torch.as_tensor(tokens).reshape(-1)
     if tokens.numel() < 2:
         raise EvaluationError(f"The text has {tokens.numel()} token(s); at least 2 are needed to predict one.")
-    vocab = int(getattr(model, "vocab_size", 0) or 1)
+    vocab = model.vocab_size
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            if getattr(model, "receptive_field", None) is None:
+            if model.receptive_field is None:  # an RNN
                 return _rnn_pass(model, tokens, context_length, batch_size, device, progress)
             stride = context_length // 2 if stride is None else stride
             if not 1 <= stride <= context_length:

@@ -1,4 +1,4 @@
-"""The training loop. It reports progress as events (see events.py) to one callback.
+"""The training loop. It reports progress as events (core/runs/events.py) to one callback.
 
 Step numbering: `step` counts optimizer updates done. The loss logged at step s
 is measured on the batch of step s with the parameters after s updates, so step
@@ -7,12 +7,11 @@ checkpoints happen at steps that are multiples of train.eval_interval and at
 the end.
 
 Resuming restores the model, the optimizer, the step (which fixes both the
-learning-rate schedule and the data position, see batching.py) and the global
+learning-rate schedule and the data position, see core/data/batching.py) and the global
 RNG (dropout), so a resumed run computes the same losses as one never stopped.
 
-Data: the corpus is never read whole. A first start checks it, builds the vocabulary and
-tokenizes each split into the token cache (token_cache.py), reporting Preparing events; later
-starts and resumes map the cached ids, so they reach their first step at once.
+Data: the corpus is never read whole; training_data.py sets it up (the token cache, the
+Preparing events of a first start).
 
 Distributed: when started by torchrun (WORLD_SIZE > 1) the model is wrapped in
 DistributedDataParallel, each rank draws its own batches, evaluation losses are
@@ -30,19 +29,19 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core import paths
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.data.batching import TokenStream
-from minigpt_tui.core.data.corpus import load_corpus
-from minigpt_tui.core.data.token_cache import cached_tokenizer, cached_tokens
-from minigpt_tui.core.errors import USER_ERRORS, CheckpointError, RunError, TrainingError
+from minigpt_tui.core.errors import CheckpointError, RunError, TrainingError
 from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
-from minigpt_tui.core.models import build_model, count_parameters, unwrap
+from minigpt_tui.core.models import LanguageModel, build_model, count_parameters, unwrap
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.checkpoint import load_checkpoint, save_checkpoint
-from minigpt_tui.core.runs.run_dir import RunDir, RunMeta
+from minigpt_tui.core.runs.run_dir import CONFIG_NAME, META_NAME, TOKENIZER_NAME, RunDir
+from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import recipe_corpus, run_stem
 from minigpt_tui.core.training.allocator import keep_freed_memory
 from minigpt_tui.core.training.devices import (
@@ -56,9 +55,7 @@ from minigpt_tui.core.training.devices import (
 )
 from minigpt_tui.core.training.eta import EtaEstimator, evals_left
 from minigpt_tui.core.training.optim import lr_at, make_optimizer
-
-PREPARING_QUIET_S = 0.5  # Preparing events wait this long after the data set-up starts
-PREPARING_EVERY_S = 0.5  # and come at most this often per job
+from minigpt_tui.core.training.training_data import prepare_data
 
 
 class Trainer:
@@ -108,12 +105,14 @@ class Trainer:
         torch.manual_seed(t.seed + self.dist.rank)
 
         # Everything a user can get wrong is checked before the run folder exists.
-        tokenizer, train_tokens, val_tokens = self._prepare_data()
-        self.tokenizer = tokenizer
-        self.train_stream = TokenStream(train_tokens, cfg.model.context_length, "training")
-        self.val_stream = TokenStream(val_tokens, cfg.model.context_length, "validation")
+        data = prepare_data(cfg, self.dist, self.resume, self.emit)
+        self.tokenizer, self.corpus_name = data.tokenizer, data.corpus_name
+        self.train_stream = TokenStream(data.train_tokens, cfg.model.context_length, "training")
+        self.val_stream = TokenStream(data.val_tokens, cfg.model.context_length, "validation")
 
-        self.model = build_model(cfg.model, tokenizer.vocab_size).to(self.device)
+        # The plain model (what is saved, sampled and evaluated); the training step calls
+        # train_model, the same model or a DDP / torch.compile wrapper around it.
+        self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.params = count_parameters(self.model)
         # The clipped parameters, listed once rather than by walking the modules every step (~0.07 ms).
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
@@ -134,7 +133,7 @@ class Trainer:
         if self.dist.enabled:  # other ranks only read the folder; rank 0 holds the lock
             self.folder = RunDir(self.dist.broadcast(str(self.run_dir) if self.run_dir else ""))
 
-        self.train_model = self.model
+        self.train_model: nn.Module = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -148,56 +147,6 @@ class Trainer:
         self.autocast, self.scaler = autocast_and_scaler(self.device, self.dtype)
         if self.device.type == "cpu":  # last: what reading the corpus freed is not kept
             keep_freed_memory()  # no page faults for the same activations every step (allocator.py)
-
-    def _prepare_data(self):
-        """The tokenizer and the training and validation tokens, mapped from the token cache
-        (token_cache.py), which a first start fills. Under torchrun rank 0 fills it while the
-        others wait; they then map what it built (or raise the error it met)."""
-        if not self.dist.enabled:
-            return self._load_data()
-        if self.dist.is_main:
-            try:
-                loaded = self._load_data()
-            except Exception as err:
-                self.dist.broadcast(f"{type(err).__name__}\0{err}")
-                raise
-            self.dist.broadcast("")
-            return loaded
-        failure = self.dist.broadcast("")
-        if failure:
-            kind, message = failure.split("\0", 1)
-            error = {e.__name__: e for e in USER_ERRORS}.get(kind, TrainingError)
-            raise error(message)
-        return self._load_data()
-
-    def _load_data(self):
-        cfg = self.config
-        progress = self._progress_reporter()
-        corpus = load_corpus(cfg.data, progress)
-        self.corpus_name = corpus.name
-        train, valid = corpus.split("train"), corpus.split("valid")
-        if self.resume:
-            tokenizer = self.resume.tokenizer()
-        else:
-            tokenizer = cached_tokenizer(cfg.data.tokenizer, cfg.data.vocab_size, train, progress)
-        return (tokenizer, cached_tokens(train, tokenizer, progress).tokens,
-                cached_tokens(valid, tokenizer, progress).tokens)
-
-    def _progress_reporter(self):
-        """A token_cache progress callback that emits Preparing events, none in the first
-        PREPARING_QUIET_S (a small corpus is ready before anyone would read them) and then
-        at most one per PREPARING_EVERY_S and job."""
-        started = time.monotonic()
-        last: dict[str, float] = {}
-
-        def report(what: str, fraction: float) -> None:
-            now = time.monotonic()
-            if now - started < PREPARING_QUIET_S or now - last.get(what, -math.inf) < PREPARING_EVERY_S:
-                return
-            last[what] = now
-            self.emit(ev.Preparing(what=what, fraction=fraction))
-
-        return report
 
     def _choose_precision(self) -> Precision:
         """train.precision; "auto" on a CPU times the model itself (devices.probe_bf16). A run
@@ -255,9 +204,9 @@ class Trainer:
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
             stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
             self.folder = RunDir.create(stem, self.runs_root, {
-                "config.toml": cfg.to_run_toml(),
-                "tokenizer.json": self.tokenizer.to_json(),
-                "meta.json": self.meta.to_json(),
+                CONFIG_NAME: cfg.to_run_toml(),
+                TOKENIZER_NAME: self.tokenizer.to_json(),
+                META_NAME: self.meta.to_json(),
             })
             self.meta.name = self.folder.name
         self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)

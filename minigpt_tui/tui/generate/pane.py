@@ -32,6 +32,7 @@ from textual.widgets import Static
 from minigpt_tui.core.data.tokenizer import WikiTextJoins
 from minigpt_tui.core.generation.conversation import MODE_NAMES
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
+from minigpt_tui.core.generation.session import SamplerControls, Session
 from minigpt_tui.tui.generate.chat_actions import ChatActions
 from minigpt_tui.tui.generate.run_choice import RunChoice
 from minigpt_tui.tui.generate.run_loading import LoadedInfo, RunLoading, close_session  # noqa: F401 (LoadedInfo: the tab's API)
@@ -122,8 +123,8 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         self.prefs = prefs or SamplingSettings()
         self.checkpoint_kind = checkpoint if checkpoint in ("best", "last") else "best"
         self._confidence = confidence
-        self.sampler: Any = None
-        self.session: Any = None  # core.generation.chat_session.ChatSession (or a stateless one, see use_sampler)
+        self.sampler: SamplerControls | None = None
+        self.session: Session | None = None  # a ChatSession, or its proxy in the sampler process
         self.chat: Any = None  # core.generation.chat.Chat: the conversation shown
         self.run_chat: Any = None  # core.generation.chat_template.RunChat: the run's template and speakers
         self.info: LoadedInfo | None = None

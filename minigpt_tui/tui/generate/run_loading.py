@@ -23,6 +23,8 @@ from typing import Any, Callable
 from textual import work
 from textual.worker import get_current_worker
 
+from minigpt_tui.core.generation.session import Session
+
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +144,7 @@ class RunLoading:
         self._render_header()
 
     def use_sampler(self, sampler: Any, info: LoadedInfo, prompt_check: Callable[[str], str | None] | None = None,
-                    session: Any = None, run_chat: Any = None, mtime: int | None = None) -> None:
+                    session: Session | None = None, run_chat: Any = None, mtime: int | None = None) -> None:
         """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake). `session`
         keeps the model's state between turns; without one (a fake, a sampler without a cache)
         every reply re-reads the transcript. Reloading the run shown keeps the conversation."""
@@ -201,7 +203,7 @@ class RunLoading:
         self.refresh_bindings()
 
 
-def close_session(session: Any) -> None:
+def close_session(session: Session | None) -> None:
     """End a session's sampler process, if it has one (a thread's session has nothing to end)."""
     close = getattr(session, "close", None)
     if close is not None:

@@ -1,0 +1,64 @@
+"""meta.json's content, RunMeta: the small facts a listing shows about a run without opening
+anything bigger. Read and written by RunDir (run_dir.py: read_meta, write_meta)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from minigpt_tui.core.errors import RunError
+
+
+@dataclass
+class RunMeta:
+    """meta.json: what a listing shows without opening anything bigger."""
+
+    name: str = ""
+    recipe: str = ""
+    family: str = "?"
+    tokenizer: str = "?"
+    corpus: str = "?"
+    vocab_size: int = 0
+    params: int = 0
+    created: float = 0.0  # unix time
+    updated: float = 0.0
+    status: str = ""  # training | finished | stopped | failed ("interrupted" is derived, see RunDir.info)
+    max_steps: int = 0
+    step: int = 0  # of the last checkpoint written
+    best_val_loss: float | None = None
+    device: str = ""
+    precision: str = ""
+    precision_note: str = ""  # how train.precision "auto" chose it (e.g. the measured bf16 speed-up)
+    world_size: int = 1
+    error: str = ""  # the sentence a failed run ended with
+    note: str = ""  # the user's own words about the run (the Checkpoints tab's n)
+
+    # Keys this version does not know (written by a newer one), kept as they were on rewrite.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_json(self) -> str:
+        known = asdict(self)
+        del known["extra"]
+        return json.dumps({**self.extra, **known}, indent=1)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: Path) -> "RunMeta":
+        """Known keys are type-checked (ints are fine for floats); unknown keys are kept in .extra."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        meta = cls(extra={k: v for k, v in raw.items() if k not in names})
+        try:
+            for f in fields(cls):
+                if f.name == "extra":
+                    continue
+                if f.name not in raw or (raw[f.name] is None and f.name == "best_val_loss"):
+                    continue
+                value = raw[f.name]
+                kind = type(getattr(meta, f.name)) if f.name != "best_val_loss" else float
+                if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+                    raise TypeError
+                setattr(meta, f.name, kind(value))
+        except (TypeError, ValueError, OverflowError):
+            raise RunError(f"Run file {source} holds values of the wrong type.") from None
+        return meta

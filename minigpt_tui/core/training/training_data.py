@@ -1,0 +1,88 @@
+"""The trainer's data set-up: the tokenizer and the training and validation tokens.
+
+The corpus is never read whole. A first start checks it, builds the vocabulary and tokenizes
+each split into the token cache (core/data/token_cache.py), reporting Preparing events; later
+starts and resumes map the cached ids, so they reach their first step at once. A resumed run
+keeps its own tokenizer (the run's tokenizer.json).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from minigpt_tui.core.config import RunConfig
+from minigpt_tui.core.data.corpus import Progress, load_corpus
+from minigpt_tui.core.data.token_cache import cached_tokenizer, cached_tokens
+from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.errors import USER_ERRORS, TrainingError
+from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training.devices import Distributed
+
+PREPARING_QUIET_S = 0.5  # Preparing events wait this long after the data set-up starts
+PREPARING_EVERY_S = 0.5  # and come at most this often per job
+
+
+@dataclass
+class TrainingData:
+    tokenizer: Tokenizer
+    train_tokens: torch.Tensor  # 1-D, mapped from the token cache
+    val_tokens: torch.Tensor
+    corpus_name: str
+
+
+def prepare_data(config: RunConfig, dist: Distributed, resume: RunDir | None,
+                 emit: Callable[[ev.Event], None]) -> TrainingData:
+    """The run's data, mapped from the token cache, which a first start fills. Under torchrun
+    rank 0 fills it while the others wait; they then map what it built (or raise the error it
+    met). `emit` takes the Preparing events (the trainer's: only rank 0 reports)."""
+    if not dist.enabled:
+        return _load_data(config, resume, emit)
+    if dist.is_main:
+        try:
+            loaded = _load_data(config, resume, emit)
+        except Exception as err:
+            dist.broadcast(f"{type(err).__name__}\0{err}")
+            raise
+        dist.broadcast("")
+        return loaded
+    failure = dist.broadcast("")
+    if failure:
+        kind, message = failure.split("\0", 1)
+        error = {e.__name__: e for e in USER_ERRORS}.get(kind, TrainingError)
+        raise error(message)
+    return _load_data(config, resume, emit)
+
+
+def _load_data(config: RunConfig, resume: RunDir | None, emit: Callable[[ev.Event], None]) -> TrainingData:
+    progress = progress_reporter(emit)
+    corpus = load_corpus(config.data, progress)
+    train, valid = corpus.split("train"), corpus.split("valid")
+    if resume:
+        tokenizer = resume.tokenizer()
+    else:
+        tokenizer = cached_tokenizer(config.data.tokenizer, config.data.vocab_size, train, progress)
+    return TrainingData(tokenizer, cached_tokens(train, tokenizer, progress).tokens,
+                        cached_tokens(valid, tokenizer, progress).tokens, corpus.name)
+
+
+def progress_reporter(emit: Callable[[ev.Event], None]) -> Progress:
+    """A token_cache progress callback that emits Preparing events, none in the first
+    PREPARING_QUIET_S (a small corpus is ready before anyone would read them) and then
+    at most one per PREPARING_EVERY_S and job."""
+    started = time.monotonic()
+    last: dict[str, float] = {}
+
+    def report(what: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - started < PREPARING_QUIET_S or now - last.get(what, -math.inf) < PREPARING_EVERY_S:
+            return
+        last[what] = now
+        emit(ev.Preparing(what=what, fraction=fraction))
+
+    return report
