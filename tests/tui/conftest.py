@@ -40,9 +40,15 @@ def tiny_corpus(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory) -> Path:
-    """A tiny run trained once per session by the core Trainer (a few thousand parameters)."""
+    """A tiny run trained once per session by the core Trainer (a few thousand parameters).
+
+    Trained long enough (400 steps, about a second) that its replies read like the corpus
+    ("And the earth was ...") with confident and unsure tokens, and on one thread: the
+    weights, and so the replies in snapshots, are the same at every run on the same machine
+    (and one thread is several times faster than two for a model this small)."""
     root = tmp_path_factory.mktemp("template")
-    config = tiny_config(write_corpus(root, GENESIS_TEXT), model={"n_layer": 1}, batch_size=4)
+    config = tiny_config(write_corpus(root, GENESIS_TEXT), model={"n_layer": 1}, batch_size=8, max_steps=400,
+                         learning_rate=1e-2, eval_interval=200, threads=1)
     run_dir = train_tiny_run(config, root / "runs")
     pinned = run_dir.with_name("tiny-run")
     run_dir.rename(pinned)
