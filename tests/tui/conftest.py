@@ -1,6 +1,7 @@
 """Fixtures for the app's tests: a private data home, a tiny corpus, a tiny trained run
-(made once per session with the core Trainer), hand-made runs with pinned facts for
-snapshots, and a fake token source that makes generation fast and deterministic."""
+(made once per session with the core Trainer; the Generate tab's tests chat with it through
+the real Sampler and ChatSession), hand-made runs with pinned facts for snapshots, and a
+pinned tokens/s figure for snapshots of the Generate tab."""
 
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def tiny_run(tui_home, trained_template) -> Path:
     target = tui_home / "runs" / "tiny-run"
     shutil.copytree(trained_template, target)
     return target
+
+
+@pytest.fixture
+def pinned_speed(monkeypatch) -> float:
+    """Every chat session reports 1,234 tokens/s (the only figure of a real reply that varies
+    from run to run; snapshots of the Generate tab show it)."""
+    from minigpt_tui.core.generation.chat_session import ChatSession
+
+    monkeypatch.setattr(ChatSession, "tokens_per_s", property(lambda self: 1234.0))
+    return 1234.0
 
 
 @pytest.fixture
