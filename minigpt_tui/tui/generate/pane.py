@@ -123,7 +123,7 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         self.checkpoint_kind = checkpoint if checkpoint in ("best", "last") else "best"
         self._confidence = confidence
         self.sampler: Any = None
-        self.session: Any = None  # core.generation.chat_session.ChatSession (or a stateless one, see use_sampler)
+        self.session: Any = None  # core.generation.chat_session.ChatSession (or the sampler process's proxy)
         self.chat: Any = None  # core.generation.chat.Chat: the conversation shown
         self.run_chat: Any = None  # core.generation.chat_template.RunChat: the run's template and speakers
         self.info: LoadedInfo | None = None
