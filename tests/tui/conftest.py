@@ -1,6 +1,7 @@
 """Fixtures for the app's tests: a private data home, a tiny corpus, a tiny trained run
-(made once per session with the core Trainer), hand-made runs with pinned facts for
-snapshots, and a fake token source that makes generation fast and deterministic."""
+(made once per session with the core Trainer; the Generate tab's tests chat with it through
+the real Sampler and ChatSession), hand-made runs with pinned facts for snapshots, and a
+pinned tokens/s figure for snapshots of the Generate tab."""
 
 from __future__ import annotations
 
@@ -40,9 +41,15 @@ def tiny_corpus(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory) -> Path:
-    """A tiny run trained once per session by the core Trainer (a few thousand parameters)."""
+    """A tiny run trained once per session by the core Trainer (a few thousand parameters).
+
+    Trained long enough (400 steps, about a second) that its replies read like the corpus
+    ("And the earth was ...") with confident and unsure tokens, and on one thread: the
+    weights, and so the replies in snapshots, are the same at every run on the same machine
+    (and one thread is several times faster than two for a model this small)."""
     root = tmp_path_factory.mktemp("template")
-    config = tiny_config(write_corpus(root, GENESIS_TEXT), model={"n_layer": 1}, batch_size=4)
+    config = tiny_config(write_corpus(root, GENESIS_TEXT), model={"n_layer": 1}, batch_size=8, max_steps=400,
+                         learning_rate=1e-2, eval_interval=200, threads=1)
     run_dir = train_tiny_run(config, root / "runs")
     pinned = run_dir.with_name("tiny-run")
     run_dir.rename(pinned)
@@ -58,6 +65,16 @@ def tiny_run(tui_home, trained_template) -> Path:
     target = tui_home / "runs" / "tiny-run"
     shutil.copytree(trained_template, target)
     return target
+
+
+@pytest.fixture
+def pinned_speed(monkeypatch) -> float:
+    """Every chat session reports 1,234 tokens/s (the only figure of a real reply that varies
+    from run to run; snapshots of the Generate tab show it)."""
+    from minigpt_tui.core.generation.chat_session import ChatSession
+
+    monkeypatch.setattr(ChatSession, "tokens_per_s", property(lambda self: 1234.0))
+    return 1234.0
 
 
 @pytest.fixture

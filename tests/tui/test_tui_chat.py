@@ -1,6 +1,7 @@
 """The Generate tab as a conversation: turns in each mode with the model's state carried, versions
 of a reply, undo, a pasted multi-line prompt, prompt history, save/reopen/export, the focus rule
-and the newer-checkpoint notice."""
+and the newer-checkpoint notice. Every reply comes from the tiny trained run (conftest's
+`tiny_run`) through the Sampler and ChatSession that production makes."""
 
 from __future__ import annotations
 
@@ -12,37 +13,13 @@ import time
 import pytest
 from textual import events
 
-from minigpt_tui.core.data.tokenizer import CharTokenizer
 from minigpt_tui.core.generation.conversation import list_conversations
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate import chat_actions
 from minigpt_tui.tui.generate.chat_screens import ConversationPickerScreen
-from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.screens import PromptScreen
 
-from tui_helpers import FakeSampler, focus_id, wait_for
-
-
-class Replies(FakeSampler):
-    """A fake whose every reply is the next of `replies` (so versions of a reply differ)."""
-
-    def __init__(self, replies: list[str], **kwargs):
-        # (a vocabulary with every printable character: the transcript reads back as typed)
-        super().__init__(list("".join(replies)), tokenizer=CharTokenizer(["<unk>", "\n", *map(chr, range(32, 127))]),
-                         **kwargs)
-        self.replies = replies
-        self.calls = 0
-        self.prompts: list[str] = []
-
-    def generate(self, prompt: str, cancel=None):
-        self.prompts.append(prompt)
-        self.pieces = list(self.replies[self.calls % len(self.replies)])
-        self.calls += 1
-        yield from super().generate(prompt, cancel)
-
-
-def use_fake(app, sampler, run_dir=None):
-    app.generate.use_sampler(sampler, LoadedInfo("fake-run", run_dir, "best", 400, "transformer", 812_672))
+from tui_helpers import focus_id, wait_for, wait_loaded
 
 
 async def open_generate(pilot, app):
@@ -62,10 +39,18 @@ async def say(pilot, app, words: str):
 
 
 async def load_real(pilot, app):
-    gen = app.generate
-    assert await wait_for(pilot, lambda: gen.sampler is not None, timeout=30)
-    gen.prefs.max_new_tokens = gen.sampler.settings.max_new_tokens = 20
-    return gen
+    return await wait_loaded(pilot, app, max_new_tokens=20)
+
+
+def labelled(reply: str, label: str) -> str:
+    """A reply as drawn with its version label: after the text, before the newlines it ends with."""
+    kept = reply.rstrip("\n")
+    return kept + label + reply[len(kept):]
+
+
+def read_path(gen) -> bool:
+    """Whether the model's state has read exactly the conversation shown, template text included."""
+    return list(gen.session.ids) == [i for t in gen.chat.turns for i in t.ids]
 
 
 @pytest.mark.parametrize("mode", ["cowrite", "dialogue"])
@@ -101,29 +86,32 @@ async def test_three_turns_carry_the_models_state(tiny_run, mode):
         assert len(list_conversations(tiny_run)) == 1  # kept in the run folder as it goes
 
 
-async def test_regenerate_makes_versions_and_arrows_flip_them():
-    app = MiniGPTApp(save=False)
+async def test_regenerate_makes_versions_and_arrows_flip_them(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        sampler = Replies([" one", " two", " three"])
-        use_fake(app, sampler)
-        gen = app.generate
-        await say(pilot, app, "Count:")
-        assert gen.output.text == "Count: one"
-        for expected in (" two", " three"):
+        gen = await load_real(pilot, app)
+        await say(pilot, app, "And God")
+        versions = [gen.chat.last_reply.text]
+        assert gen.output.text == "And God" + versions[0]
+        for n in (2, 3):
             await pilot.press("r")
-            assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply.text == expected)
-        assert gen.chat.siblings() == (3, 3)
-        assert gen.output.text == "Count: three" and gen.output.rendered_text() == "Count: three ‹3/3›"
+            assert await wait_for(pilot, lambda: not gen.generating and gen.chat.siblings() == (n, n))
+            versions.append(gen.chat.last_reply.text)
+        assert len(set(versions)) == 3  # (the seeded random stream goes on: each version differs)
+        assert gen.output.text == "And God" + versions[2]
+        assert gen.output.rendered_text() == "And God" + labelled(versions[2], " ‹3/3›")
         assert "version 3/3 (←/→)" in str(app.query_one("#gen-turn").render())
         await pilot.press("left")
-        assert gen.output.rendered_text() == "Count: two ‹2/3›"
+        assert gen.output.rendered_text() == "And God" + labelled(versions[1], " ‹2/3›")
         await pilot.press("left", "left")
-        assert gen.output.rendered_text() == "Count: three ‹3/3›"  # round the versions
+        assert gen.output.rendered_text() == "And God" + labelled(versions[2], " ‹3/3›")  # round the versions
         await pilot.press("right")
         assert gen.chat.siblings() == (1, 3)
         await say(pilot, app, " more")  # the conversation goes on from the version shown
-        assert sampler.prompts[-1] == "Count: one more"
+        turns = gen.chat.turns
+        assert [t.text for t in turns[:3]] == ["And God", versions[0], " more"]
+        assert read_path(gen)  # the model read that version, not the last one made
+        assert gen.output.text == "And God" + versions[0] + " more" + turns[3].text
 
 
 async def test_undo_removes_the_last_exchange_and_restores_the_state(tiny_run):
@@ -148,29 +136,28 @@ async def test_undo_removes_the_last_exchange_and_restores_the_state(tiny_run):
         assert not app.screen.active_bindings["u"].enabled  # nothing left to undo: the key is dimmed
 
 
-async def test_a_pasted_multiline_prompt_arrives_whole_and_newlines_can_be_typed():
-    app = MiniGPTApp(save=False)
+async def test_a_pasted_multiline_prompt_arrives_whole_and_newlines_can_be_typed(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        sampler = Replies([" ok"])
-        use_fake(app, sampler)
-        gen = app.generate
-        app.post_message(events.Paste("first line\nsecond line\n\nfourth"))  # as the terminal sends it
-        assert await wait_for(pilot, lambda: gen.prompt.value == "first line\nsecond line\n\nfourth")
+        gen = await load_real(pilot, app)
+        assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
+        pasted = "In the beginning\nGod created\n\nthe earth"
+        app.post_message(events.Paste(pasted))  # as the terminal sends it
+        assert await wait_for(pilot, lambda: gen.prompt.value == pasted)
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply is not None)
-        assert gen.chat.turns[0].text == "first line\nsecond line\n\nfourth"
-        assert sampler.prompts[-1] == "first line\nsecond line\n\nfourth"
+        user = gen.chat.turns[0]
+        assert user.text == pasted and user.ids == gen.session.tokenizer.encode(pasted)
+        assert gen.session.ids[:len(user.ids)] == user.ids and read_path(gen)  # the model read it whole
         # ctrl+j types a newline (the line feed every terminal sends); so does a backslash before Enter.
         await pilot.press("i", "a", "ctrl+j", "b", "backslash", "enter", "c")
         assert gen.prompt.value == "a\nb\nc" and not gen.generating
 
 
-async def test_prompt_history_is_recalled_with_up_and_kept_across_launches(tui_home):
-    app = MiniGPTApp(save=False)
+async def test_prompt_history_is_recalled_with_up_and_kept_across_launches(tui_home, tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        use_fake(app, Replies(["."]))
+        await wait_loaded(pilot, app, max_new_tokens=5)
         for words in ["first", "second\nline"]:
             await say(pilot, app, words)
         await pilot.press("i", "d", "r", "a", "f", "t")
@@ -189,29 +176,27 @@ async def test_prompt_history_is_recalled_with_up_and_kept_across_launches(tui_h
         assert app.generate.prompt.value == "second\nline"
 
 
-async def test_conversations_are_saved_reopened_and_exported(tmp_path, monkeypatch):
+async def test_conversations_are_saved_reopened_and_exported(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(chat_actions, "CLIPBOARD_TOOLS", [])
-    run_dir = tmp_path / "fake-run"
-    run_dir.mkdir()
-    app = MiniGPTApp(save=False)
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        use_fake(app, Replies([" light.", " dark.", " day."]), run_dir)
-        gen = app.generate
-        await say(pilot, app, "Let there be")
+        gen = await load_real(pilot, app)
+        await say(pilot, app, "And God said")
         await pilot.press("r")
         assert await wait_for(pilot, lambda: not gen.generating and gen.chat.siblings() == (2, 2))
         first = gen.chat.conversation
+        second_version = gen.chat.last_reply.text
         await pilot.press("n")  # a new conversation; the old one is kept
-        await say(pilot, app, "Second chat")
-        saved = list_conversations(run_dir)
-        assert [c.title for c in saved] == ["Second chat", "Let there be"]
+        await say(pilot, app, "In the beginning")
+        saved = list_conversations(tiny_run)
+        assert [c.title for c in saved] == ["In the beginning", "And God said"]
         await pilot.press("escape", "h")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ConversationPickerScreen))
         await pilot.press("down", "enter")
         assert await wait_for(pilot, lambda: gen.chat.conversation.id == first.id)
-        assert gen.output.rendered_text() == "Let there be dark. ‹2/2›"
+        assert gen.output.rendered_text() == "And God said" + labelled(second_version, " ‹2/2›")
         await say(pilot, app, " And")  # a reopened conversation goes on (read once from its tokens)
+        assert read_path(gen) and gen.chat.turns[1].text == second_version
         await pilot.press("e")
         assert await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         target = tmp_path / "exported.md"
@@ -219,11 +204,12 @@ async def test_conversations_are_saved_reopened_and_exported(tmp_path, monkeypat
         await pilot.press("enter")
         assert await wait_for(pilot, target.exists)
         text = target.read_text()
-        assert text.startswith("# Let there be") and "version 2 of 2" in text and " dark." in text
+        assert text.startswith("# And God said") and "version 2 of 2" in text
+        assert second_version.strip("\n") in text
         assert any(f"Exported as markdown to {target}" in n.message for n in app._notifications)
 
 
-async def test_no_hint_names_a_single_key_that_the_focused_prompt_would_type():
+async def test_no_hint_names_a_single_key_that_the_focused_prompt_would_type(tui_home, trained_template):
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await open_generate(pilot, app)
@@ -238,9 +224,10 @@ async def test_no_hint_names_a_single_key_that_the_focused_prompt_would_type():
         assert await wait_for(pilot, lambda: "1 to train one, o to open one" in header())
         await pilot.press("o")  # named on screen now, and it acts
         assert any("No run has a checkpoint" in n.message for n in app._notifications)
-        # The versions hint of a reply follows the focus too.
-        use_fake(app, Replies(["a", "b"]))
-        await say(pilot, app, "x")
+        # The versions hint of a reply follows the focus too (a run trained meanwhile, loaded).
+        app.generate.load(shutil.copytree(trained_template, tui_home / "runs" / "tiny-run"))
+        await load_real(pilot, app)
+        await say(pilot, app, "And")
         await pilot.press("r")
         assert await wait_for(pilot, lambda: not app.generate.generating and app.generate.chat.siblings() == (2, 2))
         bar = lambda: str(app.query_one("#gen-turn").render())  # noqa: E731

@@ -1,58 +1,42 @@
 """Snapshots of the Generate tab holding a dialogue whose last reply has two versions, at 80x24 and
-120x36. Everything is pinned: a fake token source with fixed replies and tokens/s, default settings,
-a fixed template. Update with: pytest tests/tui/test_tui_chat_snapshots.py --snapshot-update
+120x36. The replies are the tiny trained run's (conftest's `tiny_run`: trained on one thread, the
+same weights at every run) through the Sampler and ChatSession that production makes, and
+everything else is pinned: default settings (seed 1337), the run's own dialogue template, fixed
+turns, and the tokens/s figure (`pinned_speed`). Update with:
+pytest tests/tui/test_tui_chat_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
 
 import pytest
 
-from minigpt_tui.core.data.tokenizer import CharTokenizer
-from minigpt_tui.core.generation.chat_template import default_template
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
 
-from tui_helpers import FakeSampler, wait_for
+from tui_helpers import focus_id, wait_for, wait_loaded
 
-REPLIES = [
-    "It is the east, and Juliet is the sun.\n\n",
-    "Good night, good night! Parting is such sweet sorrow.\n\n",
-    "O, speak again, bright angel!\n\n",
-]
-
-
-class Replies(FakeSampler):
-    def __init__(self):
-        super().__init__(list(REPLIES[0]), tokenizer=CharTokenizer(["<unk>", "\n", *map(chr, range(32, 127))]))
-        self.calls = 0
-
-    def generate(self, prompt, cancel=None):
-        self.pieces = list(REPLIES[self.calls % len(REPLIES)])
-        self.calls += 1
-        yield from super().generate(prompt, cancel)
+TURNS = ["And God said", "In the beginning was the deep"]
 
 
 async def two_versions(pilot) -> None:
     app = pilot.app
-    await pilot.press("3")
-    gen = app.generate
-    gen.use_sampler(Replies(), LoadedInfo("shakespeare-char-transformer-20260101", None, "best", 1200,
-                                          "transformer", 812_672))
-    template = default_template(["ROMEO", "JULIET"], "block")
-    template.mode = "dialogue"
-    gen.chat.template = template
-    for words in ["What light through yonder window breaks?", "Wilt thou leave me so unsatisfied?"]:
+    gen = await wait_loaded(pilot, app)
+    assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
+    await pilot.press("escape", "m")  # dialogue, in the run's template ("You: ..." / "Model: ...")
+    for words in TURNS:
+        await pilot.press("i")
         gen.prompt.value = words
         await pilot.press("enter")
-        n = len(gen.chat.turns)
-        assert await wait_for(pilot, lambda: not gen.generating and len(gen.chat.turns) == n)
-        await pilot.press("i")
-    await pilot.press("escape", "r")
-    assert await wait_for(pilot, lambda: not gen.generating and gen.chat.siblings() == (2, 2))
+        assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply is not None
+                              and gen.chat.turns[-2].text == words, timeout=30)
+    await pilot.press("r")
+    assert await wait_for(pilot, lambda: not gen.generating and gen.chat.siblings() == (2, 2), timeout=30)
+    assert gen.chat.template.mode == "dialogue" and [t.text for t in gen.chat.turns[::2]] == TURNS
+    app.clear_notifications()  # (m's toast: whether it is still up would depend on the machine's speed)
     await pilot.pause()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 36)])
-def test_a_dialogue_with_two_versions_of_a_reply(snap_compare, size):
-    assert snap_compare(MiniGPTApp(settings=AppSettings(), save=False), terminal_size=size, run_before=two_versions)
+def test_a_dialogue_with_two_versions_of_a_reply(snap_compare, tiny_run, pinned_speed, size):
+    app = MiniGPTApp(run=tiny_run, settings=AppSettings(), save=False)
+    assert snap_compare(app, terminal_size=size, run_before=two_versions)

@@ -10,9 +10,8 @@ import pytest
 from minigpt_tui.core import paths
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.debug_log import LOGGER_NAME, setup_debug_log
-from minigpt_tui.tui.generate.pane import LoadedInfo
 
-from tui_helpers import FakeSampler, focus_id, wait_for
+from tui_helpers import wait_for, wait_loaded
 
 
 @pytest.fixture
@@ -45,20 +44,24 @@ def test_a_log_that_cannot_be_opened_never_stops_the_app(tmp_path, capsys):
         logger.handlers[:], logger.level, logger.propagate = before
 
 
-async def test_a_failing_generation_is_a_sentence_and_a_logged_traceback(debug_log):
-    class Broken(FakeSampler):
-        def generate(self, prompt, cancel=None):
-            yield from super().generate(prompt, cancel)
-            raise RuntimeError("the model fell over")
-
+async def test_a_failing_generation_is_a_sentence_and_a_logged_traceback(debug_log, tiny_run):
     assert not debug_log.exists()  # opened at the first record, not at start-up
-    app = MiniGPTApp(save=False)
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("3")
-        assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
-        app.generate.use_sampler(Broken(list("ab")), LoadedInfo("fake-run", None, "best", 1))
-        app.generate.generate("x")
-        assert await wait_for(pilot, lambda: not app.generate.generating and app.generate.last_count == 2)
+        gen = await wait_loaded(pilot, app)
+        # The real model fails at its second decoding step: two tokens are made, then the error.
+        model, steps = gen.session.model, []
+        decode_step = model.decode_step
+
+        def failing_step(token, state):
+            steps.append(token)
+            if len(steps) >= 2:
+                raise RuntimeError("the model fell over")
+            return decode_step(token, state)
+
+        model.decode_step = failing_step  # (this app's own model, loaded for this test)
+        gen.generate("And")
+        assert await wait_for(pilot, lambda: not gen.generating and gen.last_count == 2)
         errors = [n.message for n in app._notifications if n.severity == "error"]
         assert errors == ["Generation failed (RuntimeError: the model fell over)."]
     logged = debug_log.read_text(encoding="utf-8")

@@ -1,5 +1,7 @@
 """The Generate tab: streaming, Esc, sampling keys mid-generation, the transcript view
-(the conversation itself is tests/tui/test_tui_chat.py)."""
+(the conversation itself is tests/tui/test_tui_chat.py). Replies come from the tiny trained run
+(conftest's `tiny_run`) through the Sampler and ChatSession that production makes; one that must
+still be streaming when a key is pressed is given 100,000 tokens, and Esc ends it."""
 
 from __future__ import annotations
 
@@ -8,13 +10,12 @@ import random
 from minigpt_tui.core.data.tokenizer import WikiTextJoins, prettify
 from minigpt_tui.tui.app import MiniGPTApp
 from minigpt_tui.tui.generate.pane import LoadedInfo
+from minigpt_tui.tui.widgets.odds_panel import token_label
 from minigpt_tui.tui.widgets.stream_view import StreamView, wrap_rows
 
-from tui_helpers import FakeSampler, focus_id, wait_for
+from tui_helpers import focus_id, wait_for, wait_loaded
 
-
-def use_fake(app, sampler, word_level=False):
-    app.generate.use_sampler(sampler, LoadedInfo("fake-run", None, "best", 400, "transformer", 812_672, word_level))
+ENDLESS = 100_000  # tokens: a reply that is still streaming when a key is pressed (Esc ends it)
 
 
 async def open_generate(pilot, app):
@@ -54,22 +55,22 @@ async def test_generate_with_a_real_tiny_run(tiny_run):
         assert gen.output.text.startswith("And the") and "‹2/2›" in gen.output.rendered_text()
 
 
-async def test_escape_stops_at_once_and_shows_what_was_made():
-    app = MiniGPTApp(save=False)
+async def test_escape_stops_at_once_and_shows_what_was_made(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        sampler = FakeSampler(["a", "b", " ", "c", "\n"], delay=0.002, endless=True)
-        use_fake(app, sampler)
-        gen = app.generate
-        await submit(pilot, app, "x")
+        gen = await wait_loaded(pilot, app, max_new_tokens=ENDLESS)
+        await submit(pilot, app, "And")
         assert await wait_for(pilot, lambda: len(gen.output.text) > 50)
         assert app.screen.active_bindings["escape"].binding.action == "stop"
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: not gen.generating, timeout=2)
-        made = len(sampler.yielded)
+        session = gen.session
+        made = len(session.ids)
         await pilot.pause(0.1)
-        assert len(sampler.yielded) == made  # the worker stopped
-        assert gen.output.text == "x" + "".join(sampler.yielded)
+        assert len(session.ids) == made  # the worker stopped
+        assert session.stats.finish_reason == "cancelled" and 0 < session.stats.new_tokens < ENDLESS
+        assert gen.last_count == session.stats.new_tokens  # every token made is shown
+        assert gen.output.text == "And" + gen.chat.last_reply.text
         assert gen.stopped and "stopped" in str(app.query_one("#gen-status").render())
         # Back to the prompt with one key; brackets can still be typed there.
         await pilot.press("i")
@@ -79,18 +80,21 @@ async def test_escape_stops_at_once_and_shows_what_was_made():
         assert gen.prefs.temperature == 0.8
 
 
-async def test_settings_keys_take_effect_mid_generation():
-    app = MiniGPTApp(save=False)
+async def test_settings_keys_take_effect_mid_generation(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        sampler = FakeSampler(["z"], delay=0.003, endless=True)
-        use_fake(app, sampler)
-        gen = app.generate
+        gen = await wait_loaded(pilot, app, max_new_tokens=ENDLESS)
+        sampler = gen.sampler
+        # Spies on the real sampler: the temperature each token is picked at, and reseeds.
+        seen_temperatures, reseeds = [], []
+        pick, reseed = sampler.pick, sampler.reseed
+        sampler.pick = lambda *args: (seen_temperatures.append(sampler.settings.temperature), pick(*args))[1]
+        sampler.reseed = lambda seed=None: (reseeds.append(seed), reseed(seed))[1]
         await submit(pilot, app, "")
-        assert await wait_for(pilot, lambda: len(sampler.seen_temperatures) > 5)
+        assert await wait_for(pilot, lambda: len(seen_temperatures) > 5)
         await pilot.press("right_square_bracket")
-        assert await wait_for(pilot, lambda: sampler.seen_temperatures[-1] == 0.9)
-        assert sampler.seen_temperatures[0] == 0.8  # the change applied from a later token on
+        assert await wait_for(pilot, lambda: seen_temperatures[-1] == 0.9)
+        assert seen_temperatures[0] == 0.8  # the change applied from a later token on
         gen.action_stop()
         assert await wait_for(pilot, lambda: not gen.generating)
         # (pressed while idle: pilot.press waits for an idle CPU, which a running generation never gives)
@@ -100,37 +104,34 @@ async def test_settings_keys_take_effect_mid_generation():
         await pilot.press("p")
         assert sampler.settings.top_p == 0.95 and "top-p 0.95" in gen.status_text()
         await pilot.press("s")
-        assert sampler.reseeds and sampler.settings.seed == gen.prefs.seed
+        assert reseeds == [gen.prefs.seed] and sampler.settings.seed == gen.prefs.seed
         await pilot.press("minus")
-        assert sampler.settings.max_new_tokens == 200
+        assert sampler.settings.max_new_tokens == 10_000
         gen.action_temperature(-2.5)
         await pilot.press("left_square_bracket", "left_square_bracket")
         assert gen.prefs.temperature == 0.0 and "temp 0.0 (greedy)" in gen.status_text()
 
 
-async def test_streaming_2000_tokens_shows_exactly_the_generated_text(monkeypatch):
+async def test_streaming_2000_tokens_shows_exactly_the_generated_text(tiny_run, monkeypatch):
     from minigpt_tui.tui.generate import chat_actions
 
     monkeypatch.setattr(chat_actions, "CLIPBOARD_TOOLS", [])  # (never the developer's own clipboard)
-    rng = random.Random(7)
-    words = ["In", "the", "beginning", "God", "created", "heaven", "earth", ",", ".", "\n", "\t", "ünïcode", "ΑΩ"]
-    pieces = [(" " if rng.random() < 0.8 else "") + rng.choice(words) for _ in range(2000)]
-    pieces[500] = "x" * 300  # a token longer than a row
-    app = MiniGPTApp(save=False)
+    # Text the tiny model never writes is in the prompt: a tab, letters it does not know, a word
+    # longer than a row (its characters are read as <unk>; the transcript shows them as typed).
+    prompt = "Prompt:\t" + "x" * 300 + " ünïcode ΑΩ\n"
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_generate(pilot, app)
-        sampler = FakeSampler(pieces)
-        use_fake(app, sampler)
-        gen = app.generate
-        gen.prefs.max_new_tokens = 2000
-        await submit(pilot, app, "Prompt:")
-        assert await wait_for(pilot, lambda: not gen.generating, timeout=30)
-        expected = "Prompt:" + "".join(pieces)
-        assert gen.last_count == 2000
+        gen = await wait_loaded(pilot, app, max_new_tokens=2000)
+        await submit(pilot, app, prompt)
+        assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply is not None, timeout=30)
+        reply = gen.chat.last_reply.text
+        expected = prompt + reply
+        assert gen.last_count == 2000 and gen.session.stats.finish_reason == "length"
+        assert len(reply) >= 1900 and reply.count("\n") > 5  # (many lines)
         assert gen.output.text == expected
         assert gen.output.rendered_text() == expected.replace("\t", " ")  # what the rows are drawn from
         assert gen.output.appends < 200  # drained in batches, not one repaint per token
-        assert "1,234 tok/s" in gen.status_text()
+        assert gen.last_tps > 0 and f"{gen.last_tps:,.0f} tok/s" in gen.status_text()
         # Every row fits the view and the rows cover the text in order.
         view = gen.output
         width = view.scrollable_content_region.width
@@ -172,15 +173,21 @@ async def test_output_follows_the_end_only_at_the_bottom():
         assert view.scroll_offset.y == view._end_y()
 
 
-async def test_confidence_mode_and_alternatives_panel():
-    app = MiniGPTApp(save=False)
+async def test_confidence_mode_and_alternatives_panel(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await open_generate(pilot, app)
-        use_fake(app, FakeSampler(list("abcd")))
+        gen = await wait_loaded(pilot, app, max_new_tokens=50)
+        events = []  # what the session yielded (a spy on the real one)
+        reply = gen.session.reply
+        gen.session.reply = lambda *args, **kwargs: (events.append(e) or e for e in reply(*args, **kwargs))
         await submit(pilot, app, "")
-        assert await wait_for(pilot, lambda: not app.generate.generating)
+        assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply is not None)
+        assert len(events) == 50
+        last = events[-1]
         panel = str(app.query_one("#alternatives").render())
-        assert "Latest" in panel and "92%" not in panel and "5%" in panel  # the last token, d, had p=0.05
+        assert f"Latest {token_label(last.text)} {last.prob:.0%}" in panel  # the last token and its odds
+        for text, prob in last.top:
+            assert f"{token_label(text):<8}{prob:4.0%}" in panel
         await pilot.press("v")
         assert app.generate.output.confidence
         assert "Colour = probability" in str(app.query_one("#alternatives").render())

@@ -2,7 +2,8 @@
 
 Everything that could change between runs is pinned: runs are written by hand with
 fixed dates (UTC), the recipe is a fixed file, trainer events are fed in directly,
-and generation comes from a fake token source with a fixed tokens/s.
+and generation is the tiny trained run's (conftest's `tiny_run`, the same weights at every
+run) with default settings (seed 1337), a fixed prompt and a pinned tokens/s figure.
 Update with: pytest tests/tui/test_tui_snapshots.py --snapshot-update
 """
 
@@ -15,11 +16,10 @@ import pytest
 from minigpt_tui.core import paths
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.settings import AppSettings
 
 from kit import PINNED_TIME, make_fake_run
-from tui_helpers import FakeSampler, wait_for
+from tui_helpers import wait_for, wait_loaded
 
 PINNED_RECIPE = """\
 [data]
@@ -51,8 +51,8 @@ def pinned_recipes(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "list_recipes", lambda: sorted(folder.glob("*.toml")))
 
 
-def app() -> MiniGPTApp:
-    return MiniGPTApp(settings=AppSettings(), save=False)
+def app(run=None) -> MiniGPTApp:
+    return MiniGPTApp(settings=AppSettings(), run=run, save=False)
 
 
 def test_train_tab_first_launch(snap_compare):
@@ -135,22 +135,16 @@ def test_compare_runs(snap_compare, tui_home):
     assert snap_compare(app(), terminal_size=(120, 36), run_before=run_before)
 
 
-def test_generate_tab(snap_compare):
-    text = ("\n1:1 In the beginning God created the heaven and the earth.\n"
-            "1:2 And the earth was without form, and void; and darkness was upon the face of the deep.\n")
-
+def test_generate_tab(snap_compare, tiny_run, pinned_speed):
     async def run_before(pilot):
-        await pilot.press("3")
-        sampler = FakeSampler(list(text), tokens_per_s=1234.0)
-        pilot.app.generate.use_sampler(sampler, LoadedInfo("kjv-char-transformer-20260101", None, "best", 400,
-                                                           "transformer", 812_672))
-        pilot.app.query_one("#prompt").value = "Genesis"
+        gen = await wait_loaded(pilot, pilot.app)
+        pilot.app.query_one("#prompt").value = "And God"
         await pilot.press("enter")
-        assert await wait_for(pilot, lambda: not pilot.app.generate.generating)
+        assert await wait_for(pilot, lambda: not gen.generating and gen.chat.last_reply is not None, timeout=30)
         await pilot.press("v")
         await pilot.pause()
 
-    assert snap_compare(app(), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(app(tiny_run), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_help_screen(snap_compare):

@@ -7,11 +7,10 @@ from rich.style import Style
 from rich.text import Text
 
 from minigpt_tui.tui.app import MiniGPTApp
-from minigpt_tui.tui.generate.pane import LoadedInfo
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.widgets.loss_plot import LossPlot
 
-from tui_helpers import FakeSampler, focus_id, wait_for
+from tui_helpers import focus_id, wait_for, wait_loaded
 
 
 def colours(text: Text) -> set[str]:
@@ -34,8 +33,8 @@ def stream_colours(app) -> set[str]:
     return found
 
 
-async def test_changing_the_theme_recolours_plots_confidence_and_status():
-    app = MiniGPTApp(save=False)
+async def test_changing_the_theme_recolours_plots_confidence_and_status(tiny_run):
+    app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(100, 30)) as pilot:
         app.theme = "textual-dark"
         await pilot.pause()
@@ -44,13 +43,11 @@ async def test_changing_the_theme_recolours_plots_confidence_and_status():
         dark_plot = colours(plot._draw(40, 12))
         assert {colour(app, role).upper() for role in ("train", "val", "muted")} <= dark_plot
 
-        await pilot.press("3")
+        await wait_loaded(pilot, app, max_new_tokens=100_000)  # (the tiny trained run; Esc ends the reply)
         assert await wait_for(pilot, lambda: focus_id(app) == "prompt")
-        app.generate.use_sampler(FakeSampler(list("abcd"), delay=0.01, endless=True),
-                                 LoadedInfo("fake-run", None, "best", 400, "transformer", 812_672))
         await pilot.press("escape", "v")  # leave the prompt; confidence colours on
         assert app.generate.output.confidence
-        app.generate.generate("x")
+        app.generate.generate("And")
         assert await wait_for(pilot, lambda: len(app.generate.output.text) > 20)
         await pilot.press("escape")  # stop: the status line says "stopped" in the warning colour
         assert await wait_for(pilot, lambda: not app.generate.generating and app.generate.stopped)

@@ -1,62 +1,9 @@
-"""Helpers for the app's tests: a fake token source and waiting (tiny corpora, configs and runs
-are in tests/kit.py)."""
+"""Helpers for the app's tests: waiting, and a run loaded into the Generate tab (tiny corpora,
+configs and runs are in tests/kit.py; the tiny trained run is conftest's `tiny_run`)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
-from minigpt_tui.core.data.tokenizer import CharTokenizer
-from minigpt_tui.core.generation.sampling_settings import SamplingSettings
-
-# ---- a fake token source ------------------------------------------------------------------------
-
-
-@dataclass
-class FakeEvent:
-    index: int
-    token_id: int
-    text: str
-    prob: float
-    top: list
-
-
-class FakeSampler:
-    """Yields the given pieces as token events (optionally slowly); records the settings it saw."""
-
-    def __init__(self, pieces: list[str], delay: float = 0.0, tokens_per_s: float = 1234.0,
-                 tokenizer=None, endless: bool = False):
-        self.pieces = pieces
-        self.delay = delay
-        self.endless = endless
-        self.settings = SamplingSettings()
-        self.tokenizer = tokenizer or CharTokenizer(["<unk>", "\n", " ", *sorted(set("".join(pieces)) - {"\n", " "})])
-        self.tokens_per_s = 0.0
-        self._final_tps = tokens_per_s
-        self.seen_temperatures: list[float] = []
-        self.yielded: list[str] = []
-        self.reseeds: list[int | None] = []
-
-    def reseed(self, seed=None):
-        if seed is not None:
-            self.settings.seed = seed
-        self.reseeds.append(seed)
-
-    def generate(self, prompt: str, cancel=None):
-        self.yielded = []
-        i = 0
-        while self.endless or i < len(self.pieces):
-            if cancel is not None and cancel():
-                break
-            if self.delay:
-                time.sleep(self.delay)
-            piece = self.pieces[i % len(self.pieces)]
-            prob = [0.92, 0.45, 0.2, 0.05][i % 4]
-            self.seen_temperatures.append(self.settings.temperature)
-            self.yielded.append(piece)
-            i += 1
-            self.tokens_per_s = self._final_tps
-            yield FakeEvent(i - 1, 1, piece, prob, [(piece, prob), ("e", 0.2), (" ", 0.1), ("a", 0.05), ("\n", 0.01)])
 
 
 async def wait_for(pilot, condition, timeout: float = 20.0, step: float = 0.02) -> bool:
@@ -72,3 +19,15 @@ async def wait_for(pilot, condition, timeout: float = 20.0, step: float = 0.02) 
 def focus_id(app) -> str | None:
     """The id of the focused widget (None when nothing has focus)."""
     return getattr(app.focused, "id", None)
+
+
+async def wait_loaded(pilot, app, max_new_tokens: int | None = None, timeout: float = 30.0):
+    """The Generate tab once its run has loaded (MiniGPTApp(run=tiny_run), or a load asked for):
+    the real Sampler and ChatSession that production makes. `max_new_tokens` sets the reply
+    length on the tab and its sampler (a large one keeps a reply streaming until Esc)."""
+    gen = app.generate
+    assert await wait_for(pilot, lambda: gen.sampler is not None and not gen.loading, timeout=timeout), \
+        "the run did not load"
+    if max_new_tokens is not None:
+        gen.prefs.max_new_tokens = gen.sampler.settings.max_new_tokens = max_new_tokens
+    return gen

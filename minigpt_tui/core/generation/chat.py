@@ -25,7 +25,7 @@ Torch-free itself: the session does the model work, so tests may hand in a fake 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from minigpt_tui.core.generation.chat_template import ChatTemplate
 from minigpt_tui.core.generation.conversation import Conversation, Turn
@@ -175,68 +175,3 @@ class Chat:
             if list(self.session.ids) == [i for t in self.turns for i in t.ids]:
                 self.marks[turn.id] = self.session.mark()
             self.conversation.updated = max(self.conversation.updated, turn.created)
-
-
-class TranscriptSession:
-    """A session without state: every reply re-reads the whole transcript through the sampler's
-    stateless generate(). What a sampler without a KV cache (or a test's fake) gets; the same
-    interface as core.generation.chat_session.ChatSession."""
-
-    def __init__(self, sampler: Any):
-        self.sampler = sampler
-        self.tokenizer = sampler.tokenizer
-        self.ids: list[int] = []
-        self.text = ""
-        self.stats = _Stats()
-
-    @property
-    def tokens_per_s(self) -> float:
-        return float(getattr(self.sampler, "tokens_per_s", 0.0) or 0.0)
-
-    def context_start(self) -> list[int]:
-        return []
-
-    def reset(self) -> None:
-        self.ids, self.text = [], ""
-
-    def feed(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text)
-        self.feed_ids(ids)
-        return ids
-
-    def feed_ids(self, ids) -> None:
-        ids = list(ids)
-        self.ids += ids
-        self.text += self.tokenizer.decode(ids) if ids else ""
-
-    def reply(self, stops=(), max_new_tokens=None, cancel=None) -> Iterator:
-        self.stats = stats = _Stats()
-        written = ""
-        stream = self.sampler.generate(self.text, cancel=cancel)
-        try:
-            for event in stream:
-                self.ids.append(event.token_id)
-                self.text += event.text
-                before, written = len(written), written + event.text
-                stats.new_tokens += 1
-                yield event
-                if any(written.find(s, max(0, before - len(s) + 1)) >= 0 for s in stops if s):
-                    stats.finish_reason = "stop"
-                    return
-            inner = getattr(getattr(self.sampler, "stats", None), "finish_reason", "")
-            stats.finish_reason = inner or ("cancelled" if cancel is not None and cancel() else "length")
-        finally:
-            stream.close()
-
-    def mark(self) -> tuple[tuple[int, ...], str]:
-        return tuple(self.ids), self.text
-
-    def restore(self, mark) -> None:
-        self.ids, self.text = list(mark[0]), mark[1]
-
-
-class _Stats:
-    new_tokens = 0
-    prompt_tokens = 0
-    finish_reason = ""
-    tokens_per_s = 0.0

@@ -193,8 +193,8 @@ class SamplerProcess:
         self.closed = False
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minigpt_tui.core.generation.sampler_process", str(theirs.fileno()), str(run_dir),
-                 checkpoint],
+                [sys.executable, "-m", "minigpt_tui.core.generation.sampler_process", str(theirs.fileno()),
+                 str(run_dir), checkpoint],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), close_fds=True)
         except OSError as err:

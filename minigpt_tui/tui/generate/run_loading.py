@@ -23,7 +23,7 @@ from typing import Any, Callable
 from textual import work
 from textual.worker import get_current_worker
 
-from minigpt_tui.core.generation.session import Session
+from minigpt_tui.core.generation.session import SamplerControls, Session
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,13 @@ class RunLoading:
         self.app.notify(message, severity="error", title="Generate")
         self._render_header()
 
-    def use_sampler(self, sampler: Any, info: LoadedInfo, prompt_check: Callable[[str], str | None] | None = None,
-                    session: Session | None = None, run_chat: Any = None, mtime: int | None = None) -> None:
-        """Make `sampler` the one Enter uses (the loader calls this; tests pass a fake). `session`
-        keeps the model's state between turns; without one (a fake, a sampler without a cache)
-        every reply re-reads the transcript. Reloading the run shown keeps the conversation."""
-        from minigpt_tui.core.generation.chat import Chat, TranscriptSession
+    def use_sampler(self, sampler: SamplerControls, info: LoadedInfo,
+                    prompt_check: Callable[[str], str | None] | None, session: Session, run_chat: Any = None,
+                    mtime: int | None = None) -> None:
+        """Make `sampler` the one Enter uses, through `session` (a ChatSession on it, or the sampler
+        process's proxy of one), which keeps the model's state between turns (the loader calls
+        this). Reloading the run shown keeps the conversation."""
+        from minigpt_tui.core.generation.chat import Chat
         from minigpt_tui.core.generation.chat_template import ChatTemplate
 
         self.stop_generation()
@@ -158,7 +159,7 @@ class RunLoading:
         if self.session is not None and self.session is not session:
             close_session(self.session)
         self.sampler = sampler
-        self.session = session or TranscriptSession(sampler)
+        self.session = session
         self.run_chat = run_chat
         template = run_chat.template if run_chat is not None else ChatTemplate()
         if same_run:
