@@ -20,7 +20,7 @@ Where no mark exists (a reopened conversation, a model reloaded with new weights
 the nearest marked turn on the path is restored and the rest read from there, or
 the whole path read once from the start.
 
-Torch-free itself: the session does the model work, so tests may hand in a fake one.
+Torch-free itself: the session (core.generation.session.Session) does the model work.
 """
 
 from __future__ import annotations

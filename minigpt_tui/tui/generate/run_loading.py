@@ -144,7 +144,7 @@ class RunLoading:
         self._render_header()
 
     def use_sampler(self, sampler: SamplerControls, info: LoadedInfo,
-                    prompt_check: Callable[[str], str | None] | None, session: Session, run_chat: Any = None,
+                    prompt_check: Callable[[str], str | None], session: Session, run_chat: Any = None,
                     mtime: int | None = None) -> None:
         """Make `sampler` the one Enter uses, through `session` (a ChatSession on it, or the sampler
         process's proxy of one), which keeps the model's state between turns (the loader calls

@@ -92,7 +92,7 @@ class GenerationStream:
         return False
 
     def _check_prompt(self, prompt: str) -> str | None:
-        if self._prompt_check is None:  # a sampler handed over without one (tests)
+        if self._prompt_check is None:  # no run loaded (nothing to check against)
             return None
         try:
             return self._prompt_check(prompt)
