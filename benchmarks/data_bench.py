@@ -46,8 +46,12 @@ def child(args) -> None:
     import torch._dynamo  # noqa: F401  (AdamW imports it once: seconds, the same for any corpus)
 
     from minigpt_tui.core.config import RunConfig
-    from minigpt_tui.core.training import trainer as trainer_module
-    from minigpt_tui.core.training.trainer import Trainer
+
+    try:
+        from minigpt_tui.core.training import trainer as trainer_module
+    except ImportError:  # a checkout from before core/ was grouped into subpackages (--code)
+        from minigpt_tui.core import trainer as trainer_module
+    Trainer = trainer_module.Trainer
 
     # The data is ready when the trainer builds the model (old and new code alike).
     data_ready: list[float] = []

@@ -1,3 +1,3 @@
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 
 raise SystemExit(main())

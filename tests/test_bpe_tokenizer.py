@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.data.bpe_tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
 from minigpt_tui.core.data.tokenizer import build_tokenizer, tokenizer_from_json
 from minigpt_tui.core.errors import TokenizerError

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from minigpt_tui.cli.common import USER_ERROR
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.config import DataConfig
 from minigpt_tui.core.data import catalogue, download
 from minigpt_tui.core.data.catalogue import Entry

@@ -133,7 +133,7 @@ def test_chat_errors_are_one_sentence(home, run_dir):
 
 def test_the_chat_repl_imports_no_textual(home, run_dir):
     code = (
-        "import sys; from minigpt_tui.cli.main import main;"
+        "import sys; from minigpt_tui.cli import main;"
         f"code = main(['--chat', {run_dir.name!r}, '--max-new-tokens', '3']);"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('minigpt_tui.tui')];"
         "print(bad, file=sys.stderr); sys.exit(1 if bad or code else 0)"

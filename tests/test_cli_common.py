@@ -13,7 +13,7 @@ import pytest
 
 from minigpt_tui.cli.chat import SETTING_COMMANDS, Repl
 from minigpt_tui.cli.common import USER_ERROR, sampling_value
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 # The REPL command and the command-line option that set the same setting.

@@ -166,8 +166,8 @@ def test_list_with_no_runs(data_home):
 
 def test_headless_path_imports_no_textual(tmp_path):
     code = (
-        "import sys, minigpt_tui.cli.main, minigpt_tui.core.training.trainer, minigpt_tui.core.generation.sampling;"
-        "minigpt_tui.cli.main.main(['--list']);"
+        "import sys, minigpt_tui.cli, minigpt_tui.core.training.trainer, minigpt_tui.core.generation.sampling;"
+        "minigpt_tui.cli.main(['--list']);"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'textual' or m.startswith('minigpt_tui.tui')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

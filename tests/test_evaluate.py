@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.data.corpus import split_text
 from minigpt_tui.core.data.tokenizer import WordTokenizer
 from minigpt_tui.core.models import build_model

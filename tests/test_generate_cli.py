@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.training.trainer import Trainer
 
 from kit import tiny_config

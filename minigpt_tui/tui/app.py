@@ -1,9 +1,10 @@
 """The full-screen app: Train, Checkpoints and Generate tabs, and over them a bar that shows
 every run being trained (live.py; hidden while none is).
 
-Start-up imports no torch (the first frame comes fast); loading a model and
-generating happen in thread workers, training in a child process. The help screen and
-the command palette are in commands.py.
+Start-up imports no torch (the first frame comes fast); a model is loaded and sampled in a
+process of its own (tui/generate/run_loading.py), training runs in a child process, and
+anything that reads many files (listing runs) in a thread worker. The help screen and the
+command palette are in commands.py, the settings file in settings.py.
 """
 
 from __future__ import annotations

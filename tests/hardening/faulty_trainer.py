@@ -1,7 +1,7 @@
 """`python faulty_trainer.py ARGS...` runs `minigpt-tui ARGS...` with faults injected from outside.
 
 The production code has no test hooks: this wrapper monkeypatches the core's own
-functions before calling minigpt_tui.cli.main.main, so the trainer runs its real code
+functions before calling minigpt_tui.cli.main, so the trainer runs its real code
 up to the chosen instant. Faults come from $HARDEN_FAULTS, separated by ";":
 
     partial:NAME:N:FRAC   the N-th atomic write of a file named NAME writes FRAC of its bytes
@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 import minigpt_tui.cli.train  # noqa: F401  (main imports it lazily; here before any fault or barrier)
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core import fsutil
 from minigpt_tui.core.runs import run_dir as runs
 from minigpt_tui.core.training.trainer import Trainer

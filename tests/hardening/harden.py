@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt_tui.cli.main import main
+from minigpt_tui.cli import main
 from minigpt_tui.core.runs import checkpoint as ckpt
 from minigpt_tui.core.runs.run_dir import RunDir
 
@@ -46,7 +46,7 @@ class Result:
 
 
 def run_cli(*args: str) -> Result:
-    """minigpt_tui.cli.main.main in this process, its output captured (the data home comes from the env)."""
+    """minigpt_tui.cli.main in this process, its output captured (the data home comes from the env)."""
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
     try:

@@ -16,7 +16,9 @@ Protocol (tuples over a multiprocessing Pipe, parent -> child):
       once between calls, and between tokens while a reply streams (settings act from the next
       token, as in one process; a cancel stops before the next token)
   ("close",)
-The child's first message is ("ready", Loaded): the checkpoint it loaded and its step. And
+The child's first message is ("ready", Loaded): the checkpoint it loaded and its step; or
+("user_error", (class name, sentence)) for a run that cannot be loaded (raised in the parent as
+that core.errors class, so the app says the sentence and does not retry in a thread). And
 ("error", sentence) in place of any answer when the child's call failed. A reply's events
 go out as soon as the first one exists, then at most every BATCH_S, so the parent's thread
 wakes ~200 times a second rather than once per token. Marks (turn boundaries: a copy of the
@@ -43,7 +45,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from minigpt_tui.core import errors
 from minigpt_tui.core.data.tokenizer import Tokenizer
+from minigpt_tui.core.errors import USER_ERRORS, RunError
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 if TYPE_CHECKING:  # (these import torch, which the app's side of the pipe never needs)
@@ -63,17 +67,21 @@ class SamplerProcessError(RuntimeError):
 
 @dataclass(frozen=True)
 class Loaded:
-    """Which weights a sampler holds: the checkpoint file, its step and its modification time (a
-    newer file means a newer checkpoint to offer). The child sends it when ready, so the app
-    never loads the weights itself."""
+    """Which weights a sampler holds: the checkpoint file, its step, its modification time (a
+    newer file means a newer checkpoint to offer) and the model's parameter count. The child
+    sends it when ready, so the app never loads the weights itself."""
 
     checkpoint: Path
     step: int
     mtime_ns: int
+    params: int
 
     @classmethod
     def of(cls, run: LoadedRun) -> Loaded:
-        return cls(Path(run.checkpoint), run.step, Path(run.checkpoint).stat().st_mtime_ns)
+        from minigpt_tui.core.models import count_parameters
+
+        path = Path(run.checkpoint)
+        return cls(path, run.step, path.stat().st_mtime_ns, count_parameters(run.model))
 
 
 # ---- the child -----------------------------------------------------------------------------------
@@ -87,6 +95,9 @@ def serve(conn, run_dir: str, checkpoint: str) -> None:
         run = RunDir(Path(run_dir)).load(checkpoint=checkpoint)
         sampler = Sampler(run.model, run.tokenizer, use_cache=True)
         session = ChatSession(sampler)
+    except USER_ERRORS as err:  # the run's own fault (no checkpoint, a damaged one): the parent says so
+        conn.send(("user_error", (type(err).__name__, str(err))))
+        return
     except Exception as err:
         conn.send(("error", f"{err}" if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"))
         return
@@ -207,6 +218,9 @@ class SamplerProcess:
             if not self._conn.poll(START_TIMEOUT_S):
                 raise SamplerProcessError(f"The sampler process did not start within {START_TIMEOUT_S:.0f} s.")
             kind, payload = self._recv()
+            if kind == "user_error":  # the run cannot be loaded, here or anywhere: no point in a thread
+                name, sentence = payload
+                raise getattr(errors, name, RunError)(sentence)
             if kind != "ready":
                 raise SamplerProcessError(f"Unexpected first message {kind!r} from the sampler process.")
             self.loaded: Loaded = payload

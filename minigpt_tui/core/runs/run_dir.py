@@ -288,6 +288,13 @@ class RunDir:
                 return self.checkpoint_path(kind)
         return None
 
+    def require_checkpoint(self, preferred: str = "best") -> Path:
+        """available_checkpoint, or a RunError saying the run has none yet."""
+        path = self.available_checkpoint(preferred)
+        if path is None:
+            raise RunError(f"Run {self.name} has no checkpoint yet; train it a little longer.")
+        return path
+
     def load(self, checkpoint: str = "best", device: "str | torch.device" = "cpu") -> "LoadedRun":
         """Model (in eval mode), tokenizer and config, ready to sample from."""
         from minigpt_tui.core.models import build_model
@@ -295,9 +302,7 @@ class RunDir:
         if checkpoint not in CHECKPOINT_KINDS:
             raise CheckpointError(f"--checkpoint must be best or last, got {checkpoint!r}.")
         config, tokenizer = self.config(), self.tokenizer()
-        path = self.available_checkpoint(checkpoint)
-        if path is None:
-            raise RunError(f"Run {self.name} has no checkpoint yet; train it a little longer.")
+        path = self.require_checkpoint(checkpoint)
         state = load_checkpoint(path, map_location=device)
         model = build_model(config.model, tokenizer.vocab_size)
         try:

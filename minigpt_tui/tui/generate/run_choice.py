@@ -9,8 +9,6 @@ or with many runs takes a while: a thread worker lists them, never the UI thread
 from __future__ import annotations
 
 import logging
-from typing import Callable
-
 from textual import work
 
 from minigpt_tui.tui.formatting import fmt_params
@@ -20,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 class RunChoice:
-    """Offer and pick runs (mixed into GeneratePane; `offered` is set in its __init__, and
-    RunLoading.load sets it whenever a run is asked for)."""
+    """Offer and pick runs (mixed into GeneratePane). The offer and the picker list runs in
+    workers of their own groups, so that neither cancels the other."""
 
-    offered = False  # a run was loaded or offered: opening the tab again offers nothing
+    offered = False  # a run was loaded or offered: opening the tab again offers nothing (load sets it)
 
     def offer_run(self, last_run: str = "") -> None:
         """Load `last_run` (a run name) if it has a checkpoint, else the newest run that has one;
@@ -31,12 +29,18 @@ class RunChoice:
         if self.sampler is not None or self.loading or self.offered:
             return
         self.offered = True
-        self._list_runs(lambda runs: self._offer(runs, last_run))
+        self._offer_worker(last_run)
 
     def checkpoint_written(self) -> None:
         """A training wrote a checkpoint: with no run loaded, offer one again."""
         if self.sampler is None and not self.loading:
             self.offered = False
+
+    @work(thread=True, exclusive=True, group="offer-run", exit_on_error=False)
+    def _offer_worker(self, last_run: str) -> None:
+        runs = self._runs_with_checkpoints()
+        if runs is None or not self._from_thread(self._offer, runs, last_run):
+            self.offered = False  # listing failed or was cancelled: offer again next time
 
     def _offer(self, runs: list, last_run: str) -> None:
         if self.sampler is not None or self.loading:  # a run was asked for meanwhile
@@ -48,7 +52,13 @@ class RunChoice:
         self.load((last or runs[0]).path)
 
     def action_pick_run(self) -> None:
-        self._list_runs(self._pick)
+        self._pick_worker()
+
+    @work(thread=True, exclusive=True, group="pick-run", exit_on_error=False)
+    def _pick_worker(self) -> None:
+        runs = self._runs_with_checkpoints()
+        if runs is not None:
+            self._from_thread(self._pick, runs)
 
     def _pick(self, runs: list) -> None:
         if not runs:
@@ -63,15 +73,14 @@ class RunChoice:
 
         self.app.push_screen(RunPickerScreen(choices, current), chosen)
 
-    @work(thread=True, exclusive=True, group="choose-run", exit_on_error=False)
-    def _list_runs(self, then: Callable[[list], None]) -> None:
-        """The runs with a checkpoint, newest first, handed to `then` on the UI thread."""
+    def _runs_with_checkpoints(self) -> list | None:
+        """(In a worker) the runs with a checkpoint, newest first; None (said) if the runs folder
+        cannot be read."""
         from minigpt_tui.core.runs.run_dir import list_runs
 
         try:
-            runs = [r for r in list_runs() if not r.error and r.has_checkpoint]
+            return [r for r in list_runs() if not r.error and r.has_checkpoint]
         except OSError as err:
             log.exception("listing runs")
             self._from_thread(self.app.notify, f"Cannot list runs ({err.strerror or err}).", severity="error")
-            return
-        self._from_thread(then, runs)
+            return None

@@ -1,16 +1,16 @@
 """Loading a run into the Generate tab: RunLoading, a part of GeneratePane.
 
-A run loads in a thread worker (torch is imported there, never on the UI thread): its
-checkpoint, a Sampler, a ChatSession that keeps the model's state between turns, and
-the run's chat template and speakers (core.generation.chat_template.RunChat). The Sampler and the
-ChatSession live in a process of their own (core.generation.sampler_process), so that sampling never
-waits for the UI thread's share of the GIL; MINIGPT_TUI_SAMPLER=thread keeps them in the
-app's process (a worker thread), as the tests do and as a fallback. The UI thread then
-makes it the one Enter uses; reloading the run already shown (new weights from a
-training still running) keeps the conversation, which the new weights read once at the
-next reply. Shares the pane's state (see GeneratePane.__init__).
+A run loads in a thread worker, never on the UI thread: it reads the run's small files (config,
+tokenizer, meta.json for the parameter count) and its chat template and speakers
+(core.generation.chat_template.RunChat), then starts the sampler process
+(core.generation.sampler_process), which loads the weights, once, and holds the Sampler and
+the ChatSession that keeps the model's state between turns; there, sampling never waits for
+the UI thread's share of the GIL. MINIGPT_TUI_SAMPLER=thread (the tests), or a process that
+cannot start, loads them in this process instead (torch is imported by the worker). The UI
+thread then makes the session the one Enter uses; reloading the run already shown (new
+weights from a training still running) keeps the conversation, which the new weights read
+once at the next reply. Shares the pane's state (see GeneratePane.__init__).
 """
-
 from __future__ import annotations
 
 import logging
@@ -72,8 +72,7 @@ class RunLoading:
 
             run = RunDir(run_dir)
             config, tokenizer = run.config(), run.tokenizer()
-            if run.available_checkpoint(kind) is None:
-                raise RunError(f"Run {run.name} has no checkpoint yet; train it a little longer.")
+            run.require_checkpoint(kind)  # (before a process starts for nothing)
             try:
                 params = run.read_meta().params  # (counting them would need the weights here)
             except RunError:  # an unreadable meta.json: the checkpoints can still be used
@@ -89,7 +88,7 @@ class RunLoading:
             else:
                 sampler, session, loaded = self._load_here(run, kind)
             info = LoadedInfo(run_dir.name, run_dir, loaded.checkpoint.stem, loaded.step, config.model.family,
-                              params, tokenizer.kind == "word")
+                              params or loaded.params, tokenizer.kind == "word")
         except USER_ERRORS as err:
             self._from_thread(self._load_failed, run_dir, str(err))
         except Exception as err:  # a bug or an odd file: say so in one sentence, keep running
