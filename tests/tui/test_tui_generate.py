@@ -132,20 +132,42 @@ async def test_streaming_2000_tokens_shows_exactly_the_generated_text(tiny_run, 
         assert gen.output.rendered_text() == expected.replace("\t", " ")  # what the rows are drawn from
         assert gen.output.appends < 200  # drained in batches, not one repaint per token
         assert gen.last_tps > 0 and f"{gen.last_tps:,.0f} tok/s" in gen.status_text()
-        # Every row fits the view and the rows cover the text in order.
-        view = gen.output
-        width = view.scrollable_content_region.width
-        for line in view._lines:
-            ends = line.rows[1:] + [len(line.text)]
-            for a, b in zip(line.rows, ends):
-                drawn = b - a - (1 if b < len(line.text) and line.text[b - 1] == " " else 0)  # a break space
-                assert drawn <= width
+        assert_rows_fit(gen.output)
         # Copy (no clipboard program here: said so), and a new conversation clears the view.
         await pilot.press("c")
         assert app.clipboard == expected
         assert any("No clipboard program here" in n.message for n in app._notifications)
         await pilot.press("n")
         assert gen.output.text == "" and not gen.chat.conversation.turns
+
+
+def assert_rows_fit(view) -> None:
+    """Every row fits the view and the rows cover the text in order."""
+    width = view.scrollable_content_region.width
+    for line in view._lines:
+        ends = line.rows[1:] + [len(line.text)]
+        for a, b in zip(line.rows, ends):
+            drawn = b - a - (1 if b < len(line.text) and line.text[b - 1] == " " else 0)  # a break space
+            assert drawn <= width
+
+
+async def test_the_view_wraps_any_piece_a_model_may_stream():
+    """Pieces a word-level or BPE model writes and the tiny char model never does (a tab, letters
+    beyond ASCII, a token longer than a row), appended in drain-sized batches as a reply streams."""
+    rng = random.Random(7)
+    words = ["In", "the", "beginning", "God", "created", "heaven", "earth", ",", ".", "\n", "\t", "ünïcode", "ΑΩ"]
+    pieces = [(" " if rng.random() < 0.8 else "") + rng.choice(words) for _ in range(2000)]
+    pieces[500] = "x" * 300
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_generate(pilot, app)
+        view = app.generate.output
+        for start in range(0, len(pieces), 37):
+            view.append_many([(piece, 0.5) for piece in pieces[start:start + 37]])
+            await pilot.pause()
+        expected = "".join(pieces)
+        assert view.text == expected and view.rendered_text() == expected.replace("\t", " ")
+        assert_rows_fit(view)
 
 
 async def test_output_follows_the_end_only_at_the_bottom():
