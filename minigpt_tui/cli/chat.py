@@ -20,7 +20,7 @@ import shlex
 import sys
 from typing import TextIO
 
-from minigpt_tui.cli.common import USER_ERROR, sampling_value, settings_from
+from minigpt_tui.cli.common import USER_ERROR, checkpoint_kind, sampling_value, settings_from
 from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 
 SETTING_COMMANDS = {  # command -> the setting it changes (common.sampling_value reads the value)
@@ -53,8 +53,7 @@ def cmd_chat(args) -> int:
 
     try:
         settings = settings_from(args)  # the sampling options, read as --generate reads them
-        if args.checkpoint not in ("best", "last"):
-            raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
+        checkpoint_kind(args.checkpoint)
         if args.mode not in (None, "cowrite", "dialogue"):
             raise ValueError(f"--mode must be cowrite or dialogue, got {args.mode!r}.")
         if args.no_kv_cache:

@@ -53,3 +53,13 @@ def settings_from(args) -> SamplingSettings:
     )
     settings.validate()  # (what is left to check: an empty --stop)
     return settings
+
+
+def checkpoint_kind(text: str) -> str:
+    """--checkpoint's value (--generate, --chat, --evaluate): best or last; ValueError, one
+    sentence, otherwise."""
+    from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS
+
+    if text not in CHECKPOINT_KINDS:
+        raise ValueError(f"--checkpoint must be best or last, got {text!r}.")
+    return text

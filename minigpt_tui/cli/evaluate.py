@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from minigpt_tui.cli.common import USER_ERROR
+from minigpt_tui.cli.common import USER_ERROR, checkpoint_kind
 
 
 def add_arguments(parser, mode) -> None:
@@ -38,12 +38,13 @@ def add_arguments(parser, mode) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS
     from minigpt_tui.core.training.evaluate import EvaluationError
 
     try:
-        if args.checkpoint not in CHECKPOINT_KINDS:
-            raise EvaluationError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
+        try:
+            checkpoint_kind(args.checkpoint)
+        except ValueError as err:
+            raise EvaluationError(str(err)) from None
         stride = _whole_number("--stride", args.stride) if args.stride is not None else None
         batch = _whole_number("--batch", args.batch)
         return _evaluate(args, stride, batch)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from minigpt_tui.cli.common import USER_ERROR, settings_from
+from minigpt_tui.cli.common import USER_ERROR, checkpoint_kind, settings_from
 
 
 def cmd_generate(args) -> int:
@@ -20,13 +20,11 @@ def cmd_generate(args) -> int:
     """
     from minigpt_tui.core.data.tokenizer import WikiTextJoins
     from minigpt_tui.core.generation.sampling import Sampler, prompt_warning
-    from minigpt_tui.core.runs.checkpoint import CHECKPOINT_KINDS
     from minigpt_tui.core.runs.run_dir import RunDir
 
     try:
         settings = settings_from(args)
-        if args.checkpoint not in CHECKPOINT_KINDS:
-            raise ValueError(f"--checkpoint must be best or last, got {args.checkpoint!r}.")
+        checkpoint_kind(args.checkpoint)
     except ValueError as err:
         print(f"minigpt-tui: {err}", file=sys.stderr)
         return USER_ERROR
