@@ -101,11 +101,15 @@ def test_closing_the_iterator_early_leaves_the_pipe_in_step(remote):
     assert texts(remote_chat(remote, max_new_tokens=5), "x")[0]
 
 
-def test_a_run_that_cannot_load_is_one_sentence(tmp_path):
+def test_a_run_that_cannot_load_is_one_sentence_of_its_own_error_class(tmp_path):
+    """The run's fault (here: no run at all) comes back as the core.errors class the child met, so
+    the app says it as it says any user error (and does not try again in a thread)."""
     from minigpt_tui.core.data.tokenizer import CharTokenizer
+    from minigpt_tui.core.errors import USER_ERRORS, RunError
 
-    with pytest.raises(SamplerProcessError) as err:
+    with pytest.raises(USER_ERRORS) as err:
         SamplerProcess(tmp_path / "no-such-run", "last", CharTokenizer(["<unk>", "a"]))
+    assert isinstance(err.value, RunError)
     assert "no-such-run" in str(err.value) and "\n" not in str(err.value)
 
 
