@@ -169,3 +169,22 @@ def test_a_followed_trainer_can_be_asked_to_stop(tiny_corpus, data_home):
     assert proc.returncode == 0, proc.stderr.read()
     assert isinstance(events[-1], ev.Done) and events[-1].reason == "stopped"
     assert RunDir(found.path).checkpoint_path("last").is_file()  # it saved before it ended
+
+
+def test_a_look_at_a_run_lock_while_another_look_is_under_way_sees_no_trainer(tmp_path):
+    import fcntl
+
+    from minigpt_tui.core import file_lock
+
+    path = tmp_path / "lock"
+    path.touch()
+    other_look = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(other_look, fcntl.LOCK_SH | fcntl.LOCK_NB)  # e.g. the training bar, peeking in its thread
+        assert file_lock.held(path) is False
+    finally:
+        os.close(other_look)
+    lock = file_lock.acquire(path)
+    assert file_lock.held(path) is True
+    lock.release()
+    assert file_lock.held(path) is False

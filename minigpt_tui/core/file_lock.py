@@ -78,7 +78,9 @@ def held(path: Path) -> bool | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A shared lock: two lookers (a listing, the training bar) never mistake each other for a
+        # trainer, and a trainer's exclusive lock still excludes it.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
         return True

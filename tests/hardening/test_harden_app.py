@@ -110,7 +110,9 @@ async def test_a_trainer_killed_from_outside_is_a_message_and_the_run_is_kept(tm
         assert "SIGKILL" in train.state.message
         assert any(n.severity == "error" and "SIGKILL" in n.message for n in app._notifications)
         await pilot.press("2")  # still alive and responsive; the run is listed, interrupted, usable
-        assert await wait_for(pilot, lambda: any(r.name == train.state.run_name for r in app.checkpoints.runs))
+        # (a listing taken while it trained may still show; wait for the one taken after its death)
+        assert await wait_for(pilot, lambda: any(r.name == train.state.run_name and r.status != "training"
+                                                 for r in app.checkpoints.runs))
         (info,) = [r for r in app.checkpoints.runs if r.name == train.state.run_name]
         assert info.error == "" and info.has_checkpoint and info.status == "interrupted"
         assert RunDir(info.path).load().step >= 20
