@@ -57,7 +57,15 @@ class ModelConfig:
     bias: bool = False  # biases in linear layers and norms (transformer)
     # The transformer MLP's activation: "gelu" (exact, with erf) or "gelu_tanh" (the tanh
     # approximation runs had before this field existed: 2x slower in bf16 on a CPU).
-    activation: str = "gelu"
+    activation: str = "gelu"  # or "swiglu": a gated MLP, down(silu(gate(x)) * up(x)) (Llama)
+    # The options models made elsewhere need (core/pretrained: GPT-2, Llama layouts); the defaults
+    # are our own Transformer's.
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm"
+    norm_eps: float = 1e-5
+    positions: str = "rotary"  # "rotary" | "learned" (a table of context_length positions: GPT-2)
+    rope_theta: float = 10000.0
+    n_kv_head: int = 0  # key/value heads (grouped-query attention); 0: n_head
+    mlp_hidden: int = 0  # the MLP's inner width; 0: 4 * n_embd
 
 
 @dataclass
@@ -97,7 +105,8 @@ _AT_LEAST_0 = (lambda v: v >= 0, "an integer >= 0")
 # order. Kept apart from the rules that relate two fields (RunConfig.validate) so that a
 # form can check one field as it is typed without building a whole config.
 FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
-    "data.tokenizer": ((lambda v: v in ("char", "word", "bpe"), '"char", "word" or "bpe"'),),
+    # ("hf": an imported model's own tokenizer, which only runs made from one carry: --train --from)
+    "data.tokenizer": ((lambda v: v in ("char", "word", "bpe", "hf"), '"char", "word" or "bpe"'),),
     "data.vocab_size": ((lambda v: v == 0 or v >= 2, "0 (no cap) or >= 2"),),
     "data.val_fraction": ((lambda v: 0.0 < v < 1.0, "between 0 and 1 (exclusive)"),),
     "model.family": ((lambda v: v in ("transformer", "gru", "lstm"), '"transformer", "gru" or "lstm"'),),
@@ -106,7 +115,13 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "model.context_length": (_AT_LEAST_1, (lambda v: v <= 65536, "at most 65536")),
     "model.n_head": (_AT_LEAST_1,),
     "model.dropout": ((lambda v: 0.0 <= v < 1.0, "in [0, 1)"),),
-    "model.activation": ((lambda v: v in ("gelu", "gelu_tanh"), '"gelu" or "gelu_tanh"'),),
+    "model.activation": ((lambda v: v in ("gelu", "gelu_tanh", "swiglu"), '"gelu", "gelu_tanh" or "swiglu"'),),
+    "model.norm": ((lambda v: v in ("layernorm", "rmsnorm"), '"layernorm" or "rmsnorm"'),),
+    "model.norm_eps": ((lambda v: 0 < v < 1, "a small positive number"),),
+    "model.positions": ((lambda v: v in ("rotary", "learned"), '"rotary" or "learned"'),),
+    "model.rope_theta": ((lambda v: v > 1, "a number > 1"),),
+    "model.n_kv_head": (_AT_LEAST_0,),
+    "model.mlp_hidden": (_AT_LEAST_0,),
     **{f"train.{name}": (_AT_LEAST_1,) for name in
        ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval")},
     **{f"train.{name}": (_AT_LEAST_0,) for name in ("warmup_steps", "sample_tokens", "threads")},
@@ -239,6 +254,8 @@ class RunConfig:
             _check((m.n_embd // m.n_head) % 2 == 0, "model.n_embd / model.n_head",
                    "even (rotary embeddings rotate pairs of dimensions)", m.n_embd // m.n_head,
                    field="model.n_embd")
+            _check(m.n_kv_head == 0 or m.n_head % m.n_kv_head == 0, "model.n_kv_head",
+                   f"0 or a divisor of model.n_head ({m.n_head})", m.n_kv_head)
         self._check_section("train")
         _check(0 <= t.min_lr <= t.learning_rate, "train.min_lr",
                f"between 0 and train.learning_rate ({t.learning_rate})", t.min_lr)
@@ -252,7 +269,11 @@ class RunConfig:
 
 # Fields added after runs had been written, with the value every run written before them had:
 # a run's config.toml without one is old, not damaged.
-ADDED_FIELDS: dict[tuple[str, str], Any] = {("model", "activation"): "gelu_tanh"}
+ADDED_FIELDS: dict[tuple[str, str], Any] = {
+    ("model", "activation"): "gelu_tanh",
+    **{("model", f.name): f.default for f in fields(ModelConfig)
+       if f.name in ("norm", "norm_eps", "positions", "rope_theta", "n_kv_head", "mlp_hidden")},
+}
 
 
 def _fill_added_fields(raw: dict[str, Any]) -> None:

@@ -53,6 +53,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; str(err) is one sentence."""
 
 
+class ImportModelError(ValueError):
+    """A model that cannot be imported; str(err) is one sentence."""
+
+
 class BatchError(ValueError):
     """The token stream is too short for the requested sequences."""
 
@@ -62,5 +66,5 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError,
+    ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError, ImportModelError,
 )

@@ -78,6 +78,8 @@ class BPETokenizer:
     """A core.data.tokenizer.Tokenizer of byte-level BPE tokens (see the module docstring)."""
 
     kind = "bpe"
+    bos_ids: tuple[int, ...] = ()
+    end_ids: frozenset[int] = frozenset()
 
     def __init__(self, hf: HFTokenizer):
         self.hf = hf

@@ -160,7 +160,7 @@ def _build(split: Split, tokenizer: Tokenizer, token_file: Path, progress: Progr
     try:
         with os.fdopen(fd, "wb") as f:
             chunks = split.chunks(chunk_chars)
-            if getattr(tokenizer, "kind", "") == "bpe":
+            if getattr(tokenizer, "kind", "") in ("bpe", "hf"):  # (SentencePiece-style ones split there too)
                 chunks = _bpe_cuts(chunks)
             for chunk in _reporting(chunks, split.n_chars, progress, what):
                 ids = encode(chunk)

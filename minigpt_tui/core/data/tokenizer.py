@@ -38,9 +38,11 @@ class Tokenizer(Protocol):
     """What every tokenizer offers (CharTokenizer, WordTokenizer, BPETokenizer), and all that
     training, sampling, chat and the token cache use of one."""
 
-    kind: str  # "char" | "word" | "bpe": the config's data.tokenizer, and "kind" in tokenizer.json
+    kind: str  # "char" | "word" | "bpe" | "hf": the config's data.tokenizer, and "kind" in tokenizer.json
     itos: list[str]  # id -> display text of the token (a BPE token inside a character shows its bytes)
     stoi: dict[str, int]  # the tokens that are whole text -> id ("\n" starts an empty prompt)
+    bos_ids: tuple[int, ...]  # put before a prompt (an imported model's BOS where it wants one)
+    end_ids: frozenset[int]  # tokens that end a reply (an imported model's end of text / turn)
 
     @property
     def vocab_size(self) -> int: ...
@@ -66,6 +68,8 @@ class VocabTokenizer:
 
     kind = ""
     joiner = ""
+    bos_ids: tuple[int, ...] = ()
+    end_ids: frozenset[int] = frozenset()
 
     def __init__(self, tokens: list[str]):
         if not tokens or tokens[0] != UNK:
@@ -182,7 +186,7 @@ def tokenizer_from_json(text: str, source: str = "tokenizer") -> Tokenizer:
     try:
         raw = json.loads(text)
         kind = raw["kind"]
-        if kind != "bpe":
+        if kind not in ("bpe", "hf"):
             klass, tokens = {"char": CharTokenizer, "word": WordTokenizer}[kind], raw["tokens"]
             if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
                 raise TypeError
@@ -193,6 +197,10 @@ def tokenizer_from_json(text: str, source: str = "tokenizer") -> Tokenizer:
             from minigpt_tui.core.data.bpe_tokenizer import BPETokenizer  # (imports `tokenizers`)
 
             return BPETokenizer.from_raw(raw)
+        if kind == "hf":
+            from minigpt_tui.core.data.pretrained_tokenizer import PretrainedTokenizer  # (imports `tokenizers`)
+
+            return PretrainedTokenizer.from_raw(raw)
         return klass(tokens)
     except TokenizerError as err:
         raise TokenizerError(f"{source} is not a valid minigpt-tui tokenizer file ({err}).") from None

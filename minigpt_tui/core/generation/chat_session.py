@@ -154,7 +154,7 @@ class ChatSession:
         extra = [s for s in stops if s]
         decoder = tok.stream_decoder(self.ids[-1] if self.ids else None)  # as in Sampler.generate
         length = (lambda: max_new_tokens) if max_new_tokens is not None else (lambda: sampler.settings.max_new_tokens)
-        reply = ReplyText(decoder, stats)
+        reply = ReplyText(decoder, stats, tok.end_ids)
         pending: int | None = None  # picked and yielded, not yet read
         try:
             while stats.new_tokens < length():

@@ -143,8 +143,17 @@ def draw(probs: torch.Tensor, gen: torch.Generator) -> int:
 
 
 def start_ids(tokenizer: Tokenizer) -> list[int]:
-    """What an empty prompt starts from: a newline (a fresh line or paragraph), else <unk>."""
+    """What an empty prompt starts from: a newline (a fresh line or paragraph), else <unk>; an
+    imported model's own start (its BOS or end-of-text token)."""
+    if tokenizer.kind == "hf":
+        return tokenizer.start_ids()  # type: ignore[attr-defined]
     return [tokenizer.stoi.get("\n", 0)]
+
+
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """A prompt's tokens, after the BOS its model wants (none for our own models)."""
+    encoded = tokenizer.encode(prompt)
+    return [*tokenizer.bos_ids, *encoded] if encoded else []
 
 
 def prompt_warning(tokenizer: Tokenizer, prompt: str) -> str | None:
@@ -177,8 +186,8 @@ class ReplyText:
     into the last event, so the events' text is exactly decode() of the new ids), the stop
     string it completes, and the compute time into `stats`."""
 
-    def __init__(self, decoder: StreamDecoder, stats: GenerationStats):
-        self.decoder, self.stats, self.text = decoder, stats, ""
+    def __init__(self, decoder: StreamDecoder, stats: GenerationStats, end_ids: frozenset[int] = frozenset()):
+        self.decoder, self.stats, self.text, self.end_ids = decoder, stats, "", end_ids
 
     def event(self, token_id: int, prob: float, top: list, elapsed: float, stops, last: bool) -> tuple[TokenEvent, bool]:
         """The event of the next token, and whether it completed one of `stops`. `last`: the
@@ -189,6 +198,8 @@ class ReplyText:
         else:
             stats.decode_s += elapsed
         stats.new_tokens += 1
+        if token_id in self.end_ids:  # the model's own end of text (or turn): ends it, shows nothing
+            return TokenEvent(stats.new_tokens - 1, token_id, self.decoder.flush(), prob, top), True
         piece = self.decoder.feed(token_id)
         before = len(self.text)
         self.text += piece
@@ -304,7 +315,7 @@ class Sampler:
     def generate(self, prompt: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """Yield one TokenEvent per new token until max_new_tokens, a stop string or cancel()."""
         tok = self.tokenizer
-        encoded = tok.encode(prompt)
+        encoded = prompt_ids(tok, prompt)
         ids = self._prompt_context(encoded or start_ids(tok))
         # The start token is context, not text. Text is shown as it becomes whole (a byte-level
         # token may end inside a character); a generation that ends itself (length, stop) flushes
@@ -312,7 +323,7 @@ class Sampler:
         decoder = tok.stream_decoder(ids[-1] if encoded else None)
         stats = self.stats = GenerationStats(prompt_tokens=len(ids))
         self._reseed_pending = True  # every generation starts from the seed: same settings, same text
-        reply = ReplyText(decoder, stats)
+        reply = ReplyText(decoder, stats, tok.end_ids)
         state = None
         logits = None
         try:

@@ -19,6 +19,13 @@ tokens. That is what lets generation run past the context window cheaply:
   n_layer * (W - 1) earlier tokens, so `forward` on that many trailing tokens
   with the banded mask reproduces what the cache computes step by step.
 
+The same network also takes the layouts of models made elsewhere (core/pretrained):
+RMSNorm, a gated SiLU MLP (SwiGLU), fewer key/value heads than query heads (grouped-query
+attention) and another rotary base make a Llama; learned positions, biases and the tanh
+GELU make a GPT-2. A learned-position model has only context_length positions, so its
+cache cannot slide: when a text reaches the end of the table, the last half window is
+read again from position 0 (a crop, costing one half-window prefill every half window).
+
 This module is the network; decoding one token at a time against the cache
 (the same arithmetic, written flat for speed) is in transformer_decode.py.
 """
@@ -182,13 +189,23 @@ def plain_causal_attention(qkv: torch.Tensor, n_head: int, rotary: Rotary, dropo
     return y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
 
 
+def kv_heads(cfg: ModelConfig) -> int:
+    """Key/value heads: model.n_kv_head, or one per query head (0)."""
+    return cfg.n_kv_head or cfg.n_head
+
+
 class CausalSelfAttention(nn.Module):
+    """Queries, keys and values from one projection (rows: H query heads, then Hkv key heads,
+    then Hkv value heads); with Hkv < H each key/value head serves H / Hkv query heads."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head = cfg.n_head
+        self.n_head, self.n_kv_head = cfg.n_head, kv_heads(cfg)
+        self.head_size = cfg.n_embd // cfg.n_head
+        self.rotary = cfg.positions == "rotary"
         self.window = cfg.context_length
         self.dropout = cfg.dropout
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.qkv = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_size, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
@@ -196,8 +213,10 @@ class CausalSelfAttention(nn.Module):
         """Training, the uncached sampler and the prefill, which also keeps this layer's
         keys and values in `cache` (decoding a token after that is transformer_decode's)."""
         qkv = self.qkv(x)
-        T, C = qkv.size(1), qkv.size(2) // 3
-        if self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu" and cache is None:
+        T, C = qkv.size(1), x.size(2)
+        plain = self.rotary and self.n_kv_head == self.n_head  # our own layout: the fast paths below
+        if (plain and self.training and T <= min(self.window, SMALL_ATTENTION) and qkv.device.type == "cpu"
+                and cache is None):
             # Training on a CPU attends in qkv's own dtype: under bf16 autocast, rotary, the
             # scores and the weighted values are bf16 (the softmax computes in float32 inside its
             # kernel: for bf16 scores PyTorch's CPU softmax gives the float32 softmax rounded
@@ -222,42 +241,71 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(y))
 
     def _attention(self, qkv: torch.Tensor, rotary: Rotary, cache: KVCache | None, layer: int) -> torch.Tensor:
-        """(B, T, 3C) queries, keys and values -> (B, T, C) by scaled_dot_product_attention, queries
-        and keys rotated in at least float32 (under a GPU's autocast too); keeps the rotated keys
-        and values in `cache`."""
-        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
-        qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        tables = rotary.full_tables(T, torch.promote_types(qkv.dtype, torch.float32))
-        q, k = apply_rotary(qkv[:2], *tables).unbind(0)  # queries and keys in one go: half the kernels
-        v = qkv[2]
+        """(B, T, (H + 2 Hkv) D) queries, keys and values -> (B, T, C) by scaled_dot_product_attention,
+        queries and keys rotated in at least float32 (under a GPU's autocast too); keeps the
+        (rotated) keys and values in `cache`."""
+        B, T = qkv.size(0), qkv.size(1)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_size
+        if Hkv == H:
+            q, k, v = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        else:
+            q, k, v = qkv.view(B, T, H + 2 * Hkv, D).transpose(1, 2).split((H, Hkv, Hkv), dim=1)
+        if self.rotary:
+            tables = rotary.full_tables(T, torch.promote_types(qkv.dtype, torch.float32))
+            if Hkv == H:
+                q, k = apply_rotary(torch.stack((q, k)), *tables).unbind(0)  # in one go: half the kernels
+            else:
+                q, k = apply_rotary(q, *tables), apply_rotary(k, *tables)
+        if cache is not None:
+            cache.store(layer, k, v)
+        if Hkv != H:  # each key/value head serves H / Hkv query heads, in order
+            k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
         drop = self.dropout if self.training else 0.0
         if T <= self.window:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
             mask = sliding_window_mask(T, T, self.window, q.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        if cache is not None:
-            cache.store(layer, k, v)
-        return y.transpose(1, 2).reshape(B, T, C)
+        return y.transpose(1, 2).reshape(B, T, H * D)
 
 
 def gelu_approximation(cfg: ModelConfig) -> str:
-    """F.gelu's `approximate` for model.activation: exact GELU (erf) is the default; runs from
-    before that field was added used the tanh approximation, which costs twice as much in bf16
-    on a CPU (0.97 against 0.44 ms forward+backward at the shakespeare-char shape: 8% of a step)."""
-    return "tanh" if cfg.activation == "gelu_tanh" else "none"
+    """The MLP's activation as transformer_decode names it: F.gelu's `approximate` ("none", exact
+    GELU with erf, is the default; runs from before model.activation existed used the tanh
+    approximation, which costs twice as much in bf16 on a CPU: 0.97 against 0.44 ms
+    forward+backward at the shakespeare-char shape, 8% of a step), or "swiglu"."""
+    return {"gelu_tanh": "tanh", "swiglu": "swiglu"}.get(cfg.activation, "none")
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up, the two halves of one projection's output (one matmul for both)."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
 
 
 class MLP(nn.Module):
+    """down(gelu(up(x))), or with activation "swiglu" down(silu(gate(x)) * up(x)), `up` then
+    holding the gate's rows and the up rows (in that order)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.up = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.down = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        hidden = cfg.mlp_hidden or 4 * cfg.n_embd
         self.approximate = gelu_approximation(cfg)
+        gated = self.approximate == "swiglu"
+        self.up = nn.Linear(cfg.n_embd, (2 if gated else 1) * hidden, bias=cfg.bias)
+        self.down = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
-        return self.drop(self.down(F.gelu(self.up(x), approximate=self.approximate)))
+        h = self.up(x)
+        h = swiglu(h) if self.approximate == "swiglu" else F.gelu(h, approximate=self.approximate)
+        return self.drop(self.down(h))
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
 
 
 class Block(nn.Module):
@@ -265,9 +313,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
     def forward(self, x, rotary: Rotary, cache=None, layer=0):
@@ -283,13 +331,16 @@ class Transformer(nn.Module):
         self.config = cfg
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, cfg.n_embd)
+        self.learned_positions = cfg.positions == "learned"
+        if self.learned_positions:
+            self.pos_embed = nn.Embedding(cfg.context_length, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.norm = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.norm = make_norm(cfg)
         self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.embed.weight
-        self.rotary = Rotary(cfg.n_embd // cfg.n_head)
+        self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.rope_theta)
         self._init_weights()
 
     def _init_weights(self):
@@ -307,12 +358,15 @@ class Transformer(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """How many trailing tokens determine the next-token logits exactly."""
+        """How many trailing tokens determine the next-token logits exactly (with learned
+        positions: the window, all a full recompute reads)."""
+        if self.learned_positions:
+            return self.config.context_length
         return self.config.n_layer * (self.config.context_length - 1) + 1
 
     def new_state(self) -> KVCache:
         """An empty cache: the next forward is a prompt that fills it."""
-        return KVCache(self.config.n_layer, self.config.context_length)
+        return KVCache(self.config.n_layer, self.config.context_length, keep_ids=self.learned_positions)
 
     def forward(self, idx: torch.Tensor, state: KVCache | None = None):
         """idx (B, T) -> logits (B, T, V), state.
@@ -324,24 +378,56 @@ class Transformer(nn.Module):
         token is decoded; several are read a window at a time (transformer_decode.extend). A cache is an inference tool:
         decoding applies no dropout.
         """
+        if self.learned_positions and state is not None:
+            return self._read_learned(idx, state), state
         if state is not None and not state.empty:
             if idx.size(1) == 1:
                 return decode(self, idx[:, 0], state).unsqueeze(1), state
             # Several tokens (a conversation's new turn): a window at a time against the ring.
             W = state.window
             return torch.cat([extend(self, idx[:, t : t + W], state) for t in range(0, idx.size(1), W)], 1), state
+        return self._prefill(idx, state), state
+
+    def _prefill(self, idx: torch.Tensor, state: KVCache | None) -> torch.Tensor:
+        """The whole network over idx from position 0 (filling an empty cache, if given)."""
         T = idx.size(1)
-        x = self.drop(self.embed(idx))
+        x = self.embed(idx)
+        if self.learned_positions:
+            if T > self.config.context_length:
+                raise ValueError(f"a learned-position model reads at most {self.config.context_length} "
+                                 f"tokens at once, got {T}")
+            x = x + self.pos_embed.weight[:T]
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, self.rotary, state, i)
         logits = self.head(self.norm(x))
         if state is not None:
-            state.prefilled(T)
-        return logits, state
+            state.prefilled(idx)
+        return logits
+
+    def _read_learned(self, idx: torch.Tensor, state: KVCache) -> torch.Tensor:
+        """Tokens read into a learned-position model's cache, in order, cropping when the
+        positions run out (see the module docstring): logits (B, T, V), each token's as read."""
+        W, T = state.window, idx.size(1)
+        out, t = [], 0
+        while t < T:
+            if state.pos == W:
+                kept = state.ids[:, W - W // 2 :]
+                state.reset()
+                self._prefill(kept, state)
+            piece = idx[:, t : t + W - state.pos]
+            if state.empty:
+                out.append(self._prefill(piece, state))
+            elif piece.size(1) == 1:
+                out.append(decode(self, piece[:, 0], state).unsqueeze(1))
+            else:
+                out.append(extend(self, piece, state))
+            t += piece.size(1)
+        return torch.cat(out, 1)
 
     def decode_step(self, token: int, state: KVCache) -> tuple[torch.Tensor, KVCache]:
         """Feed one token (an int) -> logits (1, V), state. The sampler's hot path (transformer_decode)."""
-        if state.empty:
+        if state.empty or (self.learned_positions and state.pos == state.window):
             logits, state = self(torch.tensor([[token]], device=self.embed.weight.device), state)
             return logits[:, -1], state
         return decode(self, token, state), state

@@ -53,7 +53,7 @@ class DecodePlan(NamedTuple):
     up_bias: torch.Tensor | None
     down_weight_t: torch.Tensor  # (4C, C), transposed
     down_bias: torch.Tensor | None
-    gelu: str  # F.gelu's `approximate` ("none" or "tanh": model.activation)
+    activation: str  # F.gelu's `approximate` ("none" or "tanh"), or "swiglu" (transformer.gelu_approximation)
 
 
 class KVCache:
@@ -69,12 +69,16 @@ class KVCache:
     it was filled with.
     """
 
-    def __init__(self, n_layer: int, window: int):
+    def __init__(self, n_layer: int, window: int, keep_ids: bool = False):
         self.window = window
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
         self.count = 0  # ring entries written per layer; the next write goes to count % W
         self.pos = 0  # absolute position of the next token
         self.plan: list[DecodePlan] | None = None
+        # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
+        # (B, pos), which it reads again from position 0 when the positions run out.
+        self.ids: torch.Tensor | None = None
+        self.keep_ids = keep_ids
 
     @property
     def empty(self) -> bool:
@@ -94,38 +98,86 @@ class KVCache:
         """An independent copy (the ring is written in place by every decoded token): what a
         conversation keeps at a turn boundary so undo and branches need no recomputation.
         The decode plan is the weights' arrangement, shared, not copied."""
-        twin = KVCache(len(self.layers), self.window)
+        twin = KVCache(len(self.layers), self.window, self.keep_ids)
         twin.layers = [None if kv is None else (kv[0].clone(), kv[1].clone()) for kv in self.layers]
-        twin.count, twin.pos, twin.plan = self.count, self.pos, self.plan
+        twin.count, twin.pos, twin.plan, twin.ids = self.count, self.pos, self.plan, self.ids
         return twin
 
-    def prefilled(self, length: int) -> None:
-        """Record that a prompt of `length` tokens was stored: the ring holds min(length, W)
-        entries, so the next write goes to slot count % W, over the oldest entry once full."""
+    def prefilled(self, idx: torch.Tensor) -> None:
+        """Record that a prompt idx (B, T) was stored: the ring holds min(T, W) entries, so the
+        next write goes to slot count % W, over the oldest entry once full."""
+        length = idx.size(1)
         self.count = min(length, self.window)
         self.pos = length
+        if self.keep_ids:
+            self.ids = idx
+
+    def read(self, idx: torch.Tensor) -> None:
+        """Record that tokens idx (B, T) were decoded after the ones held."""
+        self.count += idx.size(1)
+        self.pos += idx.size(1)
+        if self.keep_ids:
+            self.ids = idx if self.ids is None else torch.cat((self.ids, idx), 1)
+
+    def reset(self) -> None:
+        """Empty again (the buffers are allocated anew by the next prefill)."""
+        self.layers = [None] * len(self.layers)
+        self.count = self.pos = 0
+        self.ids = None
 
 
 def decode_plan(model: Transformer) -> list[DecodePlan]:
     """Per block, the tensors `decode` needs (see DecodePlan)."""
-    C, H = model.config.n_embd, model.config.n_head
-    D = C // H
+    H, Hkv, D = _heads(model)
     order = interleave_order(D).to(model.embed.weight.device)
     # Query and key rows head by head in interleaved order; value rows as they are.
-    rows = torch.cat([h * D + order for h in range(2 * H)] + [torch.arange(2 * C, 3 * C, device=order.device)])
+    rows = torch.cat([h * D + order for h in range(H + Hkv)]
+                     + [torch.arange((H + Hkv) * D, (H + 2 * Hkv) * D, device=order.device)])
     plan = []
     for block in model.blocks:
         attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
         plan.append(DecodePlan(
-            norm1_weight=n1.weight, norm1_bias=n1.bias,
+            norm1_weight=n1.weight, norm1_bias=getattr(n1, "bias", None),
             qkv_weight=attn.qkv.weight.detach()[rows],
             qkv_bias=attn.qkv.bias.detach()[rows] if attn.qkv.bias is not None else None,
             proj_weight_t=attn.proj.weight.detach().t(), proj_bias=attn.proj.bias,
-            norm2_weight=n2.weight, norm2_bias=n2.bias,
+            norm2_weight=n2.weight, norm2_bias=getattr(n2, "bias", None),
             up_weight=mlp.up.weight, up_bias=mlp.up.bias,
-            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias, gelu=mlp.approximate,
+            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias, activation=mlp.approximate,
         ))
     return plan
+
+
+def _heads(model: Transformer) -> tuple[int, int, int]:
+    """Query heads H, key/value heads Hkv, head size D."""
+    cfg = model.config
+    return cfg.n_head, cfg.n_kv_head or cfg.n_head, cfg.n_embd // cfg.n_head
+
+
+def _norm(model: Transformer):
+    """norm(x, weight, bias): the model's LayerNorm or RMSNorm as one function call."""
+    C, eps = model.config.n_embd, model.config.norm_eps
+    if model.config.norm == "rmsnorm":
+        return lambda x, weight, bias: F.rms_norm(x, (C,), weight, eps)
+    return lambda x, weight, bias: torch.layer_norm(x, (C,), weight, bias, eps)
+
+
+def _mlp_activation(h: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "swiglu":
+        gate, up = h.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    return F.gelu(h, approximate=activation)
+
+
+def _embed(model: Transformer, idx: torch.Tensor | int, pos: int, T: int = 1) -> torch.Tensor:
+    """Token embeddings (plus the position table's rows pos..pos+T-1 with learned positions)."""
+    if isinstance(idx, int):
+        x = model.embed.weight[idx : idx + 1]  # (1, C)
+    else:
+        x = F.embedding(idx, model.embed.weight)  # (B, C) or (B, T, C)
+    if model.learned_positions:
+        x = x + model.pos_embed.weight[pos : pos + T]
+    return x
 
 
 def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
@@ -134,51 +186,53 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     The same arithmetic as the blocks' forward (dropout off: a cache is an
     inference tool); advances the cache by one token.
     """
-    cfg = model.config
-    C, H, W = cfg.n_embd, cfg.n_head, cache.window
-    D, eps = C // H, model.norm.eps
+    C, W = model.config.n_embd, cache.window
+    H, Hkv, D = _heads(model)
+    QK = (H + Hkv) * D  # the query and key rows of qkv
     if cache.plan is None:
         cache.plan = decode_plan(model)
-    if isinstance(idx, int):
-        x = model.embed.weight[idx : idx + 1]  # (1, C)
-    else:
-        x = F.embedding(idx, model.embed.weight)  # (B, C)
+    x = _embed(model, idx, cache.pos)  # (B, C)
     B = x.size(0)
     slot = cache.count % W
     filled = min(cache.count + 1, W)
-    rot = model.rotary.rotation(cache.pos)  # (D/2,) complex
+    rot = model.rotary.rotation(cache.pos) if not model.learned_positions else None  # (D/2,) complex
     # Under autocast, matmuls return reduced precision: keep the residual stream in
     # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
     fused = not torch.is_autocast_enabled(x.device.type)
-    layer_norm, linear, addmm = torch.layer_norm, F.linear, torch.addmm
+    norm, linear, addmm = _norm(model), F.linear, torch.addmm
     for p, (keys, values) in zip(cache.plan, cache.layers):
         # attention: x + proj(attend(rotate(q), ring of rotated k, v))
-        qkv = linear(layer_norm(x, (C,), p.norm1_weight, p.norm1_bias, eps), p.qkv_weight, p.qkv_bias)  # (B, 3C)
-        qk = qkv[:, : 2 * C]  # queries then keys, each head's dimensions in (x1, x2) pairs
+        qkv = linear(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight, p.qkv_bias)  # (B, (H + 2 Hkv) D)
+        qk = qkv[:, :QK]  # queries then keys, each head's dimensions in (x1, x2) pairs
         if qk.dtype != torch.float32:  # reduced precision: rotate in float32
             qk = qk.float()
-        qk = torch.view_as_real(torch.view_as_complex(qk.view(B, 2 * H, D // 2, 2)) * rot).view(B, 2 * H, 1, D)
+        if rot is not None:
+            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, H + Hkv, D // 2, 2)) * rot)
+        qk = qk.reshape(B, H + Hkv, 1, D)
         if qk.dtype != keys.dtype:
             qk = qk.to(keys.dtype)
         keys.narrow(2, slot, 1).copy_(qk[:, H:])
-        values.narrow(2, slot, 1).copy_(qkv[:, 2 * C :].view(B, H, 1, D))
+        values.narrow(2, slot, 1).copy_(qkv[:, QK:].view(B, Hkv, 1, D))
         if filled < W:  # the ring is not full yet: attend to the written slots only
             keys, values = keys.narrow(2, 0, filled), values.narrow(2, 0, filled)
-        y = F.scaled_dot_product_attention(qk[:, :H], keys, values).view(B, C)
+        # A key/value head's H / Hkv query heads are its queries (B, Hkv, H / Hkv, D): one call.
+        y = F.scaled_dot_product_attention(qk[:, :H].view(B, Hkv, H // Hkv, D), keys, values).reshape(B, C)
         if fused and p.proj_bias is None:
             x = addmm(x, y, p.proj_weight_t)
         else:
             x = x + linear(y, p.proj_weight_t.t(), p.proj_bias)
-        # MLP: x + down(gelu(up(norm(x))))
-        h = F.gelu(linear(layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
-                   approximate=p.gelu)
+        # MLP: x + down(act(up(norm(x))))
+        h = _mlp_activation(linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
         if fused and p.down_bias is None:
             x = addmm(x, h, p.down_weight_t)
         else:
             x = x + linear(h, p.down_weight_t.t(), p.down_bias)
-    x = layer_norm(x, (C,), model.norm.weight, model.norm.bias, eps)
-    cache.count += 1
-    cache.pos += 1
+    x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
+    if cache.keep_ids:
+        cache.read(torch.tensor([[idx]], device=x.device) if isinstance(idx, int) else idx[:, None])
+    else:
+        cache.count += 1
+        cache.pos += 1
     return linear(x, model.head.weight)
 
 
@@ -194,9 +248,9 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
     ring is used as it lies: no gathering, no reordering. Each slot's age tells the
     mask how far back it is; the new keys overwrite the oldest slots afterwards.
     """
-    cfg = model.config
-    C, H, W = cfg.n_embd, cfg.n_head, cache.window
-    D, eps = C // H, model.norm.eps
+    C, W = model.config.n_embd, cache.window
+    H, Hkv, D = _heads(model)
+    QK = (H + Hkv) * D
     B, T = idx.shape
     if T > W:
         raise ValueError(f"extend takes at most {W} tokens at a time, got {T}")
@@ -211,24 +265,31 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
     t = torch.arange(T, device=device)[:, None]
     mask = torch.cat(((t + age[None, :] < W) & (slot < count)[None, :],
                       torch.arange(T, device=device)[None, :] <= t), dim=1)  # (T, W + T)
-    first, _, _, table = model.rotary._table(cache.pos, T)
-    rot = table[cache.pos - first : cache.pos - first + T].view(T, 1, D // 2)  # (T, 1, D/2) complex
+    G = H // Hkv  # query heads per key/value head: their queries go in one call, (B, Hkv, G T, D)
+    mask = mask.repeat(G, 1)
+    rot = None
+    if not model.learned_positions:
+        first, _, _, table = model.rotary._table(cache.pos, T)
+        rot = table[cache.pos - first : cache.pos - first + T].view(T, 1, D // 2)  # (T, 1, D/2) complex
     writes = (count + torch.arange(T, device=device)) % W
-    x = F.embedding(idx, model.embed.weight)  # (B, T, C)
+    x = _embed(model, idx, cache.pos, T)  # (B, T, C)
+    norm = _norm(model)
     for p, (keys, values) in zip(cache.plan, cache.layers):
-        qkv = F.linear(torch.layer_norm(x, (C,), p.norm1_weight, p.norm1_bias, eps), p.qkv_weight, p.qkv_bias)
-        qk = qkv[..., : 2 * C].float().reshape(B, T, 2 * H, D // 2, 2)
-        qk = torch.view_as_real(torch.view_as_complex(qk) * rot).view(B, T, 2 * H, D).transpose(1, 2)  # (B, 2H, T, D)
+        qkv = F.linear(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight, p.qkv_bias)
+        qk = qkv[..., :QK].float()
+        if rot is not None:
+            qk = torch.view_as_real(torch.view_as_complex(qk.reshape(B, T, H + Hkv, D // 2, 2)) * rot)
+        qk = qk.reshape(B, T, H + Hkv, D).transpose(1, 2)  # (B, H + Hkv, T, D)
         q, k = qk[:, :H].to(keys.dtype), qk[:, H:].to(keys.dtype)
-        v = qkv[..., 2 * C :].reshape(B, T, H, D).transpose(1, 2).to(values.dtype)
-        y = F.scaled_dot_product_attention(q, torch.cat((keys, k), 2), torch.cat((values, v), 2), attn_mask=mask)
+        v = qkv[..., QK:].reshape(B, T, Hkv, D).transpose(1, 2).to(values.dtype)
+        y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), torch.cat((keys, k), 2),
+                                           torch.cat((values, v), 2), attn_mask=mask)
         keys[:, :, writes] = k
         values[:, :, writes] = v
-        x = x + F.linear(y.transpose(1, 2).reshape(B, T, C).to(x.dtype), p.proj_weight_t.t(), p.proj_bias)
-        h = F.gelu(F.linear(torch.layer_norm(x, (C,), p.norm2_weight, p.norm2_bias, eps), p.up_weight, p.up_bias),
-                   approximate=p.gelu)
+        y = y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
+        x = x + F.linear(y.to(x.dtype), p.proj_weight_t.t(), p.proj_bias)
+        h = _mlp_activation(F.linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
         x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
-    cache.count += T
-    cache.pos += T
-    x = torch.layer_norm(x, (C,), model.norm.weight, model.norm.bias, eps)
+    cache.read(idx)
+    x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     return F.linear(x, model.head.weight)

@@ -34,6 +34,9 @@ class RunMeta:
     world_size: int = 1
     error: str = ""  # the sentence a failed run ended with
     note: str = ""  # the user's own words about the run (the Checkpoints tab's n)
+    imported_from: str = ""  # a model made elsewhere: its hub id or folder (core/pretrained)
+    revision: str = ""  # the hub commit it was downloaded at
+    started_from: str = ""  # --train --from: the run (and step) whose weights it started from
 
     # Keys this version does not know (written by a newer one), kept as they were on rewrite.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
