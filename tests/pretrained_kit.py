@@ -60,7 +60,7 @@ def llama_folder(folder: Path, kv_heads: int = 2, tied: bool = False, template: 
     tokenizer.chat_template = template
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=128,
                          rope_theta=5000.0, rms_norm_eps=1e-6, tie_word_embeddings=tied,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(config).eval()

@@ -3,6 +3,8 @@
     minigpt-tui                          the full-screen app
     minigpt-tui --run RUN                the app, on the Generate tab with RUN loaded
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
+    minigpt-tui --train [RECIPE] --from RUN [--set ...]   fine-tune: start from RUN's weights (train.py)
+    minigpt-tui --import SOURCE [--name NAME] | --import list   a Hugging Face model as a run (import_model.py)
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
     minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat.py)
     minigpt-tui --evaluate RUN [--split valid|test] [--checkpoint best|last] [--data PATH] [--json]   (evaluate.py)
@@ -49,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the platform's user data folder).",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--train", nargs="?", const=paths.DEFAULT_RECIPE, metavar="RECIPE",
+    # (const "": no recipe named, which --from reads as "the run's own data and training fields")
+    mode.add_argument("--train", nargs="?", const="", metavar="RECIPE",
                       help=f"train headless from a recipe (a path, or a name in models/; default {paths.DEFAULT_RECIPE})")
+    mode.add_argument("--import", dest="import_source", metavar="SOURCE|list",
+                      help="make a run from a Hugging Face model: a hub id (gpt2, HuggingFaceTB/SmolLM2-135M-Instruct) "
+                           "or a local model folder; `--import list` suggests some")
     mode.add_argument("--generate", metavar="RUN", help="stream text from a trained run (name or folder)")
     mode.add_argument("--chat", metavar="RUN", help="a conversation with a trained run in the terminal (/help inside)")
     mode.add_argument("--list", action="store_true", help="list the runs in the data home")
@@ -65,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config field, e.g. --set train.max_steps=200 (repeatable)")
     t.add_argument("--resume", metavar="RUN", help="continue a run where it stopped (name or folder)")
+    t.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="start a new run from RUN's weights, tokenizer and model shape (fine-tuning); data and "
+                        "training fields come from the recipe (or, with none named, from RUN) and --set")
+    t.add_argument("--name", help="with --import: the run's name (default: from the source)")
     t.add_argument("--events", choices=["jsonl"], help="print one JSON event per line instead of a progress bar")
     t.add_argument("--progress-every", type=_seconds, default=10.0, metavar="SECONDS",
                    help="with output not a terminal (a log file, a pipe), print a progress line this often "
@@ -113,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             from minigpt_tui.cli.evaluate import cmd_evaluate
 
             return cmd_evaluate(args)
+        if args.import_source is not None:
+            from minigpt_tui.cli.import_model import cmd_import
+
+            return cmd_import(args)
         if args.list:
             from minigpt_tui.cli.list_runs import cmd_list
 

@@ -24,25 +24,35 @@ if TYPE_CHECKING:  # imported lazily at run time: the app's start must stay ligh
     from minigpt_tui.core.runs.run_dir import RunDir
 
 
-def load_training_config(args) -> tuple[RunConfig, str, RunDir | None]:
-    """The resolved config, the recipe name and the run folder to resume (if any)."""
+def load_training_config(args) -> tuple[RunConfig, str, RunDir | None, RunDir | None]:
+    """The resolved config, the recipe name, the run folder to resume (if any) and the run to
+    start from (--from, if any)."""
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.errors import ConfigError
     from minigpt_tui.core.runs.run_dir import RunDir
+    from minigpt_tui.core.training.start_from import start_from_config
 
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={json.dumps(args.device)}")
     if args.resume:
+        if getattr(args, "from_run", None):
+            raise ConfigError("--resume continues a run and --from starts a new one; give one of them.")
         # A run killed before its first checkpoint resumes from step 0 (the trainer checks the files).
         run = RunDir.resolve(args.resume)
         config = run.config().with_overrides(overrides)
-        return config, run.read_meta().recipe or run.name, run
-    recipe = paths.find_recipe(args.train)
-    if not recipe.is_file():
-        names = ", ".join(p.stem for p in paths.list_recipes())
-        raise ConfigError(f"Recipe {args.train!r} not found; give a TOML file or one of: {names}.")
-    return RunConfig.load(recipe).with_overrides(overrides), recipe.stem, None
+        return config, run.read_meta().recipe or run.name, run, None
+    recipe = None
+    if args.train or not getattr(args, "from_run", None):
+        recipe = paths.find_recipe(args.train or paths.DEFAULT_RECIPE)
+        if not recipe.is_file():
+            names = ", ".join(p.stem for p in paths.list_recipes())
+            raise ConfigError(f"Recipe {args.train!r} not found; give a TOML file or one of: {names}.")
+    if getattr(args, "from_run", None):
+        source = RunDir.resolve(args.from_run)
+        config = start_from_config(source, RunConfig.load(recipe) if recipe else None, overrides)
+        return config, source.name, None, source
+    return RunConfig.load(recipe).with_overrides(overrides), recipe.stem, None, None
 
 
 def cmd_train(args) -> int:
@@ -53,11 +63,11 @@ def cmd_train(args) -> int:
     jsonl = args.events == "jsonl"
     printer = JsonlPrinter() if jsonl else ProgressPrinter(every_s=args.progress_every)
     try:
-        config, recipe_name, resume_dir = load_training_config(args)
+        config, recipe_name, resume_dir, start_from = load_training_config(args)
     except USER_ERRORS as err:
         printer(ev.Error(message=str(err)))
         return USER_ERROR
-    trainer = Trainer(config, printer, recipe_name=recipe_name, resume_dir=resume_dir)
+    trainer = Trainer(config, printer, recipe_name=recipe_name, resume_dir=resume_dir, start_from=start_from)
 
     interrupted = []  # Ctrl-C asked for the stop (SIGTERM, the app's Stop, is a requested end: 0)
 
@@ -181,7 +191,9 @@ class ProgressPrinter:
         self._end_preparing()
         if isinstance(e, ev.Started):
             verb = f"Resuming {e.run_name} at step {e.start_step}" if e.start_step else f"Training {e.run_name}"
-            kind = "byte-level BPE" if e.tokenizer == "bpe" else f"{e.tokenizer}-level"
+            kind = {"bpe": "byte-level BPE", "hf": "imported"}.get(e.tokenizer, f"{e.tokenizer}-level")
+            if e.started_from:
+                verb += f" from {_escape(e.started_from)}"
             say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters, {kind} vocabulary of "
                 f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}"
                 f"{'; ' + e.precision_note if e.precision_note else ''}).")

@@ -164,17 +164,3 @@ def architecture_of(hf: dict) -> Architecture:
     if isinstance(archs, list) and archs:
         what += f" ({archs[0]})"
     raise ImportModelError(f"This model has {what}; the supported architectures are {SUPPORTED}.")
-
-
-def parameter_count(cfg: ModelConfig, vocab_size: int) -> int:
-    """Parameters a config makes, computed without building anything (the memory check)."""
-    C, L = cfg.n_embd, cfg.n_layer
-    D = C // cfg.n_head
-    kv = (cfg.n_kv_head or cfg.n_head) * D
-    hidden = cfg.mlp_hidden or 4 * C
-    mlp = (3 if cfg.activation == "swiglu" else 2) * C * hidden
-    per_layer = C * (C + 2 * kv) + C * C + mlp + 4 * C
-    total = vocab_size * C * (1 if cfg.tie_weights else 2) + L * per_layer + 2 * C
-    if cfg.positions == "learned":
-        total += cfg.context_length * C
-    return total

@@ -18,6 +18,7 @@ leaves no run folder behind. The run then appears at once, with:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from minigpt_tui.core.config import DataConfig, RunConfig, TrainConfig
 from minigpt_tui.core.errors import ImportModelError, RunError, TokenizerError
-from minigpt_tui.core.pretrained.architectures import architecture_of, parameter_count
+from minigpt_tui.core.pretrained.architectures import architecture_of
 from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import run_name_problem
 
@@ -137,7 +138,8 @@ def convert(folder: ModelFolder):
     if not isinstance(vocab, int) or vocab < tokenizer.vocab_size:
         raise ImportModelError(f"config.json's vocab_size ({vocab}) is smaller than the tokenizer's "
                                f"({tokenizer.vocab_size}).")
-    params = parameter_count(model_cfg, vocab)
+    expected = _expected_shapes(model_cfg, vocab)
+    params = sum(math.prod(shape) for name, shape in expected.items() if not _tied_copy(name, model_cfg))
     memory = _memory_bytes()
     if memory and params * 4 * 2 > memory * MEMORY_FRACTION:
         raise ImportModelError(f"This model has {params / 1e9:.1f} billion parameters; in float32 (read and "
@@ -163,24 +165,28 @@ def convert(folder: ModelFolder):
         raise ImportModelError(f"The weights lack {name}, which a {arch.name} model of this config has.")
 
     state = {k: v.contiguous() for k, v in arch.weights(folder.hf_config, model_cfg, get).items()}
-    expected = _expected_shapes(model_cfg, vocab)
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             raise ImportModelError(f"The weight for {name} has shape {tuple(state[name].shape)}, but config.json "
                                    f"makes it {shape}; the weights do not belong to this config.")
     config = RunConfig(data=DataConfig(path="", tokenizer="hf", vocab_size=0), model=model_cfg,
                        train=TrainConfig(**vars(FINETUNE_TRAIN)))
-    return config, tokenizer, state, arch.name
+    return config, tokenizer, state, arch.name, params
 
 
 def _expected_shapes(cfg, vocab: int) -> dict[str, tuple[int, ...]]:
+    """Our parameters' names and shapes for this config (built on the meta device: nothing allocated)."""
     import torch
 
     from minigpt_tui.core.models import build_model
 
-    with torch.device("meta"):  # shapes only: nothing allocated
+    with torch.device("meta"):
         model = build_model(cfg, vocab)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _tied_copy(name: str, cfg) -> bool:
+    return name == "head.weight" and cfg.tie_weights
 
 
 def default_name(source: str) -> str:
@@ -208,8 +214,7 @@ def import_model(source: str, name: str | None = None, runs_root: Path | None = 
     if fetch is None:
         from minigpt_tui.core.pretrained.hub import fetch_model as fetch
     fetched = fetch(source, progress=progress)
-    config, tokenizer, state, arch = convert(read_folder(fetched.path))
-    params = parameter_count(config.model, tokenizer.vocab_size)
+    config, tokenizer, state, arch, params = convert(read_folder(fetched.path))
     meta = RunMeta(recipe=f"imported-{arch}", family="transformer", tokenizer="hf",
                    corpus=f"imported from {fetched.source}", vocab_size=tokenizer.vocab_size, params=params,
                    status="imported", imported_from=fetched.source, revision=fetched.revision or "",

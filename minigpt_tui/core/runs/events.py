@@ -42,6 +42,7 @@ class Started:
     device: str
     dtype: str
     precision_note: str = ""  # how train.precision "auto" chose dtype (measured speed-up), "" when named
+    started_from: str = ""  # --from: "RUN (step N)" whose weights it started from
     type: str = "started"
 
 

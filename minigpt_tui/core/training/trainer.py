@@ -55,13 +55,17 @@ from minigpt_tui.core.training.devices import (
 )
 from minigpt_tui.core.training.eta import EtaEstimator, evals_left
 from minigpt_tui.core.training.optim import lr_at, make_optimizer
+from minigpt_tui.core.training.start_from import load_start_weights
 from minigpt_tui.core.training.training_data import prepare_data
 
 
 class Trainer:
     def __init__(self, config: RunConfig, emit: Callable[[ev.Event], None], *,
-                 recipe_name: str = "run", resume_dir: RunDir | Path | None = None, runs_root: Path | None = None):
+                 recipe_name: str = "run", resume_dir: RunDir | Path | None = None, runs_root: Path | None = None,
+                 start_from: RunDir | Path | None = None):
         self.config = config
+        # --from: a new run starting from this run's weights and tokenizer (core/training/start_from.py)
+        self.start_from = RunDir(start_from) if start_from is not None else None
         self.emit_fn = emit
         self.recipe_name = recipe_name
         self.resume = RunDir(resume_dir) if resume_dir is not None else None
@@ -105,7 +109,7 @@ class Trainer:
         torch.manual_seed(t.seed + self.dist.rank)
 
         # Everything a user can get wrong is checked before the run folder exists.
-        data = prepare_data(cfg, self.dist, self.resume, self.emit)
+        data = prepare_data(cfg, self.dist, self.resume, self.emit, self.start_from)
         self.tokenizer, self.corpus_name = data.tokenizer, data.corpus_name
         self.train_stream = TokenStream(data.train_tokens, cfg.model.context_length, "training")
         self.val_stream = TokenStream(data.val_tokens, cfg.model.context_length, "validation")
@@ -113,6 +117,9 @@ class Trainer:
         # The plain model (what is saved, sampled and evaluated); the training step calls
         # train_model, the same model or a DDP / torch.compile wrapper around it.
         self.model: LanguageModel = build_model(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.started_from = ""
+        if self.start_from is not None and not self.resume:
+            self.started_from = load_start_weights(self.model, self.start_from, self.device)
         self.params = count_parameters(self.model)
         # The clipped parameters, listed once rather than by walking the modules every step (~0.07 ms).
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
@@ -199,6 +206,7 @@ class Trainer:
                 recipe=self.recipe_name, family=cfg.model.family, tokenizer=cfg.data.tokenizer,
                 corpus=self.corpus_name, vocab_size=self.tokenizer.vocab_size, params=self.params,
                 created=time.time(), status="training", max_steps=cfg.train.max_steps,
+                started_from=self.started_from,
             )
             # The folder appears with its config, tokenizer and meta inside, already locked.
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
@@ -250,6 +258,7 @@ class Trainer:
             ln_vocab=math.log(self.tokenizer.vocab_size), params=self.params, start_step=self.step,
             max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
             dtype=self.precision.name, precision_note=self.precision.note,
+            started_from=self.meta.started_from,
         ))
         self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
         self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)

@@ -19,7 +19,7 @@ from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.data.corpus import Progress, load_corpus
 from minigpt_tui.core.data.token_cache import cached_tokenizer, cached_tokens
 from minigpt_tui.core.data.tokenizer import Tokenizer
-from minigpt_tui.core.errors import USER_ERRORS, TrainingError
+from minigpt_tui.core.errors import USER_ERRORS, ConfigError, TrainingError
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.core.training.devices import Distributed
@@ -37,15 +37,15 @@ class TrainingData:
 
 
 def prepare_data(config: RunConfig, dist: Distributed, resume: RunDir | None,
-                 emit: Callable[[ev.Event], None]) -> TrainingData:
+                 emit: Callable[[ev.Event], None], start_from: RunDir | None = None) -> TrainingData:
     """The run's data, mapped from the token cache, which a first start fills. Under torchrun
     rank 0 fills it while the others wait; they then map what it built (or raise the error it
     met). `emit` takes the Preparing events (the trainer's: only rank 0 reports)."""
     if not dist.enabled:
-        return _load_data(config, resume, emit)
+        return _load_data(config, resume, emit, start_from)
     if dist.is_main:
         try:
-            loaded = _load_data(config, resume, emit)
+            loaded = _load_data(config, resume, emit, start_from)
         except Exception as err:
             dist.broadcast(f"{type(err).__name__}\0{err}")
             raise
@@ -56,15 +56,21 @@ def prepare_data(config: RunConfig, dist: Distributed, resume: RunDir | None,
         kind, message = failure.split("\0", 1)
         error = {e.__name__: e for e in USER_ERRORS}.get(kind, TrainingError)
         raise error(message)
-    return _load_data(config, resume, emit)
+    return _load_data(config, resume, emit, start_from)
 
 
-def _load_data(config: RunConfig, resume: RunDir | None, emit: Callable[[ev.Event], None]) -> TrainingData:
+def _load_data(config: RunConfig, resume: RunDir | None, emit: Callable[[ev.Event], None],
+               start_from: RunDir | None = None) -> TrainingData:
+    if config.data.tokenizer == "hf" and resume is None and start_from is None:
+        raise ConfigError('data.tokenizer "hf" is an imported model\'s own tokenizer; train from one with '
+                          "--train --from RUN.", field="data.tokenizer")
     progress = progress_reporter(emit)
     corpus = load_corpus(config.data, progress)
     train, valid = corpus.split("train"), corpus.split("valid")
     if resume:
         tokenizer = resume.tokenizer()
+    elif start_from:  # its tokenizer as it is: the token cache keys on it, so it tokenizes once
+        tokenizer = start_from.tokenizer()
     else:
         tokenizer = cached_tokenizer(config.data.tokenizer, config.data.vocab_size, train, progress)
     return TrainingData(tokenizer, cached_tokens(train, tokenizer, progress).tokens,
