@@ -53,6 +53,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; str(err) is one sentence."""
 
 
+class ImportModelError(ValueError):
+    """A model that cannot be imported (no such folder or hub id, the hub unreachable or
+    refusing it); str(err) is one sentence."""
+
+
 class BatchError(ValueError):
     """The token stream is too short for the requested sequences."""
 
@@ -63,4 +68,5 @@ class TrainingError(RuntimeError):
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError,
+    ImportModelError,
 )
