@@ -42,7 +42,7 @@ from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.checkpoint import load_checkpoint, save_checkpoint
 from minigpt_tui.core.runs.run_dir import CONFIG_NAME, META_NAME, TOKENIZER_NAME, RunDir
 from minigpt_tui.core.runs.run_meta import RunMeta
-from minigpt_tui.core.runs.run_names import recipe_corpus, run_stem
+from minigpt_tui.core.runs.run_names import corpus_slug, recipe_corpus, run_stem
 from minigpt_tui.core.training.allocator import keep_freed_memory
 from minigpt_tui.core.training.devices import (
     Distributed,
@@ -211,6 +211,8 @@ class Trainer:
             # The folder appears with its config, tokenizer and meta inside, already locked.
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
             stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
+            if self.start_from is not None:  # gpt2 fine-tuned on tinyshakespeare/input.txt: gpt2-ft-tinyshakespeare
+                stem = "-".join(filter(None, (self.start_from.name, "ft", corpus_slug(cfg.data.path or self.corpus_name))))
             self.folder = RunDir.create(stem, self.runs_root, {
                 CONFIG_NAME: cfg.to_run_toml(),
                 TOKENIZER_NAME: self.tokenizer.to_json(),
