@@ -360,3 +360,30 @@ def test_format_suggested_lists_every_model_in_aligned_columns():
     assert all(line[column - 1] == " " for line in table)
     assert len({m.hub_id for m in SUGGESTED}) == len(SUGGESTED)
     assert {m.architecture for m in SUGGESTED} == {"gpt2", "llama"}
+
+
+def test_import_from_the_hub_end_to_end_makes_a_run_that_generates(tmp_path, monkeypatch, capsys):
+    """`--import owner/name` through HF_ENDPOINT's hub (the fake one) to a run that generates."""
+    import huggingface_hub.constants as constants
+
+    from minigpt_tui.cli import main
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    pytest.importorskip("transformers")
+    from pretrained_kit import gpt2_folder
+
+    folder = gpt2_folder(tmp_path / "made")
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with FakeHub({"tiny-org/tiny-gpt2": files}) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        assert main(["--import", "tiny-org/tiny-gpt2"]) == 0
+    run = RunDir.resolve("tiny-gpt2")
+    meta = run.read_meta()
+    assert (meta.imported_from, meta.revision, meta.status) == ("tiny-org/tiny-gpt2", SHA, "imported")
+    capsys.readouterr()
+    assert main(["--list"]) == 0
+    assert "imported from tiny-org/tiny-gpt2" in capsys.readouterr().out
+    assert main(["--generate", "tiny-gpt2", "--prompt", "First", "--max-new-tokens", "5", "--json"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if '"token_id"' in line]) == 5
