@@ -58,6 +58,11 @@ class ImportModelError(ValueError):
     it, a folder of an unsupported architecture or with damaged files); str(err) is one sentence."""
 
 
+class ExportError(ValueError):
+    """A run that cannot be exported in the format asked for, or an --out that cannot be written;
+    str(err) is one sentence."""
+
+
 class BatchError(ValueError):
     """The token stream is too short for the requested sequences."""
 
@@ -68,5 +73,5 @@ class TrainingError(RuntimeError):
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError,
-    ImportModelError,
+    ImportModelError, ExportError,
 )
