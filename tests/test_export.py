@@ -174,3 +174,37 @@ def test_imported_models_export_back_to_their_architecture_bit_for_bit(tmp_path,
         assert main(["--export", name, "--format", "gguf", "--out", str(tmp_path / f"{name}.gguf")]) == 0
         value, _ = _read(tmp_path / f"{name}.gguf")
         assert value("general.architecture") == {"g": "gpt2", "l": "llama"}[name]
+
+
+def test_transformers_greedy_text_from_the_export_equals_generate(runs, tmp_path, capsys):
+    _, by_kind = runs
+    run = by_kind["char"]
+    out = tmp_path / "hf"
+    assert main(["--export", str(run.path), "--format", "hf", "--out", str(out)]) == 0
+    capsys.readouterr()
+    prompt, n = "the ", 10  # prompt and reply within the context window (16 tokens)
+    assert main(["--generate", str(run.path), "--prompt", prompt, "--temperature", "0", "--max-new-tokens", str(n),
+                 "--json"]) == 0
+    ours = [json.loads(line)["token_id"] for line in capsys.readouterr().out.splitlines() if '"token_id"' in line]
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        theirs = model.generate(**inputs, max_new_tokens=n, do_sample=False, pad_token_id=0)[0, inputs["input_ids"].size(1):]
+    assert theirs.tolist() == ours and len(ours) == n
+
+
+def test_a_run_without_a_checkpoint_is_refused_and_nothing_is_left(tmp_path, capsys):
+    from minigpt_tui.core.runs.run_dir import CONFIG_NAME, META_NAME, TOKENIZER_NAME
+    from minigpt_tui.core.data.tokenizer import CharTokenizer
+    from minigpt_tui.core.runs.run_meta import RunMeta
+
+    config = tiny_config(write_corpus(tmp_path))
+    run = RunDir.create("empty", tmp_path / "runs", {CONFIG_NAME: config.to_run_toml(),
+                                                      TOKENIZER_NAME: CharTokenizer.train("abc").to_json(),
+                                                      META_NAME: RunMeta().to_json()}, lock=False)
+    for fmt, out in (("hf", tmp_path / "o1"), ("gguf", tmp_path / "o2.gguf")):
+        assert main(["--export", str(run.path), "--format", fmt, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "checkpoint" in err and err.count("\n") == 1 and not out.exists()
+    assert not list(tmp_path.glob(".o*"))  # no temporary sibling either
