@@ -41,7 +41,7 @@ COLUMNS = [
 
 
 class CheckpointsPane(TidyActions, Vertical):
-    """A table of runs; the selected one's config and curves; open, resume, delete; marks,
+    """A table of runs; the selected one's config and curves; open, resume, fine-tune from, delete; marks,
     compare, rename, notes, clearing stubs (TidyActions)."""
 
     BINDINGS = [
@@ -49,6 +49,9 @@ class CheckpointsPane(TidyActions, Vertical):
                 tooltip="Open the selected run in the Generate tab (Enter works too)"),
         Binding("r", "resume", "Resume", id="checkpoints.resume",
                 tooltip="Resume training the selected run (switches to Train)"),
+        # F, not f: f is the loss plot's follow, in this tab as in every other plot.
+        Binding("F", "start_from", "Fine-tune", id="checkpoints.start_from",
+                tooltip="Fine-tune: set up a new run that starts from the selected run's weights (switches to Train)"),
         Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
                 tooltip="Delete the marked runs, or else the selected one, with their checkpoints (asks first)"),
         # (out of the footer, which has room for 80 columns' worth: the column headers sort too)
@@ -74,7 +77,7 @@ class CheckpointsPane(TidyActions, Vertical):
         def __init__(self, run_dir: Path, action: str) -> None:
             super().__init__()
             self.run_dir = run_dir
-            self.action = action  # "generate" | "resume"
+            self.action = action  # "generate" | "resume" | "from" (a new run from its weights)
 
     class RunDeleted(Message):
         def __init__(self, run_dir: Path) -> None:
@@ -299,10 +302,10 @@ class CheckpointsPane(TidyActions, Vertical):
     # ---- actions -------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         run = self.selected
-        if action in ("open_generate", "resume"):
+        if action in ("open_generate", "resume", "start_from"):
             if run is None or run.error or not run.has_checkpoint:
                 return None
-            if action == "resume" and self.app.is_training():
+            if action in ("resume", "start_from") and self.app.is_training():
                 return None
         if action == "delete":
             if self.marked:
@@ -330,10 +333,23 @@ class CheckpointsPane(TidyActions, Vertical):
         run = self._usable_run("resume")
         if run is None:
             return
+        if run.status == "imported":  # best.pt only: no optimizer state, no step to go on from
+            self.app.notify(f"{run.name} is an imported model, so it has no training to resume; "
+                            "press F to fine-tune from it.", severity="warning")
+            return
         if self.app.is_training():
             self.app.notify("A run is already training; stop it first.", severity="warning")
             return
         self.post_message(CheckpointsPane.OpenRun(run.path, "resume"))
+
+    def action_start_from(self) -> None:
+        run = self._usable_run("fine-tune from")
+        if run is None:
+            return
+        if self.app.is_training():
+            self.app.notify("A run is already training; stop it first.", severity="warning")
+            return
+        self.post_message(CheckpointsPane.OpenRun(run.path, "from"))
 
     def _usable_run(self, what: str) -> RunInfo | None:
         run = self.selected
