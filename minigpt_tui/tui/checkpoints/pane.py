@@ -49,8 +49,9 @@ class CheckpointsPane(TidyActions, Vertical):
                 tooltip="Open the selected run in the Generate tab (Enter works too)"),
         Binding("r", "resume", "Resume", id="checkpoints.resume",
                 tooltip="Resume training the selected run (switches to Train)"),
-        # F, not f: f is the loss plot's follow, in this tab as in every other plot.
-        Binding("F", "start_from", "Fine-tune", id="checkpoints.start_from",
+        # F, not f: f is the loss plot's follow, in this tab as in every other plot. Out of the
+        # footer (at 80 columns it would push out Plot and ? Help); help and ctrl+p list it.
+        Binding("F", "start_from", "Fine-tune", show=False, id="checkpoints.start_from",
                 tooltip="Fine-tune: set up a new run that starts from the selected run's weights (switches to Train)"),
         Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
                 tooltip="Delete the marked runs, or else the selected one, with their checkpoints (asks first)"),
