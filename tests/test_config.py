@@ -47,6 +47,8 @@ def test_overrides_parse_toml_values_and_bare_strings():
         ("train.learning_rate=nan", "train.learning_rate"),
         ("model.n_head=3", "model.n_head"),
         ("model.family=mamba", "model.family"),
+        ("model.kernel_size=1", "model.kernel_size"),
+        ("model.dilation_cycle=0", "model.dilation_cycle"),
         ("model.context_length=1.5", "model.context_length"),
         ("model.dropout=1.0", "model.dropout"),
         ("data.tokenizer=wordpiece", "data.tokenizer"),
@@ -119,3 +121,14 @@ def test_check_field_checks_one_value_on_its_own():
             RunConfig().with_overrides([item])
         assert (str(single.value), single.value.field) == (str(whole.value), whole.value.field)
         assert sentence is None or str(single.value) == sentence
+
+
+def test_a_run_config_from_before_the_cnn_fields_is_old_not_damaged(tmp_path):
+    """model.kernel_size and model.dilation_cycle came with the CNN: a run's config.toml without
+    them (complete=True, as runs are loaded) takes their defaults."""
+    text = RunConfig().with_overrides(["model.family=cnn"]).to_run_toml()
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace("kernel_size = 3\n", "").replace("dilation_cycle = 8\n", ""))
+    assert "kernel_size" not in path.read_text()
+    old = RunConfig.load(path, complete=True)
+    assert (old.model.family, old.model.kernel_size, old.model.dilation_cycle) == ("cnn", 3, 8)
