@@ -37,6 +37,9 @@ class RunMeta:
     imported_from: str = ""  # a model made elsewhere: its hub id or folder (core/pretrained)
     revision: str = ""  # the hub commit it was downloaded at
     started_from: str = ""  # --train --from: the run (and step) whose weights it started from
+    # Tokens that determine a prediction exactly (the model's receptive_field: a CNN's, a
+    # Transformer's); 0 for an RNN (unbounded) and in a meta.json from before it was kept.
+    receptive_field: int = 0
 
     # Keys this version does not know (written by a newer one), kept as they were on rewrite.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
