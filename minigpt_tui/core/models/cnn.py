@@ -82,14 +82,15 @@ class ConvBlock(nn.Module):
 
 
 class ConvState:
-    """Each layer's queue of its last L normed inputs, for one batch of sequences.
+    """Each layer's queue of its last inputs (normed), for one batch of sequences.
 
-    A queue is a ring of L slots kept twice over, (B, 2L, C), slot i equal to slot i + L: at
-    head r the last L inputs, oldest first, are the contiguous rows r .. r + L - 1, and the
-    k - 1 taps of the next token every d-th of them, a strided view (no gathering). A token
-    read writes its input at r and r + L (over the oldest) and moves r on by one.
-    `plan` holds the weights arranged for decode_step, taken at the first decoded token, so
-    a state belongs to the weights it was filled with.
+    A queue is a ring of M = L + 1 slots kept twice over, (B, 2M, C), slot i equal to slot
+    i + M, so that the last M inputs, oldest first, are always contiguous rows: at head r, the
+    rows r .. r + M - 1. Reading a token writes its input over the oldest (rows r and r + M);
+    the rows r + 1 .. r + M then end with it, and its k taps are every d-th of them, a strided
+    view (no gathering, no concatenation); the head moves on by one. `plan` holds the weights
+    arranged for decode_step, taken at the first decoded token, so a state belongs to the
+    weights it was filled with; `rows` the queues of a single sequence as 2-D views.
     """
 
     def __init__(self, n_layer: int):
@@ -97,6 +98,7 @@ class ConvState:
         self.heads = [0] * n_layer
         self.pos = 0  # tokens read
         self.plan: list[tuple] | None = None
+        self.rows: list[torch.Tensor] | None = None
 
     @property
     def empty(self) -> bool:
@@ -107,13 +109,16 @@ class ConvState:
         queue = self.queues[layer]
         if queue is None:
             return None
-        L = queue.size(1) // 2
-        return queue[:, self.heads[layer] : self.heads[layer] + L]
+        M = queue.size(1) // 2
+        return queue[:, self.heads[layer] + 1 : self.heads[layer] + M]
 
     def keep(self, layer: int, last: torch.Tensor) -> None:
-        """Replace layer's queue with `last` (B, L, C), oldest first."""
-        self.queues[layer] = torch.cat((last, last), 1)
+        """Replace layer's queue with `last` (B, L, C), oldest first (slot 0, the one before
+        them, is never read again: zeros)."""
+        before = last.new_zeros(last.size(0), 1, last.size(2))
+        self.queues[layer] = torch.cat((before, last, before, last), 1)
         self.heads[layer] = 0
+        self.rows = None
 
     def copy(self) -> "ConvState":
         """An independent copy (decode_step writes the queues in place): what a conversation
@@ -169,35 +174,40 @@ class ConvLanguageModel(nn.Module):
         return self.head(self.norm(x)), state
 
     def _plan(self) -> list[tuple]:
-        """Per block what decode_step needs: the norm's weight and bias, the conv weight and
-        bias, `out` transposed (torch.addmm's layout) and its bias, L and d."""
-        return [(b.norm.weight, getattr(b.norm, "bias", None), b.conv.weight, b.conv.bias,
-                 b.out.weight.detach().t(), b.out.bias, b.span, b.dilation) for b in self.blocks]
+        """Per block what decode_step needs: the norm's weight and bias, the conv and `out`
+        weights transposed (torch.mm's layout: views, no copies) and their biases, M and d."""
+        return [(b.norm.weight, getattr(b.norm, "bias", None), b.conv.weight.detach().t(), b.conv.bias,
+                 b.out.weight.detach().t(), b.out.bias, b.span + 1, b.dilation) for b in self.blocks]
 
     def decode_step(self, token: int, state: ConvState) -> tuple[torch.Tensor, ConvState]:
         """Feed one token (an int) -> logits (1, V), state; the sampler's hot path.
 
         The same arithmetic as forward on a (1, 1) input (dropout off: this is for
-        inference), written flat: per layer a norm, the taps (a strided view of the queue
-        and the new input, concatenated), two matmuls, the GLU and the queue write."""
+        inference), written flat on torch calls, because at one token their number is the
+        cost: per layer a norm, the queue write, the taps (a strided view, made contiguous),
+        two matmuls and the GLU."""
         if state.empty:
             logits, state = self(torch.tensor([[token]], device=self.embed.weight.device), state)
             return logits[:, -1], state
         if state.plan is None:
             state.plan = self._plan()
+        if state.rows is None:  # (one sequence: its queues as (2M, C) views, one index fewer per slice)
+            state.rows = [q[0] for q in state.queues]
         cfg = self.config
         C, eps, rms = cfg.n_embd, cfg.norm_eps, cfg.norm == "rmsnorm"
         # Under autocast the matmuls return bf16: keep the residual stream float32 (x + linear).
         fused = not torch.is_autocast_enabled(self.embed.weight.device.type)
         x = self.embed.weight[token : token + 1]  # (1, C)
-        for i, (nw, nb, cw, cb, ow_t, ob, L, d) in enumerate(state.plan):
+        heads = state.heads
+        for i, (nw, nb, cw_t, cb, ow_t, ob, M, d) in enumerate(state.plan):
             h = F.rms_norm(x, (C,), nw, eps) if rms else torch.layer_norm(x, (C,), nw, nb, eps)
-            queue, r = state.queues[i], state.heads[i]
-            taps = torch.cat((queue[:, r : r + L : d], h.to(queue.dtype).unsqueeze(1)), 1).view(1, -1)
-            g = F.glu(F.linear(taps, cw, cb), -1)
+            queue, r = state.rows[i], heads[i]
+            queue[r::M] = h  # rows r and r + M: the oldest input, now the newest
+            taps = queue[r + 1 : r + 1 + M : d].reshape(1, -1)  # (1, k C), oldest first
+            u = torch.mm(taps, cw_t) if cb is None else torch.addmm(cb, taps, cw_t)
+            g = F.glu(u, -1)
             x = torch.addmm(x, g, ow_t) if fused and ob is None else x + F.linear(g, ow_t.t(), ob)
-            queue[:, r::L] = h.unsqueeze(1)  # slots r and r + L: the oldest input, now the newest
-            state.heads[i] = r + 1 if r + 1 < L else 0
+            heads[i] = r + 1 if r + 1 < M else 0
         state.pos += 1
         x = F.rms_norm(x, (C,), self.norm.weight, eps) if rms else torch.layer_norm(
             x, (C,), self.norm.weight, self.norm.bias, eps)
