@@ -9,7 +9,7 @@ def test_every_recipe_loads_and_round_trips_through_toml():
     recipes = list_recipes()
     names = {p.stem for p in recipes}
     assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer",
-            "kjv-bpe-transformer"} <= names
+            "kjv-bpe-transformer", "kjv-char-cnn", "shakespeare-char-cnn"} <= names
     for path in recipes:
         config = RunConfig.load(path)
         assert RunConfig.from_toml(config.to_toml()) == config
@@ -21,6 +21,15 @@ def test_shakespeare_recipe_is_the_known_cpu_recipe():
     c = RunConfig.load(find_recipe("shakespeare-char-transformer"))
     assert (c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.context_length) == (4, 4, 128, 64)
     assert (c.train.batch_size, c.train.learning_rate, c.train.max_steps, c.model.dropout) == (12, 1e-3, 2000, 0.0)
+
+
+def test_the_cnn_recipes_reach_as_far_as_the_transformer_window_and_train_on_twice_that():
+    from minigpt_tui.core.models.cnn import receptive_field
+    from minigpt_tui.core.paths import find_recipe
+
+    for name in ("kjv-char-cnn", "shakespeare-char-cnn"):
+        m = RunConfig.load(find_recipe(name)).model
+        assert m.family == "cnn" and receptive_field(m) == 127 and m.context_length == 2 * 128
 
 
 def test_bpe_recipe_is_the_default_model_on_bpe_tokens():

@@ -65,7 +65,7 @@ class ModelConfig:
     positions: str = "rotary"  # "rotary" | "learned" (a table of context_length positions: GPT-2)
     rope_theta: float = 10000.0
     n_kv_head: int = 0  # key/value heads (grouped-query attention); 0: n_head
-    mlp_hidden: int = 0  # the MLP's inner width; 0: 4 * n_embd (cnn: its gated convolution's, 0: 2 * n_embd)
+    mlp_hidden: int = 0  # the MLP's inner width; 0: 4 * n_embd (cnn: its gated convolution's, 0: n_embd)
     # The CNN (family "cnn", core/models/cnn.py): each layer a causal convolution of kernel_size
     # taps, dilations doubling from 1 over dilation_cycle layers and then starting again; its
     # receptive field is 1 + (kernel_size - 1) x the sum of the dilations.
