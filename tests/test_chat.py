@@ -92,7 +92,7 @@ def assert_exact(chat: Chat, first_turn: int = 0) -> None:
 
 @pytest.mark.parametrize("family, mode, tokenizer", [
     *[(family, mode, CHAR) for family in ("gru", "lstm", "transformer", "cnn") for mode in ("cowrite", "dialogue")],
-    ("transformer", "dialogue", BPE), ("gru", "cowrite", BPE),  # (the model side is the same as for CHAR)
+    ("transformer", "dialogue", BPE), ("gru", "cowrite", BPE), ("cnn", "dialogue", BPE),  # (as for CHAR)
 ], ids=lambda v: getattr(v, "kind", v))
 def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode, tokenizer):
     chat = chat_for(family, mode=mode, tokenizer=tokenizer)
