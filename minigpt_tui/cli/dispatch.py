@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
     g.add_argument("--no-kv-cache", action="store_true",
                    help="recompute the whole context for every token (slow; for comparison)")
-    g.add_argument("--mode", metavar="cowrite|dialogue", help="with --chat: how turns join (default: the run's last)")
+    g.add_argument("--mode", metavar="cowrite|dialogue|instruct",
+                   help="with --chat: how turns join; instruct uses the model's own chat template "
+                        "(default: the run's last, instruct for a model that has one)")
     return p
 
 

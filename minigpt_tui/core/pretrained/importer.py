@@ -109,8 +109,12 @@ def tokenizer_settings(path: Path, hf: dict) -> dict:
     if add_bos is None:  # unsaid: as the tokenizer.json's post-processor does
         add_bos = "bos" in json.dumps(json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
                                       .get("post_processor")).lower()
+    # The other special tokens, for a chat template that names them (core.data.hf_chat_template).
+    others = {name: token(conf.get(name, special.get(name))) for name in ("unk_token", "sep_token", "pad_token",
+                                                                          "cls_token", "mask_token")}
     return {"bos_token": bos, "eos_token": eos, "add_bos": bool(add_bos), "end_tokens": ends,
-            "chat_template": template, "vocab_size": hf.get("vocab_size") or 0}
+            "chat_template": template, "vocab_size": hf.get("vocab_size") or 0,
+            **{name: value for name, value in others.items() if isinstance(value, str)}}
 
 
 def _memory_bytes() -> int | None:
