@@ -72,7 +72,7 @@ def cmd_chat(args) -> int:
         return USER_ERROR
     if args.mode:
         run_chat.template.mode = args.mode
-    chat = Chat(ChatSession(Sampler(run.model, run.tokenizer, settings)), run_chat.template, run=run.run_dir.name)
+    chat = Chat(ChatSession(Sampler(run.model, run.tokenizer, settings, banned=run.unseen)), run_chat.template, run=run.run_dir.name)
     return Repl(chat, run_chat, run, as_json=args.json, interactive=sys.stdin.isatty()).loop()
 
 

@@ -114,7 +114,7 @@ class RunLoading:
         from minigpt_tui.core.generation.sampling import Sampler
 
         loaded = run.load(checkpoint=kind)
-        sampler = Sampler(loaded.model, loaded.tokenizer, use_cache=True)
+        sampler = Sampler(loaded.model, loaded.tokenizer, use_cache=True, banned=loaded.unseen)
         return sampler, ChatSession(sampler), Loaded.of(loaded)
 
     def _start_sampler_process(self, run_dir: Path, kind: str, tokenizer: Any) -> Any:
