@@ -16,12 +16,12 @@ handles from the --format hf export.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from pathlib import Path
 
 from minigpt_tui.core.errors import ExportError
+from minigpt_tui.core.export.fit import gguf_vocabulary
 from minigpt_tui.core.export.hf_folder import hf_layout
 from minigpt_tui.core.runs.run_dir import LoadedRun, RunDir
 
@@ -31,25 +31,21 @@ GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
 def _vocabulary(run: LoadedRun) -> dict:
     """tokens, types, merges, pre-tokenizer and special ids for a byte-level BPE vocabulary."""
     tok = run.tokenizer
-    if tok.kind in ("char", "word"):
+    spec, shape = gguf_vocabulary(tok)
+    if shape in ("char", "word"):
         raise ExportError(f"Run {run.run_dir.name} has a {tok.kind}-level vocabulary, which llama.cpp cannot "
                           "express (it knows byte-level BPE and SentencePiece); export it with --format hf instead, "
                           "or train with data.tokenizer = \"bpe\".")
-    spec = json.loads(tok.hf.to_str()) if tok.kind == "bpe" else tok.tokenizer_json  # type: ignore[attr-defined]
-    model = spec.get("model", {})
-    pre = json.dumps(spec.get("pre_tokenizer"))
-    if model.get("type") != "BPE" or "ByteLevel" not in pre:
+    if shape == "sentencepiece":
         raise ExportError(f"Run {run.run_dir.name}'s vocabulary is not byte-level BPE (a SentencePiece-style one), "
                           "which this export does not write to GGUF; export it with --format hf and convert that "
                           "folder with llama.cpp's convert_hf_to_gguf.py.")
-    if '"Digits"' in pre:
-        pre_name = "smollm"  # digits one by one, then GPT-2's byte-level split (SmolLM, SmolLM2)
-    elif '"Split"' in pre or '"use_regex": false' in pre:
+    if shape == "split":
         raise ExportError(f"Run {run.run_dir.name}'s tokenizer splits text in a way this export cannot name for "
                           "llama.cpp; export it with --format hf and convert that folder with llama.cpp's "
                           "convert_hf_to_gguf.py.")
-    else:
-        pre_name = "gpt-2"
+    pre_name = shape  # "gpt-2", or "smollm": digits one by one, then GPT-2's byte-level split (SmolLM, SmolLM2)
+    model = spec.get("model", {})
     vocab: dict[str, int] = dict(model["vocab"])
     special = set()
     for added in spec.get("added_tokens", []):
