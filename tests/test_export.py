@@ -134,11 +134,12 @@ def test_a_bpe_run_leaves_as_a_gptneox_gguf_with_its_vocabulary_and_weights(runs
     tokenizer = run.tokenizer()
     assert value("tokenizer.ggml.tokens") == list(json.loads(tokenizer.hf.to_str())["model"]["vocab"])
     state = run.load().model.state_dict()
-    from minigpt_tui.core.export.neox import qkv_rows
-
     cfg = run.config().model
+    # llama.cpp's gptneox reads attn_qkv as all queries, then all keys, then all values (our own
+    # order; HF's per-head order is undone, as convert_hf_to_gguf does), and needs its biases
     checks = {"token_embd.weight": state["embed.weight"], "output.weight": state["head.weight"],
-              "blk.0.attn_qkv.weight": state["blocks.0.attn.qkv.weight"][qkv_rows(cfg)],
+              "blk.0.attn_qkv.weight": state["blocks.0.attn.qkv.weight"],
+              "blk.0.attn_qkv.bias": torch.zeros(3 * cfg.n_embd), "blk.0.attn_output.bias": torch.zeros(cfg.n_embd),
               "blk.1.ffn_down.weight": state["blocks.1.mlp.down.weight"]}
     for name, expected in checks.items():
         data = torch.from_numpy(tensors[name].data.copy()).reshape(expected.shape)

@@ -4,8 +4,11 @@ the `gguf` package, llama.cpp's own writer.
 The architecture is the one llama.cpp knows for the run's layout: "gpt2" for GPT-2, "llama" for
 Llama (whose query and key rows llama.cpp wants in the interleaved rotary pairing: permuted as
 llama.cpp's convert_hf_to_gguf.py does) and "gptneox" for our own Transformer (half-split rotary
-like ours, sequential residual). The weights are the same tensors the Hugging Face export
-writes (hf_folder.hf_layout), in f32, f16, bf16 or q8_0; norms and biases stay f32.
+like ours, sequential residual; its fused attn_qkv holds all queries, then all keys, then all
+values, our own order rather than Hugging Face's per-head one, and its attention biases are
+required: zeros where the run has none). The weights are the same tensors the Hugging Face
+export writes (hf_folder.hf_layout), in f32, f16, bf16 or q8_0; norms and biases stay f32.
+benchmarks/gguf_check.py runs the files in llama.cpp (llama-cpp-python) against our logits.
 
 The vocabulary goes into GGUF metadata as llama.cpp's byte-level BPE ("gpt2" model: tokens,
 merges, types, and the pre-tokenizer llama.cpp should split with). llama.cpp has no
@@ -70,8 +73,19 @@ def _llama_rotary_rows(w, n_head: int):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def _neox_fused_qkv(w, n_head: int):
+    """HF GPT-NeoX's query_key_value (each head's q, k, v rows together) -> llama.cpp's attn_qkv (all
+    queries, then all keys, then all values: our own layout), as convert_hf_to_gguf's GPTNeoXModel does."""
+    import torch
+
+    per_head = w.reshape(n_head, 3, w.shape[0] // n_head // 3, *w.shape[1:])
+    return torch.cat([per_head[:, j].reshape(-1, *w.shape[1:]) for j in range(3)])
+
+
 def _tensors(arch: str, cfg, hf: dict) -> dict:
     """GGUF tensor name -> torch tensor, from the Hugging Face export's tensors."""
+    import torch
+
     out = {}
     if arch == "gpt2":
         t = lambda n: hf[f"transformer.{n}"]  # noqa: E731
@@ -105,6 +119,7 @@ def _tensors(arch: str, cfg, hf: dict) -> dict:
         n = lambda name: hf[f"gpt_neox.{name}"]  # noqa: E731
         out.update({"token_embd.weight": n("embed_in.weight"), "output_norm.weight": n("final_layer_norm.weight"),
                     "output_norm.bias": n("final_layer_norm.bias")})
+        C = cfg.n_embd
         for i in range(cfg.n_layer):
             h, b = f"layers.{i}.", f"blk.{i}."
             for ours, theirs in (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"),
@@ -113,6 +128,11 @@ def _tensors(arch: str, cfg, hf: dict) -> dict:
                 for part in ("weight", "bias"):
                     if f"gpt_neox.{h}{theirs}.{part}" in hf:
                         out[f"{b}{ours}.{part}"] = n(f"{h}{theirs}.{part}")
+            qkv = f"{b}attn_qkv."
+            out[qkv + "weight"] = _neox_fused_qkv(out[qkv + "weight"], cfg.n_head)
+            out[qkv + "bias"] = _neox_fused_qkv(out[qkv + "bias"], cfg.n_head) if qkv + "bias" in out \
+                else torch.zeros(3 * C)  # llama.cpp's gptneox requires the attention biases
+            out.setdefault(f"{b}attn_output.bias", torch.zeros(C))
         out["output.weight"] = hf.get("embed_out.weight", n("embed_in.weight"))
     return out
 
