@@ -131,6 +131,8 @@ def test_a_bpe_run_leaves_as_a_gptneox_gguf_with_its_vocabulary_and_weights(runs
     assert value("general.architecture") == "gptneox"
     assert value("gptneox.context_length") == run.config().model.context_length
     assert value("tokenizer.ggml.model") == "gpt2" and value("tokenizer.ggml.pre") == "gpt-2"
+    # no end-of-text token of its own: one the training text never held, not llama.cpp's default (a comma)
+    assert value("tokenizer.ggml.eos_token_id") in run.read_meta().unseen_tokens
     tokenizer = run.tokenizer()
     assert value("tokenizer.ggml.tokens") == list(json.loads(tokenizer.hf.to_str())["model"]["vocab"])
     state = run.load().model.state_dict()

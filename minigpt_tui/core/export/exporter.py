@@ -36,9 +36,9 @@ def export_run(run_dir: RunDir, fmt: str, out: Path, checkpoint: str = "best", d
     if fmt == "gguf":
         from minigpt_tui.core.export.gguf_file import export_gguf, run_instructions
 
-        arch, path = export_gguf(run_dir, out, checkpoint, dtype)
+        arch, path, has_end = export_gguf(run_dir, out, checkpoint, dtype)
         return Exported(path, f"Wrote {path}: {run_dir.name} as llama.cpp's {arch} architecture, {dtype}.",
-                        run_instructions(path, run_dir.name))
+                        run_instructions(path, run_dir.name, has_end))
     from minigpt_tui.core.export.bundle import export_bundle
 
     export_bundle(run_dir, out, checkpoint)

@@ -63,9 +63,19 @@ def _vocabulary(run: LoadedRun) -> dict:
             tokens[i], types[i] = text, 3 if i in special else 1  # control or normal
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     return {"tokens": tokens, "types": types, "merges": merges, "pre": pre_name,
-            "bos": getattr(tok, "bos_id", None), "eos": getattr(tok, "eos_id", None),
+            "bos": getattr(tok, "bos_id", None), "eos": _end_of_text(run),
             "add_bos": bool(getattr(tok, "bos_ids", ())),
             "chat_template": getattr(tok, "chat_template", None)}
+
+
+def _end_of_text(run: LoadedRun) -> int | None:
+    """The end-of-text id to write. Our own runs have none, and llama.cpp without one stops at its
+    default id 11 (a comma, say): name a token the training text never held instead (a byte that
+    never occurs), which the model all but never writes; None when every token occurred."""
+    eos = getattr(run.tokenizer, "eos_id", None)
+    if eos is None and run.unseen:
+        return run.unseen[-1]
+    return eos
 
 
 def _llama_rotary_rows(w, n_head: int):
@@ -137,8 +147,9 @@ def _tensors(arch: str, cfg, hf: dict) -> dict:
     return out
 
 
-def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str = "f16") -> tuple[str, Path]:
-    """Write the GGUF file (through FILE.partial, renamed when complete); (llama.cpp architecture, path)."""
+def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str = "f16") -> tuple[str, Path, bool]:
+    """Write the GGUF file (through FILE.partial, renamed when complete); (llama.cpp architecture, path,
+    whether it names an end-of-text token)."""
     import gguf
     import numpy as np
 
@@ -209,15 +220,16 @@ def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return arch, out
+    return arch, out, vocab["eos"] is not None
 
 
-def run_instructions(path: Path, run_name: str) -> str:
-    """How to run the file: llama.cpp's CLI and server, and an Ollama Modelfile."""
+def run_instructions(path: Path, run_name: str, has_end: bool = True) -> str:
+    """How to run the file: llama.cpp's CLI and server, and an Ollama Modelfile. Without an
+    end-of-text token llama.cpp would stop at its default one: --ignore-eos."""
     p = shlex.quote(str(path))
     return "\n".join([
         "Run it with llama.cpp:",
-        f"  llama-cli -m {p} -p 'Once upon a time' -n 100",
+        f"  llama-cli -m {p} -p 'Once upon a time' -n 100" + ("" if has_end else " --ignore-eos"),
         f"  llama-server -m {p}        # then open http://127.0.0.1:8080",
         "Or with Ollama: save these two lines as Modelfile,",
         f"  FROM {path}",
