@@ -119,7 +119,7 @@ def test_chat_errors_are_one_sentence(home, run_dir):
     bad = chat(home, [], "--temperature", "x")
     assert bad.returncode == 2 and bad.stderr.strip() == "minigpt-tui: --temperature must be a number, got 'x'."
     bad = chat(home, [], "--mode", "sing")
-    assert bad.returncode == 2 and "--mode must be cowrite or dialogue" in bad.stderr
+    assert bad.returncode == 2 and "--mode must be cowrite, dialogue or instruct" in bad.stderr
     bad = chat(home, [], "--no-kv-cache")
     assert bad.returncode == 2 and "needs the KV cache" in bad.stderr
     env = {**os.environ, "MINIGPT_TUI_HOME": str(home)}

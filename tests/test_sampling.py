@@ -493,3 +493,25 @@ def test_bad_settings_are_one_sentence(field, value, words):
     with pytest.raises(ValueError) as err:
         replace(SamplingSettings(), **{field: value}).validate()
     assert str(err.value).startswith(words) and str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_a_token_the_training_text_never_held_is_never_sampled(tmp_path):
+    """Tiny Shakespeare has no <unk>: a char model must never write one (nor show it as an option)."""
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    from kit import tiny_config, train_tiny_run, write_corpus
+
+    run = RunDir(train_tiny_run(tiny_config(write_corpus(tmp_path), max_steps=2, sample_tokens=0), tmp_path / "runs"))
+    loaded = run.load()
+    assert run.read_meta().unseen_tokens == [0] and loaded.unseen == (0,)  # only <unk>
+    sampler = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(temperature=1.0), banned=loaded.unseen)
+    logits = torch.zeros(loaded.tokenizer.vocab_size)
+    logits[0] = 50.0  # the model all but certain of <unk>
+    with sampler.compute():
+        for _ in range(20):
+            token, prob, top = sampler.pick(logits, [])
+            assert token != 0 and "<unk>" not in [t for t, p in top if p > 0]
+    unbanned = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(temperature=0.0))
+    with unbanned.compute():
+        assert unbanned.pick(logits, [])[0] == 0  # (the ban is what keeps it out)

@@ -5,6 +5,7 @@
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
     minigpt-tui --train [RECIPE] --from RUN [--set ...]   fine-tune: start from RUN's weights (train.py)
     minigpt-tui --import SOURCE [--name NAME] | --import list   a Hugging Face model as a run (import_model.py)
+    minigpt-tui --export RUN --format hf|gguf|safetensors --out PATH   a run for other tools (export.py)
     minigpt-tui --generate RUN --prompt TEXT [sampling options]
     minigpt-tui --chat RUN [--mode cowrite|dialogue] [--json] [sampling options]   (chat.py)
     minigpt-tui --evaluate RUN [--split valid|test] [--checkpoint best|last] [--data PATH] [--json]   (evaluate.py)
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from minigpt_tui.cli.evaluate import add_arguments as add_evaluate_arguments
 
     add_evaluate_arguments(p, mode)
+    from minigpt_tui.cli.export import add_arguments as add_export_arguments
+
+    add_export_arguments(p, mode)
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
     t = p.add_argument_group("training")
@@ -99,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
     g.add_argument("--no-kv-cache", action="store_true",
                    help="recompute the whole context for every token (slow; for comparison)")
-    g.add_argument("--mode", metavar="cowrite|dialogue", help="with --chat: how turns join (default: the run's last)")
+    g.add_argument("--mode", metavar="cowrite|dialogue|instruct",
+                   help="with --chat: how turns join; instruct uses the model's own chat template "
+                        "(default: the run's last, instruct for a model that has one)")
     return p
 
 
@@ -123,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             from minigpt_tui.cli.evaluate import cmd_evaluate
 
             return cmd_evaluate(args)
+        if args.export is not None:
+            from minigpt_tui.cli.export import cmd_export
+
+            return cmd_export(args)
         if args.import_source is not None:
             from minigpt_tui.cli.import_model import cmd_import
 

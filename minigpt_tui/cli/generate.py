@@ -33,7 +33,7 @@ def cmd_generate(args) -> int:
     warning = prompt_warning(run.tokenizer, args.prompt)
     if warning:
         print(f"minigpt-tui: warning: {warning}", file=sys.stderr)
-    sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache)
+    sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache, banned=run.unseen)
     out = sys.stdout
     # Word-level plain text shows WikiText's joins as the app does (the same helper).
     joins = WikiTextJoins() if run.tokenizer.kind == "word" else None

@@ -54,7 +54,13 @@ class CheckpointError(ValueError):
 
 
 class ImportModelError(ValueError):
-    """A model that cannot be imported; str(err) is one sentence."""
+    """A model that cannot be imported (no such folder or hub id, the hub unreachable or refusing
+    it, a folder of an unsupported architecture or with damaged files); str(err) is one sentence."""
+
+
+class ExportError(ValueError):
+    """A run that cannot be exported in the format asked for, or an --out that cannot be written;
+    str(err) is one sentence."""
 
 
 class BatchError(ValueError):
@@ -66,5 +72,6 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError, ImportModelError,
+    ConfigError, CorpusError, TokenizerError, RunError, CheckpointError, BatchError, TrainingError,
+    ImportModelError, ExportError,
 )

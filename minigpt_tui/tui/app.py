@@ -237,6 +237,8 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, SettingsKeeper, App[int]):
             self.tabs.active = "generate"
         elif message.action == "resume":
             self.resume(message.run_dir)
+        elif message.action == "from":
+            self.start_from(message.run_dir)
 
     def resume(self, run_dir: Path) -> None:
         from minigpt_tui.core.errors import RunError
@@ -255,6 +257,26 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, SettingsKeeper, App[int]):
         self.train.prepare_resume(run_dir, config, step)
         self.notify(f"Ready to resume {Path(run_dir).name} from step {step:,}: press s "
                     "(raise max_steps to train longer).", timeout=6)
+
+    def start_from(self, run_dir: Path) -> None:
+        """The Train tab, set up for a new run that starts from this run's weights (--from)."""
+        from minigpt_tui.core.errors import ConfigError, RunError
+        from minigpt_tui.core.runs.run_dir import RunDir
+        from minigpt_tui.core.training.start_from import start_from_config
+
+        if self.train.training:
+            self.notify("A run is already training; stop it first.", severity="warning")
+            return
+        try:
+            run = RunDir(run_dir)
+            config, step = start_from_config(run, None, []), run.read_meta().step
+        except (RunError, ConfigError) as err:
+            self.notify(str(err), severity="error")
+            return
+        self.tabs.active = "train"
+        self.train.prepare_start_from(run_dir, config, step)
+        self.notify(f"Ready to fine-tune from {Path(run_dir).name} (step {step:,}): press s to train a new run "
+                    "from its weights.", timeout=6)
 
     @on(CheckpointsPane.RunDeleted)
     @closing_safe

@@ -47,7 +47,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -219,7 +219,8 @@ class Sampler:
     """
 
     def __init__(self, model: LanguageModel, tokenizer: Tokenizer,
-                 settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0):
+                 settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0,
+                 banned: Iterable[int] = ()):
         # (unwrap: a model still inside a DDP or torch.compile wrapper is sampled as itself,
         # whose methods, such as decode_step, are called directly)
         self.model: LanguageModel = unwrap(model).eval()
@@ -232,6 +233,10 @@ class Sampler:
         self.threads = threads or (1 if small and self.device.type == "cpu" else 0)
         self.stats = GenerationStats()
         self._reseed_pending = True
+        # Tokens the run never saw in training (its <unk>, say): their logits are -inf before
+        # anything else, so they are never picked and show no probability.
+        banned = sorted(set(banned))
+        self.banned = torch.tensor(banned, dtype=torch.long) if banned else None
 
     @property
     def tokens_per_s(self) -> float:
@@ -303,6 +308,8 @@ class Sampler:
         logits = logits.float()
         if logits.device.type != "cpu":
             logits = logits.cpu()
+        if self.banned is not None:
+            logits = logits.index_fill(0, self.banned, float("-inf"))
         probs = logits.softmax(-1)
         next_id = choose(logits, s, recent, self.generator, probs)
         top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))

@@ -1,3 +1,4 @@
 """Bringing models made elsewhere in: fetching a Hugging Face model folder (hub.py), the
 suggested models (suggested.py), and turning a folder into a run (importer.py, with the two
-architectures it maps in architectures.py). May import core's top modules, data, models, runs."""
+architectures it maps onto our Transformer in architectures.py). May import core's top
+modules, data, models, runs."""

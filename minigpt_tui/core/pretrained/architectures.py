@@ -164,3 +164,66 @@ def architecture_of(hf: dict) -> Architecture:
     if isinstance(archs, list) and archs:
         what += f" ({archs[0]})"
     raise ImportModelError(f"This model has {what}; the supported architectures are {SUPPORTED}.")
+
+
+# ---- and back: a run of either layout as its Hugging Face architecture (core/export) ------------
+def gpt2_export(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config.json, tensors) of GPT2LMHeadModel: gpt2_weights run backwards, bit for bit."""
+    out = {"transformer.wte.weight": state["embed.weight"], "transformer.wpe.weight": state["pos_embed.weight"],
+           "transformer.ln_f.weight": state["norm.weight"], "transformer.ln_f.bias": state["norm.bias"]}
+    for i in range(cfg.n_layer):
+        h, b = f"transformer.h.{i}.", f"blocks.{i}."
+        for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
+            out[f"{h}{theirs}.weight"], out[f"{h}{theirs}.bias"] = state[f"{b}{ours}.weight"], state[f"{b}{ours}.bias"]
+        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"),
+                             ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+            out[f"{h}{theirs}.weight"] = state[f"{b}{ours}.weight"].t()  # Conv1D: (in, out)
+            out[f"{h}{theirs}.bias"] = state[f"{b}{ours}.bias"]
+    if not cfg.tie_weights:
+        out["lm_head.weight"] = state["head.weight"]
+    config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": cfg.n_embd,
+              "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_positions": cfg.context_length,
+              "n_ctx": cfg.context_length, "n_inner": cfg.mlp_hidden or None,
+              "activation_function": "gelu_new" if cfg.activation == "gelu_tanh" else "gelu",
+              "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_weights,
+              "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout}
+    return config, out
+
+
+def llama_export(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config.json, tensors) of LlamaForCausalLM: llama_weights run backwards, bit for bit."""
+    D = cfg.n_embd // cfg.n_head
+    kv = (cfg.n_kv_head or cfg.n_head) * D
+    out = {"model.embed_tokens.weight": state["embed.weight"], "model.norm.weight": state["norm.weight"]}
+    for i in range(cfg.n_layer):
+        h, b = f"model.layers.{i}.", f"blocks.{i}."
+        out[f"{h}input_layernorm.weight"] = state[f"{b}norm1.weight"]
+        out[f"{h}post_attention_layernorm.weight"] = state[f"{b}norm2.weight"]
+        q, k, v = state[f"{b}attn.qkv.weight"].split((cfg.n_embd, kv, kv))
+        out[f"{h}self_attn.q_proj.weight"], out[f"{h}self_attn.k_proj.weight"] = q, k
+        out[f"{h}self_attn.v_proj.weight"] = v
+        out[f"{h}self_attn.o_proj.weight"] = state[f"{b}attn.proj.weight"]
+        gate, up = state[f"{b}mlp.up.weight"].chunk(2)
+        out[f"{h}mlp.gate_proj.weight"], out[f"{h}mlp.up_proj.weight"] = gate, up
+        out[f"{h}mlp.down_proj.weight"] = state[f"{b}mlp.down.weight"]
+    if not cfg.tie_weights:
+        out["lm_head.weight"] = state["head.weight"]
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg.n_embd,
+              "intermediate_size": cfg.mlp_hidden, "num_hidden_layers": cfg.n_layer,
+              "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head or cfg.n_head,
+              "head_dim": D, "max_position_embeddings": cfg.context_length, "rms_norm_eps": cfg.norm_eps,
+              "rope_theta": cfg.rope_theta, "rope_scaling": None,
+              "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+              "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+              "tie_word_embeddings": cfg.tie_weights, "attention_dropout": cfg.dropout}
+    return config, out
+
+
+def is_gpt2_layout(cfg: ModelConfig) -> bool:
+    return (cfg.family == "transformer" and cfg.positions == "learned" and cfg.norm == "layernorm" and cfg.bias
+            and cfg.activation in ("gelu", "gelu_tanh") and not cfg.n_kv_head)
+
+
+def is_llama_layout(cfg: ModelConfig) -> bool:
+    return (cfg.family == "transformer" and cfg.positions == "rotary" and cfg.norm == "rmsnorm" and not cfg.bias
+            and cfg.activation == "swiglu" and cfg.mlp_hidden > 0)

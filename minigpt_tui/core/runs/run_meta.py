@@ -37,6 +37,9 @@ class RunMeta:
     imported_from: str = ""  # a model made elsewhere: its hub id or folder (core/pretrained)
     revision: str = ""  # the hub commit it was downloaded at
     started_from: str = ""  # --train --from: the run (and step) whose weights it started from
+    # Token ids its training text never held (none for an imported model: it saw more than we
+    # know): samplers never pick them, so a char model never writes <unk>.
+    unseen_tokens: list[int] = field(default_factory=list)
 
     # Keys this version does not know (written by a newer one), kept as they were on rewrite.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -60,6 +63,8 @@ class RunMeta:
                 value = raw[f.name]
                 kind = type(getattr(meta, f.name)) if f.name != "best_val_loss" else float
                 if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+                    raise TypeError
+                if kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                     raise TypeError
                 setattr(meta, f.name, kind(value))
         except (TypeError, ValueError, OverflowError):

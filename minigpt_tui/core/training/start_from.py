@@ -34,6 +34,9 @@ def start_from_config(source: RunDir, recipe: RunConfig | None, overrides: list[
                                                   vocab_size=own.data.vocab_size),
                          model=own.model, train=base.train)
     config = combined.with_overrides(overrides)
+    if config.data.vocab_size != own.data.vocab_size:
+        raise ConfigError(f"data.vocab_size cannot change when starting from {source.name}: the run keeps its "
+                          f"vocabulary of {own.data.vocab_size or 'every'} tokens.", field="data.vocab_size")
     if config.data.tokenizer != own.data.tokenizer:
         raise ConfigError(f"data.tokenizer cannot change when starting from {source.name}: the run keeps its "
                           f"{own.data.tokenizer} tokenizer.", field="data.tokenizer")

@@ -83,9 +83,10 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         Binding("n", "new_chat", "New chat", id="generate.new_chat",
                 tooltip="Start a new conversation (the current one is saved)"),
         Binding("m", "mode", "Mode", id="generate.mode",
-                tooltip="Switch between co-write (one document) and dialogue (two speakers)"),
+                tooltip="Switch between co-write (one document), dialogue (two speakers) and instruct "
+                        "(the model's chat template)"),
         Binding("t", "template", "Template", show=False, id="generate.template",
-                tooltip="Edit the dialogue template: speakers, tags, where a reply ends"),
+                tooltip="Edit the dialogue template (speakers, tags, where a reply ends), or instruct's system prompt"),
         Binding("h", "saved", "Saved chats", show=False, id="generate.saved",
                 tooltip="Reopen a saved conversation of this run"),
         Binding("e", "export", "Export", show=False, id="generate.export",

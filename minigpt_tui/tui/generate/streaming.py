@@ -64,7 +64,13 @@ class GenerationStream:
             self.app.notify(warning, severity="warning", title="Prompt")
         self.last_prompt = prompt
         gen = Generation(prompt)
-        gen.stream = self.chat.say(prompt, cancel=gen.stop.is_set)
+        try:
+            gen.stream = self.chat.say(prompt, cancel=gen.stop.is_set)
+        except ValueError as err:  # ChatError, a chat template that refuses the turn: one sentence
+            self.app.notify(str(err), severity="error", title="Generate")
+            if not self.prompt.value:
+                self.prompt.value = prompt  # (to edit and send again)
+            return
         self._start(gen)
 
     def regenerate(self) -> None:

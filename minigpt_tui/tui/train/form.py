@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.suggester import SuggestFromList
@@ -24,7 +25,9 @@ from textual.widgets import Input, Label, Select, Static
 from minigpt_tui.core.config import RunConfig, check_override
 from minigpt_tui.core.data import catalogue
 from minigpt_tui.core.data.corpus import CorpusCheck, check_corpus
-from minigpt_tui.core.errors import ConfigError
+from minigpt_tui.core.errors import ConfigError, RunError
+from minigpt_tui.core.runs.run_dir import RunDir
+from minigpt_tui.core.training.start_from import FREE_MODEL_FIELDS, start_from_config
 from minigpt_tui.tui.formatting import fmt_bytes
 
 # (config key, label, choices or None). The labels are the TOML names, so what a person
@@ -49,6 +52,11 @@ FORM_KEYS = [key for key, _, _ in FORM_FIELDS]
 STRING_FIELDS = {"data.path", "data.tokenizer", "model.family", "train.device"}
 EXTRA = "extra"  # the free-form "--set" field
 FORM = "form"  # an error no one field owns: shown under the whole form
+
+# Starting from a run (--from) keeps its tokenizer and its model's shape: these fields show the
+# run's values, locked. Context (downwards) and dropout may change (core.training.start_from).
+FROM_LOCKED = frozenset(["data.tokenizer", "data.vocab_size"] +
+                        [k for k in FORM_KEYS if k.startswith("model.") and k.split(".")[1] not in FREE_MODEL_FIELDS])
 
 # A rule about a key the form lacks is shown at the form field it compares against: the
 # only way to break "min_lr <= learning_rate" from the form is to lower learning_rate.
@@ -145,6 +153,29 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
     yield Static("", id="form-error", classes="field-error")
 
 
+def locked(mode: str | None, key: str) -> bool:
+    """Is this field fixed by the form's mode? "resume": all but max_steps; "from" (a new run
+    from a run's weights): the tokenizer and the model's shape; None (a new run): none."""
+    return (mode == "resume" and key != "train.max_steps") or (mode == "from" and key in FROM_LOCKED)
+
+
+def mode_line(mode: str | None, name: str, step: int = 0) -> Text | None:
+    """The line over the form that says what `s` does with a run (None for a new run from a recipe)."""
+    if mode == "resume":
+        return Text.assemble(("Resume ", "bold"), (name, "bold"),
+                             ("\nraise max_steps to train longer; n: new run", "dim"))
+    if mode == "from":
+        return Text.assemble(("Start from ", "bold"), (f"{name} (step {step:,})", "bold"),
+                             ("\na new run from its weights; its model stays as it is; n: new run", "dim"))
+    return None
+
+
+def shown_choices(choices: tuple[str, ...], value: str, mode: str | None) -> tuple[str, ...]:
+    """A Select's choices while the form shows `value`: a run's own value the choices lack (an
+    imported model's "hf" tokenizer) is offered while the form shows that run (resume or from)."""
+    return choices if value in choices or mode is None else (*choices, value)
+
+
 def form_item(key: str, text: str) -> str:
     """The `section.key=value` a field's text stands for. String fields are quoted as TOML
     strings, so that "cuda:0" or a path with spaces is not read as something else; the
@@ -174,9 +205,12 @@ class FormCheck:
     corpus_hint: str = ""
 
 
-def check_form(base: RunConfig, values: dict[str, str], extra_text: str) -> FormCheck:
+def check_form(base: RunConfig, values: dict[str, str], extra_text: str,
+               start_from: RunDir | None = None) -> FormCheck:
     """Check the form's fields (`values`: config key -> the field's text) and its --set
-    text over `base` (the recipe, or the config of the run being resumed)."""
+    text over `base` (the recipe, or the config of the run being resumed). `start_from`: the
+    run a new run starts from (base is start_from_config(start_from, None, [])); its rules
+    apply too, so a change of the model's shape is an error at the field that makes it."""
     errors: dict[str, str] = {}
     good_items: list[str] = []
     for key in FORM_KEYS:
@@ -202,9 +236,14 @@ def check_form(base: RunConfig, values: dict[str, str], extra_text: str) -> Form
     # the base value, so a cross-field error shows beside them rather than after their fix.
     config = None
     try:
-        config = base.with_overrides(good_items + extra)
+        if start_from is not None:
+            config = start_from_config(start_from, None, good_items + extra)
+        else:
+            config = base.with_overrides(good_items + extra)
     except ConfigError as err:
         errors.setdefault(_shown_at(err, extra_keys), str(err))
+    except RunError as err:  # the run to start from is gone or broken
+        errors.setdefault(FORM, str(err))
     corpus = check_corpus(values.get("data.path", ""))
     corpus_ok, hint = _corpus_hint(corpus, values.get("data.path", ""))
     if not corpus_ok and "data.path" not in errors:
@@ -222,13 +261,23 @@ def _shown_at(err: ConfigError, extra_keys: set[str]) -> str:
 
 
 def command_line(config: RunConfig, values: dict[str, str], extra_text: str, *,
-                 resume_dir: Path | None = None, recipe_path: Path | None = None) -> list[str]:
+                 resume_dir: Path | None = None, recipe_path: Path | None = None,
+                 from_dir: Path | None = None, from_base: RunConfig | None = None) -> list[str]:
     """The headless command (without --events) that trains `config`, the checked form:
-    a resume sets max_steps only; a new run lists the fields that differ from the recipe."""
+    a resume sets max_steps only; a new run lists the fields that differ from the recipe, and
+    one started from a run (`from_dir`, --from) those that differ from `from_base`, what
+    start_from_config(run, None, []) gives (--from with no recipe starts from the same)."""
     extra = split_extra(extra_text)
     if resume_dir is not None:
         sets = [f"train.max_steps={config.train.max_steps}"] + extra
         head = ["--train", "--resume", str(resume_dir)]
+    elif from_dir is not None:
+        if from_base is None:
+            raise ValueError("command_line needs the config of the run to start from")
+        sets = [form_item(key, values.get(key, "")) for key in FORM_KEYS
+                if config_value(config, key) != config_value(from_base, key)]
+        sets += extra
+        head = ["--train", "--from", str(from_dir)]
     else:
         if recipe_path is None:
             raise ValueError("command_line needs a recipe path or a run to resume")

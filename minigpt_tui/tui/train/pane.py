@@ -28,6 +28,7 @@ from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.data import catalogue
 from minigpt_tui.core.errors import ConfigError, CorpusError
 from minigpt_tui.core.runs import events as ev
+from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.formatting import fmt_bytes
 from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
@@ -53,7 +54,7 @@ class TrainPane(RunDriver, Vertical):
         Binding("s", "start", "Start", id="train.start", tooltip="Start training with the form's settings"),
         Binding("x", "stop", "Stop", id="train.stop", tooltip="Stop: the trainer saves a checkpoint and exits"),
         Binding("n", "new_run", "New run", id="train.new_run",
-                tooltip="Leave resume mode and set up a new run from a recipe"),
+                tooltip="Leave resume or start-from mode for a new run from a recipe"),
         # Not in the footer (it is full): in the help (?) and the palette.
         Binding("c", "pick_corpus", "Corpus", id="train.corpus", show=False,
                 tooltip="Pick a named corpus from the catalogue (those not downloaded say how to fetch them)"),
@@ -90,6 +91,8 @@ class TrainPane(RunDriver, Vertical):
         self.recipe = recipe
         self.base_config: RunConfig = RunConfig()
         self.resume_dir: Path | None = None  # set: the form resumes this run
+        self.from_dir: Path | None = None  # set: the form starts a new run from this run's weights (--from)
+        self.from_step = 0  # the step of the checkpoint it starts from
         self.state = RunState()
         self.proc: TrainerProcess | WatchedRun | None = None  # the running trainer, or the one watched
         self.stop_requested = False
@@ -101,6 +104,7 @@ class TrainPane(RunDriver, Vertical):
         self._validation_pending = False
         self._shown_errors: dict[str, str] = {}
         self._fetching: str | None = None  # the catalogue corpus being downloaded, if one is
+        self._choices_shown: dict[str, tuple[str, ...]] = {}  # a Select's choices, where they differ from FORM_FIELDS
 
     # ---- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -140,7 +144,7 @@ class TrainPane(RunDriver, Vertical):
             self.app.notify(str(err), severity="error", title="Recipe")
             return False
         self.recipe = name
-        self.resume_dir = None
+        self.resume_dir = self.from_dir = None
         self.base_config = config
         self._fill_form(config)
         return True
@@ -148,15 +152,30 @@ class TrainPane(RunDriver, Vertical):
     def prepare_resume(self, run_dir: Path, config: RunConfig, step: int) -> None:
         """Fill the form from a run to resume; only max_steps (and --set) stay editable."""
         self.resume_dir = Path(run_dir)
+        self.from_dir = None
         self.base_config = config
         self._fill_form(config)
         self._set_form_mode()
         self.query_one("#start", Button).focus()
 
+    def prepare_start_from(self, run_dir: Path, config: RunConfig, step: int) -> None:
+        """Fill the form for a new run that starts from a run's weights (--from): `config` is
+        start_from_config(run, None, []), the run's own data and train fields; the fields of
+        the model's shape (and its tokenizer) stay locked."""
+        self.from_dir = Path(run_dir)
+        self.from_step = step
+        self.resume_dir = None
+        self.base_config = config
+        self._fill_form(config)
+        self.query_one("#start", Button).focus()
+
     def run_moved(self, old_dir: Path, new_dir: Path) -> None:
-        """The run this form resumes was renamed: resume it under its new name."""
+        """The run this form resumes (or starts from) was renamed: follow it to its new name."""
         if self.resume_dir is not None and Path(self.resume_dir) == Path(old_dir):
             self.resume_dir = Path(new_dir)
+            self._set_form_mode()
+        if self.from_dir is not None and Path(self.from_dir) == Path(old_dir):
+            self.from_dir = Path(new_dir)
             self._set_form_mode()
 
     def _fill_form(self, config: RunConfig) -> None:
@@ -166,34 +185,40 @@ class TrainPane(RunDriver, Vertical):
                 widget = self.query_one("#" + field_id(key))
                 value = config_value(config, key)
                 if choices:
-                    widget.value = value if value in choices else choices[0]
+                    shown = form.shown_choices(choices, value, self._mode)
+                    if self._choices_shown.get(key, choices) != shown:
+                        widget.set_options([(c, c) for c in shown])
+                        self._choices_shown[key] = shown
+                    widget.value = value if value in shown else choices[0]
                 else:
                     widget.value = format_value(value)
             self.query_one("#" + field_id(EXTRA), Input).value = ""
-            if self.recipe and self.resume_dir is None:
+            if self.recipe and self._mode is None:
                 self.query_one("#recipe", Select).value = self.recipe
         finally:
             self._loading_form = False
         self._set_form_mode()
         self.validate_form()
 
+    @property
+    def _mode(self) -> str | None:
+        """"resume", "from" (a new run from a run's weights) or None (a new run from the recipe)."""
+        return "resume" if self.resume_dir is not None else "from" if self.from_dir is not None else None
+
     def _set_form_mode(self) -> None:
-        resuming = self.resume_dir is not None
         running = self.training
         focused = self.app.focused
         self.set_class(running, "-running")  # a narrow screen shows the form only while idle
         for key in FORM_KEYS:
             widget = self.query_one("#" + field_id(key))
-            widget.disabled = running or (resuming and key != "train.max_steps")
+            widget.disabled = running or form.locked(self._mode, key)
         self.query_one("#" + field_id(EXTRA)).disabled = running
-        self.query_one("#recipe").disabled = running or resuming
+        self.query_one("#recipe").disabled = running or self._mode is not None
         mode = self.query_one("#form-mode", Static)
-        if resuming:
-            mode.update(Text.assemble(("Resume ", "bold"), (self.resume_dir.name, "bold"),
-                                      ("\nraise max_steps to train longer; n: new run", "dim")))
-            mode.display = True
-        else:
-            mode.display = False
+        line = form.mode_line(self._mode, (self.resume_dir or self.from_dir or Path()).name, self.from_step)
+        if line is not None:
+            mode.update(line)
+        mode.display = line is not None
         # A field that had focus (Enter in it starts training) is disabled now: focus would go
         # nowhere and the tab's keys (x: stop) would be dead. Move it to the Start/Stop button.
         if focused is not None and focused.disabled and focused in self.query(".form-field, #recipe"):
@@ -213,7 +238,8 @@ class TrainPane(RunDriver, Vertical):
 
     def validate_form(self) -> RunConfig | None:
         """Check the form against the core's rules; errors show under their fields."""
-        check = form.check_form(self.base_config, self._form_values(), self._extra_text())
+        source = RunDir(self.from_dir) if self.from_dir is not None else None
+        check = form.check_form(self.base_config, self._form_values(), self._extra_text(), start_from=source)
         errors = check.errors
         shown_hint = ("✓ " if check.corpus_ok else "✗ ") + check.corpus_hint
         if self._shown_errors.get("corpus-hint") != shown_hint:
@@ -272,7 +298,7 @@ class TrainPane(RunDriver, Vertical):
         if action == "stop":
             return True if self.proc is not None and not self.stop_requested else None
         if action == "new_run":
-            return True if self.resume_dir is not None and not self.training else False
+            return True if self._mode is not None and not self.training else False
         if action == "leave_field":
             return self._in_form_field()
         if action == "pick_corpus":
@@ -288,15 +314,16 @@ class TrainPane(RunDriver, Vertical):
         config = self.validate_form()
         if config is None:
             return []
-        recipe_path = self.recipes[self.recipe] if self.resume_dir is None else None
+        recipe_path = self.recipes[self.recipe] if self._mode is None else None
         return form.command_line(config, self._form_values(), self._extra_text(),
-                                 resume_dir=self.resume_dir, recipe_path=recipe_path)
+                                 resume_dir=self.resume_dir, recipe_path=recipe_path,
+                                 from_dir=self.from_dir, from_base=self.base_config)
 
     def action_start(self) -> None:
         if self.training:
             self.app.notify("A run is already training; stop it first (x).", severity="warning")
             return
-        if not self.recipes and self.resume_dir is None:
+        if not self.recipes and self._mode is None:
             self.app.notify(f"No recipes found in {paths.recipes_dir()}.", severity="error")
             return
         try:
@@ -451,10 +478,11 @@ class TrainPane(RunDriver, Vertical):
         s = self.state
         self.query_one("#train-badge", LiveText).update(render_badge(s, self.app))
         if s.status == "idle":
-            resuming = self.resume_dir is not None
             corpus_ok, corpus = form.describe_corpus(self.query_one("#" + field_id("data.path"), Input).value)
-            lines = render_idle("resume" if resuming else "train", self.resume_dir.name if resuming else self.recipe,
-                                corpus_ok, corpus)
+            verb, name = {"resume": ("resume", getattr(self.resume_dir, "name", "")),
+                          "from": ("fine-tune from", getattr(self.from_dir, "name", ""))}.get(
+                self._mode, ("train", self.recipe))
+            lines = render_idle(verb, name, corpus_ok, corpus)
         else:
             lines = render_status(s, self.app)
         self.query_one("#train-status", LiveText).update(lines)

@@ -143,7 +143,8 @@ def render_idle(verb: str, name: str, corpus_ok: bool, corpus: str) -> Text:
     lines.append(f"Press s to {verb} ", "bold")
     lines.append(name or "?", "bold")
     lines.append(f"\non {corpus}." if corpus_ok else "\n(fix the corpus path first).", "dim")
-    lines.append("\nIts loss starts near ln V, then falls.", "dim")
+    lines.append("\nIts loss starts near where that run's ended." if verb == "fine-tune from"
+                 else "\nIts loss starts near ln V, then falls.", "dim")
     return lines
 
 
