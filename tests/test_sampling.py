@@ -228,6 +228,31 @@ def test_a_short_prompt_allocates_a_small_cache():
         assert long.slots == 1024
 
 
+@pytest.mark.parametrize("family, model", [("transformer", {}), ("transformer", {"positions": "learned", "bias": True}),
+                                           ("transformer", {"n_kv_head": 1}), ("gru", {}), ("lstm", {})])
+def test_last_gives_the_last_positions_logits_and_the_same_state(family, model):
+    """forward(..., last=True), what samplers read prompts and turns with, skips the head at every
+    position but the last: the same logits there, the same state after (prefill; several tokens
+    against a cache, more than a window of them; a learned-position model's crop)."""
+    net = tiny_model(family, **model)
+    ids = torch.randint(CHAR.vocab_size, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        for cut in (5, 30):
+            full, a = net(ids[:, :cut], net.new_state())
+            one, b = net(ids[:, :cut], net.new_state(), last=True)
+            assert one.shape == (2, 1, CHAR.vocab_size)
+            assert torch.allclose(one[:, 0], full[:, -1], atol=1e-5, rtol=0)  # (a one-row matmul may round differently)
+            more, a = net(ids[:, cut:], a)  # 10 or 35 tokens: past the window (8) of a transformer
+            less, b = net(ids[:, cut:], b, last=True)
+            assert less.shape == (2, 1, CHAR.vocab_size)
+            assert torch.allclose(less[:, 0], more[:, -1], atol=1e-6, rtol=0)
+            step_a, _ = net(ids[:, :1], a)
+            step_b, _ = net(ids[:, :1], b)
+            assert torch.allclose(step_a, step_b, atol=1e-6, rtol=0)
+        uncached, _ = net(ids[:, :8], None, last=True)
+        assert torch.allclose(uncached[:, 0], net(ids[:, :8])[0][:, -1], atol=1e-5, rtol=0)
+
+
 def test_new_weights_are_used_by_the_next_generation():
     """The cache's decode plan is taken per generation, never reused across weight updates."""
     model = tiny_model()
@@ -325,9 +350,10 @@ class Scripted(torch.nn.Module):
     def new_state(self):
         return None
 
-    def forward(self, idx, state=None):
+    def forward(self, idx, state=None, last=False):
         self.calls.append(idx.size(1))
-        return self.table[idx], (state or 0) + idx.size(1)
+        logits = self.table[idx]
+        return logits[:, -1:] if last else logits, (state or 0) + idx.size(1)
 
     def decode_step(self, token, state):
         logits, state = self(torch.tensor([[token]]), state)

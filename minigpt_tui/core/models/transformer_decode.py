@@ -272,8 +272,9 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     return linear(x, model.head.weight)
 
 
-def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it.
+def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = False) -> torch.Tensor:
+    """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it
+    (with `last`, (B, 1, V): the last token's only).
 
     What a conversation uses to read a new turn: one forward over the new tokens
     whose queries attend to the ring's keys and values plus their own, with the
@@ -329,5 +330,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
         h = _mlp_activation(F.linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
         x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
     cache.read(idx)
+    if last:
+        x = x[:, -1:]
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     return F.linear(x, model.head.weight)
