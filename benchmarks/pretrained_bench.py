@@ -19,7 +19,9 @@ sampling   greedy decoding of --tokens new tokens after a ~20-token prompt: our 
            even rounds, theirs first in odd ones) in one process, after one untimed warm-up each;
            the token ids are compared (random weights can have near-ties that float rounding
            breaks differently: the first differing index is reported). Tokens/s counts the whole
-           call (prefill included); TTFT is the time to the first new token.
+           call (prefill included); TTFT is the time to the first new token; the CPU-time ratio
+           (theirs/ours process CPU seconds per generation) moves less than wall time on a
+           machine others share.
 finetune   training steps of the GPT-2 shape on the same random batches (--batch x --seq tokens):
            ours as core/training/trainer.py's _train_step does it (train mode, forward with
            state=None, cross-entropy, backward, clip_grad_norm_ 1.0, AdamW from
@@ -169,8 +171,19 @@ def load_ours(run_path: Path):
     from minigpt_tui.core.runs.run_dir import RunDir
 
     loaded = RunDir(run_path).load()
-    loaded.tokenizer.end_ids = frozenset()
-    return loaded.model, loaded.tokenizer
+    return loaded.model, NoEnds(loaded.tokenizer)
+
+
+class NoEnds:
+    """A tokenizer as it is, except that no token ends a reply (random weights could pick one)."""
+
+    end_ids: frozenset[int] = frozenset()
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
 
 
 def load_theirs(folder: Path):
@@ -212,23 +225,23 @@ def sampling(args, root: Path) -> dict:
         x = torch.tensor([ids])
 
         def ours():
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             first, out = None, []
             for event in sampler.generate(PROMPT):
                 if first is None:
                     first = time.perf_counter()
                 out.append(event.token_id)
             end = time.perf_counter()
-            return out, end - start, first - start
+            return out, end - start, first - start, time.process_time() - cpu
 
         def theirs():
             streamer = FirstToken()
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             with torch.inference_mode():
                 y = theirs_model.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
                                           max_new_tokens=args.tokens, min_new_tokens=args.tokens, streamer=streamer)
             end = time.perf_counter()
-            return y[0, len(ids):].tolist(), end - start, streamer.first - start
+            return y[0, len(ids):].tolist(), end - start, streamer.first - start, time.process_time() - cpu
 
         saved = sampler.settings.max_new_tokens
         sampler.settings.max_new_tokens = 8
@@ -239,14 +252,15 @@ def sampling(args, root: Path) -> dict:
         for r in range(args.rounds):
             order = (("ours", ours), ("theirs", theirs)) if r % 2 == 0 else (("theirs", theirs), ("ours", ours))
             got = {name: fn() for name, fn in order}
-            (a, ta, fa), (b, tb, fb) = got["ours"], got["theirs"]
+            (a, ta, fa, ca), (b, tb, fb, cb) = got["ours"], got["theirs"]
             if a != b and mismatch is None:
                 i = next((k for k, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
                 mismatch = {"round": r, "first_index": i, "ours": a[i : i + 5], "theirs": b[i : i + 5]}
             rows.append({"ours_tps": len(a) / ta, "theirs_tps": len(b) / tb, "ratio": tb / ta,
-                         "ours_ttft": fa, "theirs_ttft": fb, "ttft_ratio": fb / fa, "same_ids": a == b})
+                         "ours_ttft": fa, "theirs_ttft": fb, "ttft_ratio": fb / fa, "same_ids": a == b,
+                         "cpu_ratio": cb / ca})
             print(f"  {shape} round {r}: ours {len(a) / ta:.1f} tok/s, theirs {len(b) / tb:.1f} tok/s, "
-                  f"ratio {tb / ta:.3f}, same ids {a == b}", flush=True)
+                  f"ratio {tb / ta:.3f} (CPU time {cb / ca:.3f}), same ids {a == b}", flush=True)
         results[shape] = {"prompt_tokens": len(ids), "rows": rows, "mismatch": mismatch}
         del ours_model, theirs_model, sampler
     print()
@@ -255,14 +269,14 @@ def sampling(args, root: Path) -> dict:
     print(f"Greedy sampling, {args.tokens} new tokens after a prompt of {lengths} tokens, float32, "
           f"{args.rounds} interleaved rounds; median (min-max); ratio = ours/theirs speed (>1: ours faster)")
     print(f"{'model':<9} {'ours tok/s':>18} {'theirs tok/s':>18} {'ratio':>20} {'ours TTFT ms':>18} "
-          f"{'theirs TTFT ms':>18} {'TTFT ratio':>20}  ids")
+          f"{'theirs TTFT ms':>18} {'TTFT ratio':>20} {'CPU-time ratio':>20}  ids")
     for shape, res in results.items():
         rows = res["rows"]
         col = lambda k, f="{:.1f}": spread([row[k] for row in rows], f)  # noqa: E731
         ttft = lambda k: spread([row[k] * 1000 for row in rows], "{:.1f}")  # noqa: E731
         same = "identical" if all(row["same_ids"] for row in rows) else f"DIFFER {res['mismatch']}"
         print(f"{shape:<9} {col('ours_tps'):>18} {col('theirs_tps'):>18} {col('ratio', '{:.3f}'):>20} "
-              f"{ttft('ours_ttft'):>18} {ttft('theirs_ttft'):>18} {col('ttft_ratio', '{:.3f}'):>20}  {same}")
+              f"{ttft('ours_ttft'):>18} {ttft('theirs_ttft'):>18} {col('ttft_ratio', '{:.3f}'):>20} {col('cpu_ratio', '{:.3f}'):>20}  {same}")
     return results
 
 
