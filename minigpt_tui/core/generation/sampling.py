@@ -269,11 +269,13 @@ class Sampler:
         if not self.use_cache:
             return self._recompute(ids), None
         state = model.new_state()
-        logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state)
+        logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state,
+                              last=True)
         return logits[0, -1], state
 
     def _recompute(self, ids: list[int]) -> torch.Tensor:
-        logits, _ = self.model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), None)
+        logits, _ = self.model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), None,
+                               last=True)
         return logits[0, -1]
 
     def _step(self, ids: list[int], state):
