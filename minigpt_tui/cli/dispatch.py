@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop once the output contains TEXT (repeatable; \\n means a newline)")
     g.add_argument("--checkpoint", default="best", metavar="best|last", help="which checkpoint to load (default best)")
+    g.add_argument("--allow-unk", action="store_true",
+                   help="let the model write tokens its training text never held (a char model's <unk>, "
+                        "a BPE's unused bytes), which are masked by default")
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
     g.add_argument("--no-kv-cache", action="store_true",
                    help="recompute the whole context for every token (slow; for comparison)")
