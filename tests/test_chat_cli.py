@@ -102,7 +102,9 @@ def test_state_carried_across_lines_equals_one_pass_over_the_conversation(home, 
     assert len(ids) > 130  # past the tiny model's window (16) and receptive field (31)
     loaded = RunDir(run_dir).load()
     with torch.inference_mode():
-        probs = loaded.model(torch.tensor([ids]))[0][0].softmax(-1)
+        logits = loaded.model(torch.tensor([ids]))[0][0]
+        # Tokens the training text never held (<unk>) are masked before the softmax, as the sampler does.
+        probs = logits.index_fill(-1, torch.tensor(loaded.unseen, dtype=torch.long), float("-inf")).softmax(-1)
     positions, at = [], 0
     for turn in conv.path():
         if turn.role == "model":

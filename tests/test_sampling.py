@@ -541,3 +541,28 @@ def test_a_token_the_training_text_never_held_is_never_sampled(tmp_path):
     unbanned = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(temperature=0.0))
     with unbanned.compute():
         assert unbanned.pick(logits, [])[0] == 0  # (the ban is what keeps it out)
+    sampler.settings.allow_unk = True  # the setting (--allow-unk, the Generate tab's a) lifts the ban, live
+    with sampler.compute():
+        sampler.settings.temperature = 0.0
+        assert sampler.pick(logits, [])[0] == 0
+        sampler.settings.allow_unk = False  # and back, from the next token
+        assert sampler.pick(logits, [])[0] != 0
+
+
+def test_a_char_model_never_writes_unk_in_3000_tokens_at_temperature_1_5(tmp_path):
+    """The issue's case, end to end on a real (tiny, barely trained) model: its corpus holds no <unk>,
+    and at a high temperature 3,000 tokens hold none; allowed, the same model writes it."""
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    from kit import tiny_config, train_tiny_run, write_corpus
+
+    run = RunDir(train_tiny_run(tiny_config(write_corpus(tmp_path), max_steps=4, sample_tokens=0), tmp_path / "runs"))
+    loaded = run.load()
+    assert "<unk>" not in (tmp_path / "tiny.txt").read_text() and loaded.tokenizer.itos[0] == "<unk>"
+    settings = SamplingSettings(temperature=1.5, max_new_tokens=3000, seed=3)
+    sampler = Sampler(loaded.model, loaded.tokenizer, settings, banned=loaded.unseen)
+    written = [e.token_id for e in sampler.generate("the ")]
+    assert len(written) == 3000 and 0 not in written
+    settings.allow_unk = True
+    assert 0 in [e.token_id for e in sampler.generate("the ")]

@@ -30,6 +30,7 @@ SETTING_COMMANDS = {  # command -> the setting it changes (common.sampling_value
 HELP = """\
 Type a turn and press Enter; end a line with \\ to go on on the next line (a newline).
   /temp 0.9  /top-k 40  /top-p 0.9  /min-p 0.05  /penalty 1.2  /seed 7  /length 300
+  /allow-unk on|off   let the model write tokens its training text never held (<unk>); off by default
   /retry          a new reply in place of the last (the old one is kept: /prev, /next)
   /prev /next     show the other versions of the last reply
   /undo           remove the last exchange (your turn and its replies)
@@ -204,6 +205,12 @@ class Repl:
             self.set_value(name, values)
         elif name == "/help":
             self.say(HELP)
+        elif name == "/allow-unk":
+            if values not in (["on"], ["off"]):
+                raise ValueError("/allow-unk needs on or off, e.g. /allow-unk on.")
+            self.settings.allow_unk = values == ["on"]
+            self.say("Tokens the training text never held (<unk>) may be written." if self.settings.allow_unk
+                     else "Tokens the training text never held (<unk>) are never written.")
         elif name in ("/retry", "/regenerate"):
             self.respond(chat.regenerate)
             i, n = chat.siblings()
@@ -227,7 +234,8 @@ class Repl:
         elif name == "/settings":
             s = self.settings
             self.say(f"temp {s.temperature:g}, top-k {s.top_k or 'off'}, top-p {s.top_p:g}, min-p {s.min_p:g}, "
-                     f"penalty {s.repetition_penalty:g}, seed {s.seed}, length {s.max_new_tokens}")
+                     f"penalty {s.repetition_penalty:g}, seed {s.seed}, length {s.max_new_tokens}, "
+                     f"allow-unk {'on' if s.allow_unk else 'off'}")
         elif name == "/show":
             self.show()
         elif name == "/save":

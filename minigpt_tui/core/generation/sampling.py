@@ -234,7 +234,8 @@ class Sampler:
         self.stats = GenerationStats()
         self._reseed_pending = True
         # Tokens the run never saw in training (its <unk>, say): their logits are -inf before
-        # anything else, so they are never picked and show no probability.
+        # anything else, so they are never picked and show no probability (unless the settings'
+        # allow_unk, read at every token like the rest, says otherwise).
         banned = sorted(set(banned))
         self.banned = torch.tensor(banned, dtype=torch.long) if banned else None
 
@@ -310,7 +311,7 @@ class Sampler:
         logits = logits.float()
         if logits.device.type != "cpu":
             logits = logits.cpu()
-        if self.banned is not None:
+        if self.banned is not None and not s.allow_unk:
             logits = logits.index_fill(0, self.banned, float("-inf"))
         probs = logits.softmax(-1)
         next_id = choose(logits, s, recent, self.generator, probs)

@@ -211,7 +211,8 @@ class Trainer:
             )
             # The folder appears with its config, tokenizer and meta inside, already locked.
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
-            stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
+            stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name,
+                            tokenizer=cfg.data.tokenizer, family=cfg.model.family)
             if self.start_from is not None:  # gpt2 fine-tuned on tinyshakespeare/input.txt: gpt2-ft-tinyshakespeare
                 stem = "-".join(filter(None, (self.start_from.name, "ft", corpus_slug(cfg.data.path or self.corpus_name))))
             self.folder = RunDir.create(stem, self.runs_root, {
