@@ -91,7 +91,7 @@ def assert_exact(chat: Chat, first_turn: int = 0) -> None:
 
 
 @pytest.mark.parametrize("family, mode, tokenizer", [
-    *[(family, mode, CHAR) for family in ("gru", "lstm", "transformer") for mode in ("cowrite", "dialogue")],
+    *[(family, mode, CHAR) for family in ("gru", "lstm", "transformer", "cnn") for mode in ("cowrite", "dialogue")],
     ("transformer", "dialogue", BPE), ("gru", "cowrite", BPE),  # (the model side is the same as for CHAR)
 ], ids=lambda v: getattr(v, "kind", v))
 def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode, tokenizer):
@@ -112,7 +112,7 @@ def test_turn_by_turn_logits_equal_one_pass_over_the_conversation(family, mode, 
     assert tokenizer.decode(chat.session.ids) == chat.conversation.text()  # the document is what the model read
 
 
-@pytest.mark.parametrize("family", ["gru", "transformer"])
+@pytest.mark.parametrize("family", ["gru", "transformer", "cnn"])
 def test_a_long_paste_mid_conversation_stays_exact(family):
     chat = chat_for(family)
     run(chat.say("the cat"))

@@ -144,3 +144,40 @@ def test_the_chat_repl_imports_no_textual(home, run_dir):
     result = subprocess.run([sys.executable, "-c", code], input="the cat\n", capture_output=True, text=True,
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_cnn_run_chats_with_its_state_carried_exactly(tmp_path):
+    """--chat on a CNN run: the queues carried across lines give what one pass over the whole
+    saved conversation gives (greedy replies, past the receptive field)."""
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    corpus = tmp_path / "play.txt"
+    corpus.write_text(PLAY, encoding="utf-8")
+    home = tmp_path / "home"
+    threads = torch.get_num_threads()
+    try:
+        Trainer(tiny_config(corpus, "cnn", max_steps=10, sample_tokens=0, eval_interval=10,
+                            model={"kernel_size": 2, "dilation_cycle": 3}),
+                emit=lambda e: None, recipe_name="tiny", runs_root=home / "runs").run()
+    finally:
+        torch.set_num_threads(threads)
+    result = chat(home, ["the cat sat", "and the dog sat on the log. " * 2, "/save"],
+                  "--json", "--temperature", "0", "--max-new-tokens", "12")
+    assert result.returncode == 0, result.stderr
+    tokens = [e for e in map(json.loads, result.stdout.splitlines()) if "token_id" in e]
+    (run,) = (home / "runs").iterdir()
+    conv = load_conversation(list_conversations(run)[0].path)
+    ids = [i for t in conv.path() for i in t.ids]
+    loaded = RunDir(run).load()
+    assert loaded.model.family == "cnn" and len(ids) > 3 * loaded.model.receptive_field  # R = 4 here
+    with torch.inference_mode():
+        probs = loaded.model(torch.tensor([ids]))[0][0].softmax(-1)
+    positions, at = [], 0
+    for turn in conv.path():
+        if turn.role == "model":
+            positions += range(at - 1, at - 1 + len(turn.ids))
+        at += len(turn.ids)
+    assert len(positions) == len(tokens) == 24
+    for position, event in zip(positions, tokens):
+        assert ids[position + 1] == event["token_id"]
+        assert abs(float(probs[position, event["token_id"]]) - event["prob"]) < 1e-4, position

@@ -9,7 +9,7 @@ def test_every_recipe_loads_and_round_trips_through_toml():
     recipes = list_recipes()
     names = {p.stem for p in recipes}
     assert {"kjv-char-transformer", "kjv-char-gru", "wikitext2-word-lstm", "shakespeare-char-transformer",
-            "kjv-bpe-transformer"} <= names
+            "kjv-bpe-transformer", "kjv-char-cnn", "shakespeare-char-cnn"} <= names
     for path in recipes:
         config = RunConfig.load(path)
         assert RunConfig.from_toml(config.to_toml()) == config
@@ -21,6 +21,15 @@ def test_shakespeare_recipe_is_the_known_cpu_recipe():
     c = RunConfig.load(find_recipe("shakespeare-char-transformer"))
     assert (c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.context_length) == (4, 4, 128, 64)
     assert (c.train.batch_size, c.train.learning_rate, c.train.max_steps, c.model.dropout) == (12, 1e-3, 2000, 0.0)
+
+
+def test_the_cnn_recipes_reach_as_far_as_the_transformer_window_and_train_on_twice_that():
+    from minigpt_tui.core.models.cnn import receptive_field
+    from minigpt_tui.core.paths import find_recipe
+
+    for name in ("kjv-char-cnn", "shakespeare-char-cnn"):
+        m = RunConfig.load(find_recipe(name)).model
+        assert m.family == "cnn" and receptive_field(m) == 127 and m.context_length == 2 * 128
 
 
 def test_bpe_recipe_is_the_default_model_on_bpe_tokens():
@@ -47,6 +56,8 @@ def test_overrides_parse_toml_values_and_bare_strings():
         ("train.learning_rate=nan", "train.learning_rate"),
         ("model.n_head=3", "model.n_head"),
         ("model.family=mamba", "model.family"),
+        ("model.kernel_size=1", "model.kernel_size"),
+        ("model.dilation_cycle=0", "model.dilation_cycle"),
         ("model.context_length=1.5", "model.context_length"),
         ("model.dropout=1.0", "model.dropout"),
         ("data.tokenizer=wordpiece", "data.tokenizer"),
@@ -119,3 +130,14 @@ def test_check_field_checks_one_value_on_its_own():
             RunConfig().with_overrides([item])
         assert (str(single.value), single.value.field) == (str(whole.value), whole.value.field)
         assert sentence is None or str(single.value) == sentence
+
+
+def test_a_run_config_from_before_the_cnn_fields_is_old_not_damaged(tmp_path):
+    """model.kernel_size and model.dilation_cycle came with the CNN: a run's config.toml without
+    them (complete=True, as runs are loaded) takes their defaults."""
+    text = RunConfig().with_overrides(["model.family=cnn"]).to_run_toml()
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace("kernel_size = 3\n", "").replace("dilation_cycle = 8\n", ""))
+    assert "kernel_size" not in path.read_text()
+    old = RunConfig.load(path, complete=True)
+    assert (old.model.family, old.model.kernel_size, old.model.dilation_cycle) == ("cnn", 3, 8)

@@ -117,6 +117,22 @@ def test_rnn_full_pass_carries_the_state_and_lanes_equal_their_sequential_pass(r
     assert batched == pytest.approx(nats, rel=0.02)  # and close to the single pass
 
 
+@torch.no_grad()
+def test_cnn_full_pass_is_one_pass_over_the_whole_text_in_any_lanes(runs):
+    """The CNN carries its queues across windows: exactly one pass over the text (each token sees
+    its whole receptive field), and lanes warmed on R - 1 tokens change nothing but rounding."""
+    tokens, _, run = valid_tokens(runs["gru"])
+    torch.manual_seed(0)
+    model = build_model(tiny_config(Path("x"), "cnn", model={"kernel_size": 2, "dilation_cycle": 3,
+                                                             "n_layer": 4}).model, run.tokenizer.vocab_size).eval()
+    assert model.receptive_field == 9 and tokens.numel() > 10 * W
+    full = model(tokens[None, :-1])[0][0]
+    expected = float(F.cross_entropy(full.double(), tokens[1:], reduction="sum"))
+    for batch in (1, 5):
+        nats, n = full_pass_loss(model, tokens, context_length=W, batch_size=batch)
+        assert n == tokens.numel() - 1 and nats == pytest.approx(expected, rel=1e-6)
+
+
 def evaluate(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(["--evaluate", *argv])
     out, err = capsys.readouterr()

@@ -24,6 +24,7 @@ from minigpt_tui.core.generation.sampler_process import RemoteMark, SamplerProxy
 from minigpt_tui.core.generation.sampling import Sampler
 from minigpt_tui.core.generation.session import Mark, SamplerControls, Session
 from minigpt_tui.core.models import LanguageModel, build_model, unwrap
+from minigpt_tui.core.models.cnn import ConvLanguageModel
 from minigpt_tui.core.models.rnn import RNNLanguageModel
 from minigpt_tui.core.models.transformer import Transformer
 
@@ -61,10 +62,11 @@ def test_something_else_is_no_tokenizer():
     assert not isinstance("abc", Tokenizer) and not isinstance(object(), Session)
 
 
-@pytest.mark.parametrize("family", ["transformer", "gru", "lstm"])
+@pytest.mark.parametrize("family", ["transformer", "gru", "lstm", "cnn"])
 def test_every_model_family_is_a_language_model(family):
     model = build_model(ModelConfig(family=family, n_layer=1, n_head=2, n_embd=16, context_length=8), 20)
-    assert isinstance(model, Transformer if family == "transformer" else RNNLanguageModel)
+    assert isinstance(model, {"transformer": Transformer, "cnn": ConvLanguageModel}.get(family, RNNLanguageModel))
+    assert model.family == family
     assert isinstance(model, LanguageModel)
     # (the families' own methods: nn.Module's signatures are torch's)
     assert same_parameters(model, LanguageModel, ["new_state", "forward", "decode_step"]) == []

@@ -129,7 +129,44 @@ def test_rnn_step_by_step_logits_equal_the_full_sequence_forward(family):
             assert torch.allclose(step[0, -1], full[0, t], atol=1e-4, rtol=0), t
 
 
-@pytest.mark.parametrize("family", ["transformer", "gru"])
+@pytest.mark.parametrize("cnn", [
+    {}, {"kernel_size": 2, "dilation_cycle": 3, "n_layer": 4, "norm": "rmsnorm"},
+    {"kernel_size": 4, "dilation_cycle": 1, "bias": True, "mlp_hidden": 8},
+], ids=["k3", "k2-cycle3-rmsnorm", "k4-bias"])
+def test_cnn_streaming_logits_equal_full_recompute_over_three_receptive_fields(cnn):
+    """The queues ("fast WaveNet"): a prompt, then token by token (forward with a batch of 2 and
+    decode_step), then a chunk, give at every position the logits of recomputing the last R
+    tokens, and of one pass over everything."""
+    model = tiny_model("cnn", **cnn)
+    R = model.receptive_field
+    total = 3 * R + 7
+    ids = torch.randint(CHAR.vocab_size, (2, total), generator=torch.Generator().manual_seed(R))
+    with torch.inference_mode():
+        full = model(ids)[0]
+        for t in range(total):  # the receptive field is exact: the last R tokens suffice
+            assert torch.allclose(full[:, t], full_logits(model, ids, t), atol=1e-4, rtol=0), t
+        logits, state = model(ids[:, :5], model.new_state())
+        got = {t: logits[:, t] for t in range(5)}
+        for t in range(5, 2 * R):
+            logits, state = model(ids[:, t : t + 1], state)
+            got[t] = logits[:, -1]
+        logits, state = model(ids[:, 2 * R :], state)  # the rest in one chunk (a chat turn)
+        got.update({2 * R + j: logits[:, j] for j in range(total - 2 * R)})
+        assert sorted(got) == list(range(total))
+        for t, logits in got.items():
+            assert torch.allclose(logits, full[:, t], atol=1e-4, rtol=0), t
+        # decode_step (one sequence), from a copy taken mid-way: the copy is independent
+        _, state = model(ids[:1, :3], model.new_state())
+        for t in range(3, total):
+            if t == R:
+                mark = state.copy()
+            logits, state = model.decode_step(int(ids[0, t]), state)
+            assert torch.allclose(logits[0], full[0, t], atol=1e-4, rtol=0), t
+        logits, _ = model(ids[:1, R:], mark)
+        assert torch.allclose(logits[0], full[0, R:], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["transformer", "gru", "cnn"])
 @pytest.mark.parametrize("prompt", ["t", "the cat sat on the mat. the dog"])  # shorter / longer than W and R
 def test_cached_and_uncached_samplers_give_the_same_tokens(family, prompt):
     model = tiny_model(family)
@@ -368,7 +405,7 @@ def alpha_ids(text: str) -> list[int]:
 
 
 def test_greedy_is_deterministic_and_equals_top_k_1():
-    for family in ("transformer", "gru"):
+    for family in ("transformer", "gru", "cnn"):
         model = tiny_model(family)
         greedy = [e.token_id for e in collect(Sampler(model, CHAR, settings(temperature=0)), "the ")]
         again = [e.token_id for e in collect(Sampler(model, CHAR, settings(temperature=0)), "the ")]

@@ -129,3 +129,24 @@ def test_a_bf16_softmax_is_the_float32_softmax_rounded_once():
     in between would make bf16 training's attention weights less precise, and this fails."""
     scores = (torch.randn(48, 64, 64) * 4).bfloat16()
     assert torch.equal(scores.softmax(-1), scores.float().softmax(-1).bfloat16())
+
+
+def test_the_cnn_trains_under_bf16_autocast_and_samples_in_it():
+    """bf16 autocast (the trainer's "auto" on a CPU with native bf16, always on CUDA): the CNN's
+    logits stay within bf16 rounding of float32, its gradients float32, and its streaming state
+    (the trainer samples under autocast too) reads on from what autocast computed."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="cnn", n_layer=3, n_embd=16, kernel_size=2, context_length=16), 30)
+    idx = torch.randint(0, 30, (3, 16))
+    reference = model(idx)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(idx)[0]
+    assert (logits.float() - reference).abs().max() < 0.05
+    logits.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+    model.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _, state = model(idx[:1, :4], model.new_state())
+        for t in range(4, 16):
+            step, state = model.decode_step(int(idx[0, t]), state)
+            assert (step[0].float() - reference[0, t]).abs().max() < 0.05, t

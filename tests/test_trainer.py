@@ -1,6 +1,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from minigpt_tui.core.generation.sampling import Sampler
@@ -53,15 +54,20 @@ def test_saved_model_gives_identical_logits_after_reload(tiny_corpus, tmp_path):
 
 
 def test_every_family_starts_near_ln_v_and_learns(tiny_corpus, tmp_path):
-    for family in ("gru", "lstm"):
-        _, _, seen = train(tiny_config(tiny_corpus, family=family, max_steps=25), tmp_path)
+    for family in ("gru", "lstm", "cnn"):
+        trainer, _, seen = train(tiny_config(tiny_corpus, family=family, max_steps=25), tmp_path)
         steps = [e for e in seen if isinstance(e, ev.Step)]
         assert abs(steps[0].loss - seen[0].ln_vocab) < 0.3
         assert steps[-1].loss < steps[0].loss
+        # the receptive field: in the start event and the run's meta (0: an RNN's is unbounded)
+        expected = trainer.model.receptive_field or 0
+        assert seen[0].receptive_field == RunDir(trainer.run_dir).read_meta().receptive_field == expected
+        assert (expected > 0) == (family == "cnn")
 
 
-def test_resumed_run_continues_exactly(tiny_corpus, tmp_path):
-    config = tiny_config(tiny_corpus, max_steps=20)
+@pytest.mark.parametrize("family", ["transformer", "cnn"])
+def test_resumed_run_continues_exactly(tiny_corpus, tmp_path, family):
+    config = tiny_config(tiny_corpus, family, max_steps=20)
     config.model.dropout = 0.1  # the RNG must be restored too
     _, _, full = train(config, tmp_path)
 

@@ -33,7 +33,7 @@ def add_arguments(parser, mode) -> None:
     e.add_argument("--stride", default=None, metavar="N",
                    help="Transformer: tokens between sliding windows (default context_length // 2)")
     e.add_argument("--batch", default="32", metavar="N",
-                   help="windows (Transformer) or lanes (RNN) scored together (default 32; 1 for an RNN "
+                   help="windows (Transformer) or lanes (RNN, CNN) scored together (default 32; 1 for an RNN "
                         "is the plain sequential pass)")
 
 
@@ -84,8 +84,8 @@ def _evaluate(args, stride: int | None, batch: int) -> int:
     split = args.split if data is None or ev.names_folder(data) else ev.WHOLE
     run = run_dir.load(checkpoint=args.checkpoint, device=device)
     W = config.model.context_length
-    rnn = run.model.receptive_field is None
-    if not rnn:
+    stateful = ev.carries_state(run.model)
+    if not stateful:
         stride = stride or W // 2
         if stride > W:
             raise ev.EvaluationError(f"--stride must be at most the context length {W}, got {stride}.")
@@ -99,9 +99,15 @@ def _evaluate(args, stride: int | None, batch: int) -> int:
     seconds = time.perf_counter() - started
     scores = ev.Scores(nats, n, n_chars)
     unk_share, note = ev.unk_note(tokens, tokenizer, config.data.vocab_size)
-    method = (f"hidden state carried across windows of {W} tokens" if rnn else
-              f"sliding windows of {W} tokens, stride {stride} (each token sees at least {W - stride} "
-              "tokens before it)")
+    R = run.model.receptive_field
+    if not stateful:
+        method = (f"sliding windows of {W} tokens, stride {stride} (each token sees at least {W - stride} "
+                  "tokens before it)")
+    elif R is None:
+        method = f"hidden state carried across windows of {W} tokens"
+    else:
+        method = (f"convolution state carried across windows of {W} tokens (exact: each token sees its "
+                  f"whole receptive field of {R} tokens)")
     record = {
         "time": round(time.time(), 3), "split": split, "checkpoint": run.checkpoint.stem, "step": run.step,
         "data": data or "", "tokenizer": tokenizer.kind, "family": run.model.family,

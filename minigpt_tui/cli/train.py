@@ -194,7 +194,8 @@ class ProgressPrinter:
             kind = {"bpe": "byte-level BPE", "hf": "imported"}.get(e.tokenizer, f"{e.tokenizer}-level")
             if e.started_from:
                 verb += f" from {_escape(e.started_from)}"
-            say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters, {kind} vocabulary of "
+            reach = f", receptive field {e.receptive_field:,} tokens" if e.receptive_field else ""
+            say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters{reach}, {kind} vocabulary of "
                 f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}"
                 f"{'; ' + e.precision_note if e.precision_note else ''}).")
             say(f"Run folder: {e.run_dir}")

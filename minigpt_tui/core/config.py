@@ -47,7 +47,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "transformer"  # "transformer" | "gru" | "lstm"
+    family: str = "transformer"  # "transformer" | "gru" | "lstm" | "cnn"
     n_layer: int = 4
     n_head: int = 4  # transformer only
     n_embd: int = 128
@@ -65,7 +65,12 @@ class ModelConfig:
     positions: str = "rotary"  # "rotary" | "learned" (a table of context_length positions: GPT-2)
     rope_theta: float = 10000.0
     n_kv_head: int = 0  # key/value heads (grouped-query attention); 0: n_head
-    mlp_hidden: int = 0  # the MLP's inner width; 0: 4 * n_embd
+    mlp_hidden: int = 0  # the MLP's inner width; 0: 4 * n_embd (cnn: its gated convolution's, 0: n_embd)
+    # The CNN (family "cnn", core/models/cnn.py): each layer a causal convolution of kernel_size
+    # taps, dilations doubling from 1 over dilation_cycle layers and then starting again; its
+    # receptive field is 1 + (kernel_size - 1) x the sum of the dilations.
+    kernel_size: int = 3
+    dilation_cycle: int = 8
 
 
 @dataclass
@@ -109,7 +114,7 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "data.tokenizer": ((lambda v: v in ("char", "word", "bpe", "hf"), '"char", "word" or "bpe"'),),
     "data.vocab_size": ((lambda v: v == 0 or v >= 2, "0 (no cap) or >= 2"),),
     "data.val_fraction": ((lambda v: 0.0 < v < 1.0, "between 0 and 1 (exclusive)"),),
-    "model.family": ((lambda v: v in ("transformer", "gru", "lstm"), '"transformer", "gru" or "lstm"'),),
+    "model.family": ((lambda v: v in ("transformer", "gru", "lstm", "cnn"), '"transformer", "gru", "lstm" or "cnn"'),),
     "model.n_layer": (_AT_LEAST_1,),
     "model.n_embd": (_AT_LEAST_1,),
     "model.context_length": (_AT_LEAST_1, (lambda v: v <= 65536, "at most 65536")),
@@ -122,6 +127,8 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "model.rope_theta": ((lambda v: v > 1, "a number > 1"),),
     "model.n_kv_head": (_AT_LEAST_0,),
     "model.mlp_hidden": (_AT_LEAST_0,),
+    "model.kernel_size": ((lambda v: v >= 2, "an integer >= 2"), (lambda v: v <= 64, "at most 64")),
+    "model.dilation_cycle": (_AT_LEAST_1, (lambda v: v <= 16, "at most 16 (dilations up to 32768)")),
     **{f"train.{name}": (_AT_LEAST_1,) for name in
        ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval")},
     **{f"train.{name}": (_AT_LEAST_0,) for name in ("warmup_steps", "sample_tokens", "threads")},
@@ -272,7 +279,8 @@ class RunConfig:
 ADDED_FIELDS: dict[tuple[str, str], Any] = {
     ("model", "activation"): "gelu_tanh",
     **{("model", f.name): f.default for f in fields(ModelConfig)
-       if f.name in ("norm", "norm_eps", "positions", "rope_theta", "n_kv_head", "mlp_hidden")},
+       if f.name in ("norm", "norm_eps", "positions", "rope_theta", "n_kv_head", "mlp_hidden",
+                     "kernel_size", "dilation_cycle")},
 }
 
 

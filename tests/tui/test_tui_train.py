@@ -243,6 +243,23 @@ def test_check_form_puts_each_error_at_the_field_it_names():
         "train.device must be")
 
 
+async def test_a_cnn_is_a_family_choice_and_n_head_is_only_for_the_transformer():
+    from textual.widgets import Select
+
+    base = RunConfig()
+    check = check_form(base, {**form_of(base), "model.family": "cnn"}, "model.kernel_size=2 model.dilation_cycle=7")
+    assert check.errors == {} and check.config.model.family == "cnn" and check.config.model.kernel_size == 2
+    app = MiniGPTApp(save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        head = app.query_one("#f-model-n-head", Input)
+        assert not head.disabled
+        for family, disabled in (("cnn", True), ("gru", True), ("transformer", False)):
+            app.query_one("#f-model-family", Select).value = family
+            await pilot.pause()
+            assert head.disabled == disabled, family
+        assert app.train.config is not None and app.train.config.model.family == "transformer"
+
+
 def test_a_dead_trainer_is_explained_by_its_own_sentence_then_signal_then_stderr():
     trainer = TrainerProcess(["--train", "x.toml"])
     assert trainer.argv[-2:] == ["--events", "jsonl"]

@@ -38,6 +38,9 @@ def export_bundle(run_dir: RunDir, out: Path, checkpoint: str = "best") -> None:
 
     run = run_dir.load(checkpoint)
     cfg = run.config.model
+    if cfg.family == "cnn":
+        raise ExportError(f"Run {run_dir.name} is a CNN, which no export format takes yet (the safetensors "
+                          "bundle's model file is for GRU and LSTM runs); use it here, with --generate or --chat.")
     if cfg.family not in ("gru", "lstm"):
         raise ExportError(f"Run {run_dir.name} is a Transformer: export it with --format hf (a transformers folder) "
                           "or --format gguf; the safetensors bundle is for GRU and LSTM runs.")

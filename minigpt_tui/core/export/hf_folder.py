@@ -29,6 +29,9 @@ DTYPES = ("f32", "f16", "bf16")
 def hf_layout(run: LoadedRun) -> tuple[str, dict, dict]:
     """(architecture name, config.json, tensors in float32) for a run's model."""
     cfg = run.config.model
+    if cfg.family == "cnn":
+        raise ExportError(f"Run {run.run_dir.name} is a CNN, which no export format takes yet (transformers and "
+                          "llama.cpp have no such architecture); use it here, with --generate or --chat.")
     if cfg.family != "transformer":
         raise ExportError(f"Run {run.run_dir.name} is a {cfg.family.upper()}, which has no transformers or llama.cpp "
                           "architecture; export it with --format safetensors (weights, config, tokenizer and a "

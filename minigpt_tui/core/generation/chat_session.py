@@ -3,9 +3,11 @@
 A ChatSession sits on a Sampler (core.generation.sampling: settings, seeded generator, token
 picking) and keeps what a stateless `generate()` throws away: the model's state
 after everything said so far. The RNN keeps its hidden state of every layer, the
-Transformer its ring-buffer KV cache. A new turn feeds only the new tokens:
+Transformer its ring-buffer KV cache, the CNN each layer's queue of its last inputs. A new
+turn feeds only the new tokens:
 
-* an RNN reads them in one call from its state;
+* an RNN reads them in one call from its state, and so does a CNN (its queues give the
+  convolutions the inputs before the new tokens: exactly one pass over the whole conversation);
 * a Transformer reads them a window at a time against the ring
   (transformer_decode.extend), with the same sliding-window attention as one pass
   over the whole conversation, so the logits are those of that pass (to float
@@ -19,15 +21,15 @@ ready for the next turn.
 A ChatSession is a core.generation.session.Session (what core.generation.chat.Chat talks to).
 
 `mark()` keeps the state at a turn boundary, a StateMark: a copy of the RNN state (its
-tensors are never written in place, so the list is copied, not the tensors) or of the KV
+tensors are never written in place, so the list is copied, not the tensors), of the KV
 cache (the ring is written in place: its tensors are cloned, ~0.5 MB for the
-default recipe). `restore(mark)` goes back to it, for undo and for branches,
+default recipe) or of a CNN's queues (written in place too: cloned). `restore(mark)` goes back to it, for undo and for branches,
 without reading the transcript again.
 
 Reading limits, as for a prompt: the first text read into a fresh state is cropped
-like one (a Transformer's receptive field is exact; an RNN reads at most
+like one (a Transformer's or CNN's receptive field is exact; an RNN reads at most
 RNN_CONTEXT_WINDOWS x context_length tokens of it); later turns are read whole. A
-Transformer given more new tokens than its receptive field starts afresh from the
+Transformer or CNN given more new tokens than its receptive field starts afresh from the
 last receptive_field of them, which is exact too.
 
 `record=True` keeps the logits used at every position (tests compare them with one
@@ -57,7 +59,8 @@ def copy_state(state: Any) -> Any:
     """A copy of a model state that later reads cannot change (see the module docstring)."""
     if state is None:
         return None
-    copy = getattr(state, "copy", None)  # a KVCache clones its ring; a list (RNN layers) copies shallowly
+    # a KVCache clones its ring, a ConvState its queues; a list (RNN layers) copies shallowly
+    copy = getattr(state, "copy", None)
     return copy() if callable(copy) else state
 
 

@@ -1,13 +1,13 @@
 """Stateful samplers that turn a trained model into a stream of token events.
 
-One protocol for both model families (core.models.LanguageModel): prime with
+One protocol for every model family (core.models.LanguageModel): prime with
 the prompt (an RNN runs it once and keeps its hidden state; a Transformer fills
-its KV cache), then decode one token at a time, each step feeding only the
-newest token. `use_cache=False` is the naive path kept for comparison and
-teaching: every token re-runs the model over the whole context that can still
-matter (for the Transformer, the last `model.receptive_field` tokens, which
-gives exactly the cached logits; for an RNN, its last RNN_CONTEXT_WINDOWS x
-context_length tokens).
+its KV cache; a CNN its layers' queues of past inputs), then decode one token at
+a time, each step feeding only the newest token. `use_cache=False` is the naive
+path kept for comparison and teaching: every token re-runs the model over the
+whole context that can still matter (for the Transformer and the CNN, the last
+`model.receptive_field` tokens, which gives exactly the cached logits; for an
+RNN, its last RNN_CONTEXT_WINDOWS x context_length tokens).
 
 An RNN is primed with at most RNN_CONTEXT_WINDOWS x context_length prompt tokens:
 it was trained from a zero state on windows of context_length tokens, so text
@@ -259,7 +259,7 @@ class Sampler:
         return ids[-window:]
 
     def _context(self, ids: list[int]) -> list[int]:
-        """What the uncached path re-reads: a Transformer's receptive field, or everything an
+        """What the uncached path re-reads: a Transformer's or CNN's receptive field, or everything an
         RNN has read since its (cropped) prompt, which gives exactly the stateful logits."""
         window = self.model.receptive_field
         return ids[-window:] if window is not None else ids

@@ -17,6 +17,10 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
         from minigpt_tui.core.models.transformer import Transformer
 
         return Transformer(cfg, vocab_size)
+    if cfg.family == "cnn":
+        from minigpt_tui.core.models.cnn import ConvLanguageModel
+
+        return ConvLanguageModel(cfg, vocab_size)
     from minigpt_tui.core.models.rnn import RNNLanguageModel
 
     return RNNLanguageModel(cfg, vocab_size)

@@ -1,5 +1,6 @@
-"""LanguageModel, what every model family implements (Transformer, RNNLanguageModel): the one
-type that sampling, chat sessions, loading and evaluation hold a model as.
+"""LanguageModel, what every model family implements (Transformer, RNNLanguageModel,
+ConvLanguageModel): the one type that sampling, chat sessions, loading and evaluation hold a
+model as.
 
 A module of its own that imports none of the families, so a family's module may import it
 without an import circle through the package's __init__ (which imports the families).
@@ -20,7 +21,7 @@ class LanguageModel(Protocol):
     """forward(tokens, state) -> (logits, state). Shape names: B batch, T time, V vocabulary.
 
     A state is the family's own object, opaque to callers: a Transformer's key/value cache, an
-    RNN's hidden state. Pass back what the last call returned.
+    RNN's hidden state, a CNN's queues of past layer inputs. Pass back what the last call returned.
 
     Every family is a torch nn.Module; the protocol also names the few Module methods callers
     use on a model (calling it, its parameters, train/eval, moving it, its weights), so that
@@ -30,14 +31,14 @@ class LanguageModel(Protocol):
 
     config: ModelConfig
     vocab_size: int
-    family: str  # "transformer" | "gru" | "lstm"
+    family: str  # "transformer" | "gru" | "lstm" | "cnn"
     training: bool  # (nn.Module's: whether dropout is on)
 
     @property
     def receptive_field(self) -> int | None:
         """How many trailing tokens determine the next-token logits exactly (a
-        Transformer's attention reaches back only so far), or None when the state
-        carries everything read so far (an RNN)."""
+        Transformer's attention and a CNN's convolutions reach back only so far), or None
+        when the state carries everything read so far (an RNN)."""
 
     def new_state(self) -> Any:
         """The state before any token: the next forward reads a prompt from scratch."""

@@ -43,6 +43,8 @@ class Started:
     dtype: str
     precision_note: str = ""  # how train.precision "auto" chose dtype (measured speed-up), "" when named
     started_from: str = ""  # --from: "RUN (step N)" whose weights it started from
+    # Tokens that determine a prediction exactly (a CNN's, a Transformer's); 0: unbounded (an RNN)
+    receptive_field: int = 0
     type: str = "started"
 
 

@@ -40,6 +40,9 @@ class RunMeta:
     # Token ids its training text never held (none for an imported model: it saw more than we
     # know): samplers never pick them, so a char model never writes <unk>.
     unseen_tokens: list[int] = field(default_factory=list)
+    # Tokens that determine a prediction exactly (the model's receptive_field: a CNN's, a
+    # Transformer's); 0 for an RNN (unbounded) and in a meta.json from before it was kept.
+    receptive_field: int = 0
 
     # Keys this version does not know (written by a newer one), kept as they were on rewrite.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

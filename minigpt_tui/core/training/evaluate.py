@@ -13,6 +13,12 @@ scores a whole token stream, the number to compare with published results.
   the stream is cut into contiguous lanes, one state per lane; a lane after the first
   first reads the context_length tokens before its span without scoring them, so its
   first scored token has a window of context too. One lane is the exact sequential pass.
+* CNN: like an RNN, its state (each layer's queue of past inputs) carried from window to
+  window, which gives exactly the logits of one pass over the whole text: every token is
+  predicted from its whole receptive field (R tokens, what the sampler gives it too), not
+  from a window. A lane after the first reads the R - 1 tokens before its span, which makes
+  the lanes exact as well: any batch size gives the single pass's figure, to float rounding.
+  (Windows like the Transformer's would cut the receptive field at the window's start.)
 
 Batching changes only the order of floating-point sums: the result equals scoring one
 window (or one lane) at a time, which the tests check by doing exactly that.
@@ -97,7 +103,8 @@ def full_pass_loss(model: LanguageModel, tokens: "torch.Tensor | np.ndarray", *,
                    progress: Progress | None = None) -> tuple[float, int]:
     """(sum of -ln p over every predicted token, number of tokens predicted): tokens[1:],
     each once. A Transformer is scored with sliding windows (`stride`, default half the
-    context); an RNN with its state carried across windows, in up to `batch_size` lanes."""
+    context); an RNN and a CNN with their state carried across windows, in up to `batch_size`
+    lanes (see the module docstring)."""
     # A tensor or an array (a memory-mapped uint16 cache is read as is: only the batches
     # in hand are widened to int64).
     with warnings.catch_warnings():  # a read-only map: torch warns that writes would be undefined; none are made
@@ -110,8 +117,9 @@ def full_pass_loss(model: LanguageModel, tokens: "torch.Tensor | np.ndarray", *,
     model.eval()
     try:
         with torch.no_grad():
-            if model.receptive_field is None:  # an RNN
-                return _rnn_pass(model, tokens, context_length, batch_size, device, progress)
+            if carries_state(model):
+                warm = context_length if model.receptive_field is None else model.receptive_field - 1
+                return _rnn_pass(model, tokens, context_length, batch_size, device, progress, warm)
             stride = context_length // 2 if stride is None else stride
             if not 1 <= stride <= context_length:
                 raise EvaluationError(f"The stride must be between 1 and the context length "
@@ -120,6 +128,12 @@ def full_pass_loss(model: LanguageModel, tokens: "torch.Tensor | np.ndarray", *,
             return _window_pass(model, tokens, context_length, stride, batch, device, progress)
     finally:
         model.train(was_training)
+
+
+def carries_state(model: LanguageModel) -> bool:
+    """Whether the full pass carries the model's state across windows (an RNN, whose state
+    holds everything read; a CNN, whose state makes it exact) rather than sliding windows."""
+    return model.receptive_field is None or model.family == "cnn"
 
 
 def sliding_windows(n_targets: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
@@ -156,22 +170,23 @@ def _window_pass(model, tokens, W, stride, batch, device, progress) -> tuple[flo
     return total, n_targets
 
 
-def rnn_lanes(n_targets: int, context_length: int, lanes: int) -> list[tuple[int, int, int]]:
+def rnn_lanes(n_targets: int, context_length: int, lanes: int, warm: int | None = None) -> list[tuple[int, int, int]]:
     """(first input read, inputs read unscored first, targets scored) of each lane: contiguous
     spans of the n_targets predictions, none shorter than a window; a lane after the first
-    first reads up to context_length tokens before its span."""
-    lanes = max(1, min(lanes, n_targets // max(1, context_length)))
+    first reads up to `warm` (default context_length) tokens before its span."""
+    warm_up = context_length if warm is None else warm
+    lanes = max(1, min(lanes, n_targets // max(1, context_length, warm_up)))
     bounds = [n_targets * k // lanes for k in range(lanes + 1)]
     out = []
     for a, b in zip(bounds, bounds[1:]):
-        warm = min(a, context_length)
+        warm = min(a, warm_up)
         out.append((a - warm, warm, b - a))
     return out
 
 
-def _rnn_pass(model, tokens, W, batch_size, device, progress) -> tuple[float, int]:
+def _rnn_pass(model, tokens, W, batch_size, device, progress, warm: int) -> tuple[float, int]:
     n_targets = tokens.numel() - 1
-    lanes = rnn_lanes(n_targets, W, batch_size)
+    lanes = rnn_lanes(n_targets, W, batch_size, warm)
     length = max(warm + n for _, warm, n in lanes)
     # (lanes, length + 1) tokens and a score mask; a shorter lane is padded at its end, where
     # what it reads no longer matters to anything scored.

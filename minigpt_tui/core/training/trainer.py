@@ -122,6 +122,7 @@ class Trainer:
         if self.start_from is not None and not self.resume:
             self.started_from = load_start_weights(self.model, self.start_from, self.device)
         self.params = count_parameters(self.model)
+        self.receptive_field = self.model.receptive_field or 0  # 0: unbounded (an RNN)
         # The clipped parameters, listed once rather than by walking the modules every step (~0.07 ms).
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
         self.precision = self._choose_precision()
@@ -224,6 +225,7 @@ class Trainer:
         self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)
         self.meta.precision, self.meta.precision_note = self.precision.name, self.precision.note
         self.meta.world_size = self.dist.world_size
+        self.meta.receptive_field = self.receptive_field
         self.folder.write_meta(self.meta)
 
     # ---- the loop --------------------------------------------------------------------
@@ -262,7 +264,7 @@ class Trainer:
             ln_vocab=math.log(self.tokenizer.vocab_size), params=self.params, start_step=self.step,
             max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
             dtype=self.precision.name, precision_note=self.precision.note,
-            started_from=self.meta.started_from,
+            started_from=self.meta.started_from, receptive_field=self.receptive_field,
         ))
         self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
         self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)

@@ -294,6 +294,8 @@ class CheckpointsPane(TidyActions, ExportActions, Vertical):
         status = run.status or "?"
         head.append(f"{status}, step {run.step:,}", "dim")
         head.append(", checkpoint saved\n" if run.has_checkpoint else ", no checkpoint yet\n", "dim")
+        if run.meta.receptive_field:  # (a CNN's or a Transformer's; an RNN's is unbounded)
+            head.append(f"receptive field {run.meta.receptive_field:,} tokens\n", "dim")
         for score, detail in evaluations:  # the latest full-pass evaluation of each split (--evaluate)
             head.append(score + "\n")
             head.append(f"  {detail}\n", "dim")

@@ -36,7 +36,7 @@ FORM_FIELDS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("data.path", "corpus", None),
     ("data.tokenizer", "tokenizer", ("char", "word", "bpe")),
     ("data.vocab_size", "vocab_size", None),
-    ("model.family", "family", ("transformer", "gru", "lstm")),
+    ("model.family", "family", ("transformer", "gru", "lstm", "cnn")),
     ("model.n_layer", "n_layer", None),
     ("model.n_head", "n_head", None),
     ("model.n_embd", "n_embd", None),
@@ -153,10 +153,13 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
     yield Static("", id="form-error", classes="field-error")
 
 
-def locked(mode: str | None, key: str) -> bool:
+def locked(mode: str | None, key: str, family: str = "transformer") -> bool:
     """Is this field fixed by the form's mode? "resume": all but max_steps; "from" (a new run
-    from a run's weights): the tokenizer and the model's shape; None (a new run): none."""
-    return (mode == "resume" and key != "train.max_steps") or (mode == "from" and key in FROM_LOCKED)
+    from a run's weights): the tokenizer and the model's shape; None (a new run): none. And
+    n_head, whatever the mode, for a family without attention heads (the RNNs, the CNN, whose
+    kernel_size and dilation_cycle are --set fields)."""
+    return ((mode == "resume" and key != "train.max_steps") or (mode == "from" and key in FROM_LOCKED)
+            or (key == "model.n_head" and family != "transformer"))
 
 
 def mode_line(mode: str | None, name: str, step: int = 0) -> Text | None:

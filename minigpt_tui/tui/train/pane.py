@@ -209,9 +209,10 @@ class TrainPane(RunDriver, Vertical):
         running = self.training
         focused = self.app.focused
         self.set_class(running, "-running")  # a narrow screen shows the form only while idle
+        family = str(self.query_one("#" + field_id("model.family"), Select).value)
         for key in FORM_KEYS:
             widget = self.query_one("#" + field_id(key))
-            widget.disabled = running or form.locked(self._mode, key)
+            widget.disabled = running or form.locked(self._mode, key, family)
         self.query_one("#" + field_id(EXTRA)).disabled = running
         self.query_one("#recipe").disabled = running or self._mode is not None
         mode = self.query_one("#form-mode", Static)
@@ -266,6 +267,8 @@ class TrainPane(RunDriver, Vertical):
     @on(Input.Changed, ".form-field")
     @on(Select.Changed, ".form-field")
     def _field_changed(self, event) -> None:
+        if event.control.id == field_id("model.family"):
+            self._set_form_mode()  # (n_head is for the Transformer only)
         self._schedule_validation()
 
     def _schedule_validation(self) -> None:
