@@ -5,6 +5,7 @@ read. Nothing here reaches the network."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n") * 8
@@ -50,7 +51,8 @@ def gpt2_folder(folder: Path, tied: bool = True, n_positions: int = 32) -> Path:
     return folder
 
 
-def llama_folder(folder: Path, kv_heads: int = 2, tied: bool = False, template: str = CHATML) -> Path:
+def llama_folder(folder: Path, kv_heads: int = 2, tied: bool = False, template: str = CHATML,
+                 context: int = 128) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -60,7 +62,7 @@ def llama_folder(folder: Path, kv_heads: int = 2, tied: bool = False, template: 
     tokenizer.chat_template = template
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=128,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=context,
                          rope_theta=5000.0, rms_norm_eps=1e-6, tie_word_embeddings=tied,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(config).eval()
@@ -71,3 +73,13 @@ def llama_folder(folder: Path, kv_heads: int = 2, tied: bool = False, template: 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def import_folder(folder: Path, runs_root: Path, name: str = "tiny") -> Path:
+    """A model folder imported as a run under runs_root (no hub: the folder is the source); its path."""
+    from minigpt_tui.core.pretrained.importer import import_model
+
+    def fetch(source: str, progress: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(path=Path(source), source=source, revision=None)
+
+    return import_model(str(folder), name=name, runs_root=runs_root, progress=False, fetch=fetch).path

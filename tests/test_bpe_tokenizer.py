@@ -129,10 +129,12 @@ def bpe_run(tmp_path_factory):
     config = tiny_config(write_corpus(root), max_steps=6, eval_interval=3, sample_tokens=12)
     config.data.tokenizer, config.data.vocab_size = "bpe", 300
     config.validate()
-    return train_tiny_run(config, root / "runs")
+    # As `--train kjv-char-transformer --set data.tokenizer=bpe` does: a bpe run of a char recipe.
+    return train_tiny_run(config, root / "runs", recipe_name="kjv-char-transformer")
 
 
 def test_a_bpe_run_trains_saves_and_generates(bpe_run):
+    assert bpe_run.name.startswith("tiny-bpe-transformer-")  # named after its tokenizer (and corpus), not the recipe's
     run = RunDir(bpe_run).load()
     assert isinstance(run.tokenizer, BPETokenizer) and run.tokenizer.token_bytes == BPE.token_bytes
     assert run.tokenizer.encode("the cat sat") == BPE.encode("the cat sat")

@@ -91,3 +91,16 @@ def test_a_good_value_is_read_the_same_way(command, value, expected):
 def test_a_command_without_exactly_one_value_says_what_it_takes():
     said, _ = repl_says("/top-k", "/temp 1 2")
     assert said == ["/top-k needs one value, e.g. /top-k 0.", "/temp needs one value, e.g. /temp 0.8."]
+
+
+def test_allow_unk_is_off_unless_asked_for_on_the_command_line_and_in_the_repl():
+    from minigpt_tui.cli.common import settings_from
+    from minigpt_tui.cli.dispatch import build_parser
+
+    for mode in ("--generate", "--chat"):
+        assert not settings_from(build_parser().parse_args([mode, "run"])).allow_unk
+        assert settings_from(build_parser().parse_args([mode, "run", "--allow-unk"])).allow_unk
+    said, settings = repl_says("/allow-unk on")
+    assert settings.allow_unk and said == ["Tokens the training text never held (<unk>) may be written."]
+    said, settings = repl_says("/allow-unk on", "/allow-unk off", "/allow-unk maybe")
+    assert not settings.allow_unk and said[-1] == "/allow-unk needs on or off, e.g. /allow-unk on."

@@ -131,14 +131,17 @@ def test_a_bpe_run_leaves_as_a_gptneox_gguf_with_its_vocabulary_and_weights(runs
     assert value("general.architecture") == "gptneox"
     assert value("gptneox.context_length") == run.config().model.context_length
     assert value("tokenizer.ggml.model") == "gpt2" and value("tokenizer.ggml.pre") == "gpt-2"
+    # no end-of-text token of its own: one the training text never held, not llama.cpp's default (a comma)
+    assert value("tokenizer.ggml.eos_token_id") in run.read_meta().unseen_tokens
     tokenizer = run.tokenizer()
     assert value("tokenizer.ggml.tokens") == list(json.loads(tokenizer.hf.to_str())["model"]["vocab"])
     state = run.load().model.state_dict()
-    from minigpt_tui.core.export.neox import qkv_rows
-
     cfg = run.config().model
+    # llama.cpp's gptneox reads attn_qkv as all queries, then all keys, then all values (our own
+    # order; HF's per-head order is undone, as convert_hf_to_gguf does), and needs its biases
     checks = {"token_embd.weight": state["embed.weight"], "output.weight": state["head.weight"],
-              "blk.0.attn_qkv.weight": state["blocks.0.attn.qkv.weight"][qkv_rows(cfg)],
+              "blk.0.attn_qkv.weight": state["blocks.0.attn.qkv.weight"],
+              "blk.0.attn_qkv.bias": torch.zeros(3 * cfg.n_embd), "blk.0.attn_output.bias": torch.zeros(cfg.n_embd),
               "blk.1.ffn_down.weight": state["blocks.1.mlp.down.weight"]}
     for name, expected in checks.items():
         data = torch.from_numpy(tensors[name].data.copy()).reshape(expected.shape)
@@ -155,13 +158,34 @@ def test_gguf_refuses_what_llama_cpp_cannot_run_in_one_sentence(runs, tmp_path, 
         assert not list(tmp_path.glob("*.partial"))
 
 
+def test_which_formats_fit_a_run_is_read_without_its_weights(runs, tmp_path):
+    """What the app's Export dialog offers (core/export/fit.py), and the default path it suggests."""
+    from minigpt_tui.core.export.fit import default_out, export_choices
+
+    _, by_kind = runs
+    assert export_choices(by_kind["bpe"]).formats == ("hf", "gguf")
+    char = export_choices(by_kind["char"])
+    assert char.formats == ("hf",) and "byte-level BPE" in char.why_not and "character-level" in char.why_not
+    gru = export_choices(by_kind["gru"])
+    assert gru.formats == ("safetensors",) and "GRU" in gru.why_not
+    (tmp_path / "r-hf").mkdir()
+    (tmp_path / "r.gguf").touch()
+    assert default_out("r", "hf", tmp_path) == tmp_path / "r-hf-2"
+    assert default_out("r", "gguf", tmp_path) == tmp_path / "r-2.gguf"
+    assert default_out("r", "safetensors", tmp_path) == tmp_path / "r-safetensors"
+    assert default_out("r", "hf", tmp_path, taken={tmp_path / "r-hf-2"}) == tmp_path / "r-hf-3"
+
+
 def test_imported_models_export_back_to_their_architecture_bit_for_bit(tmp_path, capsys):
     from safetensors.torch import load_file
 
+    from minigpt_tui.core.export.fit import export_choices
     from pretrained_kit import gpt2_folder, llama_folder
 
     for name, folder in (("g", gpt2_folder(tmp_path / "g")), ("l", llama_folder(tmp_path / "l"))):
         assert main(["--import", str(folder), "--name", name]) == 0
+        choices = export_choices(RunDir.resolve(name))  # byte-level BPE vocabularies: gguf fits too
+        assert choices.formats == ("hf", "gguf") and choices.checkpoints == ("best",)
         out = tmp_path / f"out-{name}"
         assert main(["--export", name, "--format", "hf", "--out", str(out)]) == 0
         theirs, ours = load_file(folder / "model.safetensors"), load_file(out / "model.safetensors")

@@ -188,16 +188,17 @@ def test_word_level_plain_text_shows_wikitext_joins_as_the_app_does(run, capsys,
         loaded.run_dir, loaded.config, words, loaded.model, loaded.checkpoint, loaded.step))
 
     class Scripted:
-        def __init__(self, model, tokenizer, settings, use_cache=True):
+        def __init__(self, model, tokenizer, settings, use_cache=True, banned=()):
             self.stats = GenerationStats()
 
         def generate(self, prompt):
-            for i, piece in enumerate([" well", " @-@", " known", " 3", " @.@", " 5", " @-@"]):
+            for i, piece in enumerate([" <unk>", " well", " @-@", " known", " 3", " @.@", " 5", " @-@"]):
                 self.stats.new_tokens += 1
-                yield TokenEvent(i, 0, piece, 1.0, [])
+                yield TokenEvent(i, words.stoi[piece.strip()], piece, 1.0, [])
 
     monkeypatch.setattr(sampling, "Sampler", Scripted)
-    code, out, _ = generate(capsys, run.name, "--prompt", "a")
-    assert code == 0 and out == "a well-known 3.5 @-@\n"
+    code, out, err = generate(capsys, run.name, "--prompt", "a")
+    assert code == 0 and out == "a <unk> well-known 3.5 @-@\n"
+    assert "[8 tokens at" in err and ", 1 of them <unk>;" in err  # (a word model whose text held <unk> may write it)
     code, out, _ = generate(capsys, run.name, "--prompt", "a", "--json")
-    assert "".join(json.loads(line)["text"] for line in out.splitlines()[:-1]) == " well @-@ known 3 @.@ 5 @-@"
+    assert "".join(json.loads(line)["text"] for line in out.splitlines()[:-1]) == " <unk> well @-@ known 3 @.@ 5 @-@"

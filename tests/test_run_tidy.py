@@ -30,6 +30,19 @@ def test_run_stem_says_the_corpus_when_it_is_not_the_recipes_own(recipe, own, co
     assert run_stem(recipe, own, corpus) == stem
 
 
+@pytest.mark.parametrize("recipe, corpus, tokenizer, family, stem", [
+    ("kjv-char-transformer", "", "bpe", "transformer", "kjv-bpe-transformer"),  # a bpe run from a char recipe
+    ("kjv-char-transformer", "/data/sonnets.txt", "bpe", "transformer", "sonnets-bpe-transformer"),
+    ("kjv-char-transformer", "", "char", "gru", "kjv-char-gru"),
+    ("wikitext2-word-lstm", "/data/wikitext-2", "char", "lstm", "wikitext2-char-lstm"),
+    ("kjv-bpe-transformer", "", "bpe", "transformer", "kjv-bpe-transformer"),  # already says it
+    ("tiny", "", "bpe", "gru", "tiny"),  # says neither: nothing to correct
+    ("kjv-char-transformer", "", "hf", "transformer", "kjv-char-transformer"),  # (not a word names use)
+])
+def test_run_stem_says_the_runs_own_tokenizer_and_family(recipe, corpus, tokenizer, family, stem):
+    assert run_stem(recipe, "kjv", corpus, tokenizer=tokenizer, family=family) == stem
+
+
 def test_corpus_names_and_recipes():
     assert corpus_slug("tinyshakespeare/input.txt") == "tinyshakespeare"
     assert corpus_slug("Crime & Punishment.txt") == "crime-punishment"

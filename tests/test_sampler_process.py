@@ -32,7 +32,7 @@ def remote(run_dir):
 
 def local_chat(run_dir, **settings) -> Chat:
     run = RunDir(run_dir).load("last")
-    sampler = Sampler(run.model, run.tokenizer, use_cache=True)
+    sampler = Sampler(run.model, run.tokenizer, use_cache=True, banned=run.unseen)  # as the child's
     for name, value in settings.items():
         setattr(sampler.settings, name, value)
     return Chat(ChatSession(sampler))

@@ -177,6 +177,119 @@ def test_cached_and_uncached_samplers_give_the_same_tokens(family, prompt):
     assert max(abs(a.prob - b.prob) for a, b in zip(cached, naive)) < 1e-5
 
 
+# Token counts read at a time after the prompt: single tokens (decode) and turns (extend).
+CHUNKS = [1, 1, 3, 1, 5, 1, 1, 2, 9, 1, 1, 4, 1, 16, 1, 1, 7]
+
+
+def _feed(model, ids: torch.Tensor, start: int, state) -> dict[int, torch.Tensor]:
+    """Read ids[:, start:] into `state` CHUNKS at a time; the logits at each position read."""
+    out, t, k = {}, start, 0
+    while t < ids.size(1):
+        n = min(CHUNKS[k % len(CHUNKS)], ids.size(1) - t)
+        logits, state = model(ids[:, t : t + n], state)
+        for j in range(n):
+            out[t + j] = logits[:, j]
+        t, k = t + n, k + 1
+    return out
+
+
+@pytest.mark.parametrize("prompt_len, kv_heads", [(1, 0), (3, 0), (5, 1), (2, 1)])
+def test_a_growing_cache_equals_full_recompute_across_growth_boundaries(monkeypatch, prompt_len, kv_heads):
+    """The ring starts small and doubles (here from 2 slots: 2, 4, 8, 16 = W) as decoded tokens
+    and extended turns fill it, then wraps; the logits equal a full recompute throughout, and a
+    copy taken before the last growth goes on alike."""
+    from minigpt_tui.core.models.transformer_decode import KVCache
+
+    monkeypatch.setattr(KVCache, "MIN_SLOTS", 2)
+    model = tiny_model(context_length=16, n_kv_head=kv_heads)
+    total = prompt_len + 80  # far past W (16); receptive field 31
+    ids = torch.randint(CHAR.vocab_size, (2, total), generator=torch.Generator().manual_seed(prompt_len))
+    with torch.inference_mode():
+        state = model.new_state()
+        logits, state = model(ids[:, :prompt_len], state)
+        assert state.slots == min(16, max(2, 1 << (prompt_len - 1).bit_length()))
+        assert all(k.size(2) == state.slots for kv in state.layers for k in kv)
+        cut = prompt_len + 3
+        _feed(model, ids[:, :cut], prompt_len, state)
+        twin = state.copy()
+        assert twin.slots == state.slots < 16
+        cached = _feed(model, ids, cut, state)
+        for t, got in cached.items():
+            assert torch.allclose(got, full_logits(model, ids, t), atol=1e-4, rtol=0), t
+        again = _feed(model, ids, cut, twin)
+        for t, got in again.items():
+            assert torch.allclose(got, cached[t], atol=1e-5, rtol=0), t
+    assert state.slots == 16 and all(k.size(2) == 16 for kv in state.layers for k in kv)
+
+
+def test_a_growing_learned_position_cache_equals_one_allocated_whole(monkeypatch):
+    """GPT-2's layout (learned positions: the cache crops when the table runs out) reads the
+    same logits whether its cache starts small and grows or is allocated for W at once."""
+    from minigpt_tui.core.models.transformer_decode import KVCache
+
+    model = tiny_model(context_length=16, positions="learned", bias=True)
+    ids = torch.randint(CHAR.vocab_size, (1, 70), generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        monkeypatch.setattr(KVCache, "MIN_SLOTS", 16)
+        _, whole = model(ids[:, :2], model.new_state())
+        assert whole.slots == 16
+        expected = _feed(model, ids, 2, whole)
+        monkeypatch.setattr(KVCache, "MIN_SLOTS", 2)
+        logits, grown = model(ids[:, :2], model.new_state())
+        assert grown.slots == 2
+        got = _feed(model, ids, 2, grown)
+        # before the first crop, each position's logits are the forward's over the text so far
+        for t in range(2, 16):
+            assert torch.allclose(got[t], model(ids[:, : t + 1])[0][:, -1], atol=1e-4, rtol=0), t
+    for t in expected:
+        assert torch.allclose(got[t], expected[t], atol=1e-5, rtol=0), t
+
+
+def test_a_short_prompt_allocates_a_small_cache():
+    """A window of 8192 (SmolLM2's) and a 5-token prompt: MIN_SLOTS slots per layer, not 8192;
+    a longer reply doubles them, a long prompt rounds up to a power of two."""
+    from minigpt_tui.core.models.transformer_decode import KVCache
+
+    model = tiny_model(context_length=8192, n_kv_head=1)
+    ids = torch.randint(CHAR.vocab_size, (1, 700), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        _, state = model(ids[:, :5], model.new_state())
+        keys, values = state.layers[0]
+        assert state.slots == KVCache.MIN_SLOTS == 256
+        assert keys.shape == values.shape == (1, 1, 256, 8)
+        for t in range(5, 300):
+            logits, state = model.decode_step(int(ids[0, t]), state)
+        assert state.slots == 512 and state.layers[1][0].size(2) == 512
+        assert torch.allclose(logits[0], full_logits(model, ids, 299)[0], atol=1e-4, rtol=0)
+        _, long = model(ids[:, :600], model.new_state())
+        assert long.slots == 1024
+
+
+@pytest.mark.parametrize("family, model", [("transformer", {}), ("transformer", {"positions": "learned", "bias": True}),
+                                           ("transformer", {"n_kv_head": 1}), ("gru", {}), ("lstm", {})])
+def test_last_gives_the_last_positions_logits_and_the_same_state(family, model):
+    """forward(..., last=True), what samplers read prompts and turns with, skips the head at every
+    position but the last: the same logits there, the same state after (prefill; several tokens
+    against a cache, more than a window of them; a learned-position model's crop)."""
+    net = tiny_model(family, **model)
+    ids = torch.randint(CHAR.vocab_size, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        for cut in (5, 30):
+            full, a = net(ids[:, :cut], net.new_state())
+            one, b = net(ids[:, :cut], net.new_state(), last=True)
+            assert one.shape == (2, 1, CHAR.vocab_size)
+            assert torch.allclose(one[:, 0], full[:, -1], atol=1e-5, rtol=0)  # (a one-row matmul may round differently)
+            more, a = net(ids[:, cut:], a)  # 10 or 35 tokens: past the window (8) of a transformer
+            less, b = net(ids[:, cut:], b, last=True)
+            assert less.shape == (2, 1, CHAR.vocab_size)
+            assert torch.allclose(less[:, 0], more[:, -1], atol=1e-6, rtol=0)
+            step_a, _ = net(ids[:, :1], a)
+            step_b, _ = net(ids[:, :1], b)
+            assert torch.allclose(step_a, step_b, atol=1e-6, rtol=0)
+        uncached, _ = net(ids[:, :8], None, last=True)
+        assert torch.allclose(uncached[:, 0], net(ids[:, :8])[0][:, -1], atol=1e-5, rtol=0)
+
+
 def test_new_weights_are_used_by_the_next_generation():
     """The cache's decode plan is taken per generation, never reused across weight updates."""
     model = tiny_model()
@@ -274,9 +387,10 @@ class Scripted(torch.nn.Module):
     def new_state(self):
         return None
 
-    def forward(self, idx, state=None):
+    def forward(self, idx, state=None, last=False):
         self.calls.append(idx.size(1))
-        return self.table[idx], (state or 0) + idx.size(1)
+        logits = self.table[idx]
+        return logits[:, -1:] if last else logits, (state or 0) + idx.size(1)
 
     def decode_step(self, token, state):
         logits, state = self(torch.tensor([[token]]), state)
@@ -442,3 +556,50 @@ def test_bad_settings_are_one_sentence(field, value, words):
     with pytest.raises(ValueError) as err:
         replace(SamplingSettings(), **{field: value}).validate()
     assert str(err.value).startswith(words) and str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_a_token_the_training_text_never_held_is_never_sampled(tmp_path):
+    """Tiny Shakespeare has no <unk>: a char model must never write one (nor show it as an option)."""
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    from kit import tiny_config, train_tiny_run, write_corpus
+
+    run = RunDir(train_tiny_run(tiny_config(write_corpus(tmp_path), max_steps=2, sample_tokens=0), tmp_path / "runs"))
+    loaded = run.load()
+    assert run.read_meta().unseen_tokens == [0] and loaded.unseen == (0,)  # only <unk>
+    sampler = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(temperature=1.0), banned=loaded.unseen)
+    logits = torch.zeros(loaded.tokenizer.vocab_size)
+    logits[0] = 50.0  # the model all but certain of <unk>
+    with sampler.compute():
+        for _ in range(20):
+            token, prob, top = sampler.pick(logits, [])
+            assert token != 0 and "<unk>" not in [t for t, p in top if p > 0]
+    unbanned = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(temperature=0.0))
+    with unbanned.compute():
+        assert unbanned.pick(logits, [])[0] == 0  # (the ban is what keeps it out)
+    sampler.settings.allow_unk = True  # the setting (--allow-unk, the Generate tab's a) lifts the ban, live
+    with sampler.compute():
+        sampler.settings.temperature = 0.0
+        assert sampler.pick(logits, [])[0] == 0
+        sampler.settings.allow_unk = False  # and back, from the next token
+        assert sampler.pick(logits, [])[0] != 0
+
+
+def test_a_char_model_never_writes_unk_in_3000_tokens_at_temperature_1_5(tmp_path):
+    """The issue's case, end to end on a real (tiny, barely trained) model: its corpus holds no <unk>,
+    and at a high temperature 3,000 tokens hold none; allowed, the same model writes it."""
+    from minigpt_tui.core.generation.sampling import Sampler
+    from minigpt_tui.core.runs.run_dir import RunDir
+
+    from kit import tiny_config, train_tiny_run, write_corpus
+
+    run = RunDir(train_tiny_run(tiny_config(write_corpus(tmp_path), max_steps=4, sample_tokens=0), tmp_path / "runs"))
+    loaded = run.load()
+    assert "<unk>" not in (tmp_path / "tiny.txt").read_text() and loaded.tokenizer.itos[0] == "<unk>"
+    settings = SamplingSettings(temperature=1.5, max_new_tokens=3000, seed=3)
+    sampler = Sampler(loaded.model, loaded.tokenizer, settings, banned=loaded.unseen)
+    written = [e.token_id for e in sampler.generate("the ")]
+    assert len(written) == 3000 and 0 not in written
+    settings.allow_unk = True
+    assert 0 in [e.token_id for e in sampler.generate("the ")]

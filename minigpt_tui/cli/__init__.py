@@ -9,6 +9,7 @@
     evaluate.py    --evaluate: a full pass over a split
     corpus.py      --corpus list|fetch: the corpus catalogue
     list_runs.py   --list: the runs in the data home
+    serve.py       --serve: the app as a web page (textual-serve), 127.0.0.1 unless --host
 
 The rule: a front-end module imports `common` (and the core), never `dispatch` or another
 front end. `dispatch` imports the front ends lazily, inside the dispatch, so `minigpt-tui`

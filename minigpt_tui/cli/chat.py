@@ -30,10 +30,13 @@ SETTING_COMMANDS = {  # command -> the setting it changes (common.sampling_value
 HELP = """\
 Type a turn and press Enter; end a line with \\ to go on on the next line (a newline).
   /temp 0.9  /top-k 40  /top-p 0.9  /min-p 0.05  /penalty 1.2  /seed 7  /length 300
+  /allow-unk on|off   let the model write tokens its training text never held (<unk>); off by default
   /retry          a new reply in place of the last (the old one is kept: /prev, /next)
   /prev /next     show the other versions of the last reply
   /undo           remove the last exchange (your turn and its replies)
-  /mode cowrite | /mode dialogue [YOU [MODEL]]   how turns join (see /template)
+  /mode cowrite | /mode dialogue [YOU [MODEL]] | /mode instruct   how turns join (see /template;
+                  instruct: the model's own chat template, for a model that has one)
+  /system [TEXT]  show or set the system prompt of instruct mode (/system - removes it)
   /speakers       speaker names found in the corpus, for dialogue
   /template [FIELD VALUE]   show or change the template (user, model, user_tag, model_tag,
                   separator, stops; \\n is a newline); remembered for this run
@@ -47,15 +50,16 @@ Type a turn and press Enter; end a line with \\ to go on on the next line (a new
 def cmd_chat(args) -> int:
     from minigpt_tui.core.generation.chat import Chat
     from minigpt_tui.core.generation.chat_session import ChatSession
-    from minigpt_tui.core.generation.chat_template import RunChat
+    from minigpt_tui.core.generation.chat_template import RunChat, instruct_problem
+    from minigpt_tui.core.generation.conversation import MODES
     from minigpt_tui.core.generation.sampling import Sampler
     from minigpt_tui.core.runs.run_dir import RunDir
 
     try:
         settings = settings_from(args)  # the sampling options, read as --generate reads them
         checkpoint_kind(args.checkpoint)
-        if args.mode not in (None, "cowrite", "dialogue"):
-            raise ValueError(f"--mode must be cowrite or dialogue, got {args.mode!r}.")
+        if args.mode not in (None, *MODES):
+            raise ValueError(f"--mode must be cowrite, dialogue or instruct, got {args.mode!r}.")
         if args.no_kv_cache:
             raise ValueError("--chat keeps the model's state between turns, so it needs the KV cache; "
                              "drop --no-kv-cache.")
@@ -64,9 +68,12 @@ def cmd_chat(args) -> int:
         return USER_ERROR
     run = RunDir.resolve(args.chat).load(checkpoint=args.checkpoint)
     run_chat = RunChat(run.run_dir, run.tokenizer)
+    if args.mode == "instruct" and not run_chat.instruct:
+        print(f"minigpt-tui: {instruct_problem(run.tokenizer)}", file=sys.stderr)
+        return USER_ERROR
     if args.mode:
         run_chat.template.mode = args.mode
-    chat = Chat(ChatSession(Sampler(run.model, run.tokenizer, settings)), run_chat.template, run=run.run_dir.name)
+    chat = Chat(ChatSession(Sampler(run.model, run.tokenizer, settings, banned=run.unseen)), run_chat.template, run=run.run_dir.name)
     return Repl(chat, run_chat, run, as_json=args.json, interactive=sys.stdin.isatty()).loop()
 
 
@@ -182,6 +189,10 @@ class Repl:
 
     # ---- commands ----------------------------------------------------------------------------------
     def command(self, line: str) -> str | None:
+        head, _, rest = line.partition(" ")
+        if head.lower() == "/system":  # the rest of the line as typed (quotes and apostrophes kept)
+            self.system(rest.strip())
+            return None
         try:
             words = shlex.split(line)
         except ValueError as err:
@@ -194,6 +205,12 @@ class Repl:
             self.set_value(name, values)
         elif name == "/help":
             self.say(HELP)
+        elif name == "/allow-unk":
+            if values not in (["on"], ["off"]):
+                raise ValueError("/allow-unk needs on or off, e.g. /allow-unk on.")
+            self.settings.allow_unk = values == ["on"]
+            self.say("Tokens the training text never held (<unk>) may be written." if self.settings.allow_unk
+                     else "Tokens the training text never held (<unk>) are never written.")
         elif name in ("/retry", "/regenerate"):
             self.respond(chat.regenerate)
             i, n = chat.siblings()
@@ -217,7 +234,8 @@ class Repl:
         elif name == "/settings":
             s = self.settings
             self.say(f"temp {s.temperature:g}, top-k {s.top_k or 'off'}, top-p {s.top_p:g}, min-p {s.min_p:g}, "
-                     f"penalty {s.repetition_penalty:g}, seed {s.seed}, length {s.max_new_tokens}")
+                     f"penalty {s.repetition_penalty:g}, seed {s.seed}, length {s.max_new_tokens}, "
+                     f"allow-unk {'on' if s.allow_unk else 'off'}")
         elif name == "/show":
             self.show()
         elif name == "/save":
@@ -246,10 +264,14 @@ class Repl:
         self.say(f"{setting.replace('_', ' ')} = {value}")
 
     def set_mode(self, values: list[str]) -> None:
+        from minigpt_tui.core.generation.chat_template import instruct_problem
+
         t = self.chat.template
-        if not values or values[0] not in ("cowrite", "co-write", "dialogue"):
-            raise ValueError("/mode needs cowrite or dialogue, e.g. /mode dialogue ROMEO JULIET.")
-        t.set("mode", "dialogue" if values[0] == "dialogue" else "cowrite")
+        if not values or values[0] not in ("cowrite", "co-write", "dialogue", "instruct"):
+            raise ValueError("/mode needs cowrite, dialogue or instruct, e.g. /mode dialogue ROMEO JULIET.")
+        if values[0] == "instruct" and not self.run_chat.instruct:
+            raise ValueError(instruct_problem(self.chat.session.tokenizer))
+        t.set("mode", "cowrite" if values[0] == "co-write" else values[0])
         for field, name in zip(("user", "model"), values[1:3]):
             t.set(field, name)
         self.remember()
@@ -258,6 +280,18 @@ class Repl:
             unknown = [n for n in (t.user, t.model) if n not in self.run_chat.speakers]
             if unknown and self.run_chat.speakers:
                 self.say(f"(The corpus has no speaker {', '.join(unknown)}; /speakers lists those it has.)")
+
+    def system(self, text: str) -> None:
+        """/system: show the system prompt, or set it ("-" removes it); remembered for the run."""
+        from minigpt_tui.core.generation.chat_template import shown
+
+        t = self.chat.template
+        if text:
+            t.set("system", "" if text == "-" else text)
+            self.remember()
+        where = "" if t.mode == "instruct" else " (used in instruct mode: /mode instruct)"
+        self.say(f"System prompt: {shown(t.system)}{where}" if t.system else
+                 f"No system prompt{where}; /system TEXT sets one.")
 
     def template(self, values: list[str]) -> None:
         from minigpt_tui.core.generation.chat_template import EDITABLE, shown
@@ -272,6 +306,7 @@ class Repl:
             value = getattr(t, name)
             self.say(f"  {name:<10} " + (", ".join(shown(v) for v in value) if isinstance(value, list) else
                                          shown(value) if "tag" in name or name == "separator" else value))
+        self.say(f"  {'system':<10} {shown(t.system)}  (instruct mode's system prompt)")
 
     def remember(self) -> None:
         self.run_chat.template = self.chat.template

@@ -50,6 +50,7 @@ def settings_from(args) -> SamplingSettings:
             "max_new_tokens")},
         # A shell passes "\n" literally; most people mean a newline.
         stop=[stop.replace("\\n", "\n").replace("\\t", "\t") for stop in args.stop],
+        allow_unk=bool(getattr(args, "allow_unk", False)),
     )
     settings.validate()  # (what is left to check: an empty --stop)
     return settings

@@ -2,6 +2,7 @@
 
     minigpt-tui                          the full-screen app
     minigpt-tui --run RUN                the app, on the Generate tab with RUN loaded
+    minigpt-tui --serve [--host H] [--port P] [--run RUN]   the app as a web page (serve.py; no login)
     minigpt-tui --train [RECIPE] [--set section.key=value ...] [--resume RUN] [--events jsonl]
     minigpt-tui --train [RECIPE] --from RUN [--set ...]   fine-tune: start from RUN's weights (train.py)
     minigpt-tui --import SOURCE [--name NAME] | --import list   a Hugging Face model as a run (import_model.py)
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from minigpt_tui.cli.export import add_arguments as add_export_arguments
 
     add_export_arguments(p, mode)
+    from minigpt_tui.cli.serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(p, mode)
     p.add_argument("--run", metavar="RUN", help="open the app on the Generate tab with this run")
 
     t = p.add_argument_group("training")
@@ -100,15 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop once the output contains TEXT (repeatable; \\n means a newline)")
     g.add_argument("--checkpoint", default="best", metavar="best|last", help="which checkpoint to load (default best)")
+    g.add_argument("--allow-unk", action="store_true",
+                   help="let the model write tokens its training text never held (a char model's <unk>, "
+                        "a BPE's unused bytes), which are masked by default")
     g.add_argument("--json", action="store_true", help="one JSON event per token instead of plain text")
     g.add_argument("--no-kv-cache", action="store_true",
                    help="recompute the whole context for every token (slow; for comparison)")
-    g.add_argument("--mode", metavar="cowrite|dialogue", help="with --chat: how turns join (default: the run's last)")
+    g.add_argument("--mode", metavar="cowrite|dialogue|instruct",
+                   help="with --chat: how turns join; instruct uses the model's own chat template "
+                        "(default: the run's last, instruct for a model that has one)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.serve and (args.host is not None or args.port is not None):
+        parser.error("--host and --port go with --serve")
     try:
         # Each front end is imported only when asked for (the app's start stays light).
         if args.train is not None:
@@ -143,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             from minigpt_tui.cli.corpus import cmd_corpus
 
             return cmd_corpus(args.corpus)
+        if args.serve:
+            from minigpt_tui.cli.serve import cmd_serve
+
+            return cmd_serve(args)
         from minigpt_tui.tui.app import run_app
 
         return run_app(run=args.run)

@@ -8,8 +8,6 @@ import sys
 
 from minigpt_tui.cli.common import USER_ERROR, checkpoint_kind
 
-FORMATS = ("hf", "gguf", "safetensors")
-
 
 def add_arguments(parser, mode) -> None:
     mode.add_argument("--export", metavar="RUN",
@@ -29,28 +27,20 @@ def cmd_export(args) -> int:
     if problem:
         print(f"minigpt-tui: {problem}", file=sys.stderr)
         return USER_ERROR
+    from minigpt_tui.core.export.exporter import export_run
+
     run = RunDir.resolve(args.export)
-    if args.export_format == "hf":
-        from minigpt_tui.core.export.hf_folder import export_hf
-
-        arch = export_hf(run, args.out, args.checkpoint, args.dtype or "f32")
-        print(f"Wrote {args.out}: {run.name} as {arch} for transformers "
-              "(AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained load it).")
-    elif args.export_format == "gguf":
-        from minigpt_tui.core.export.gguf_file import export_gguf, run_instructions
-
-        arch, path = export_gguf(run, args.out, args.checkpoint, args.dtype or "f16")
-        print(f"Wrote {path}: {run.name} as llama.cpp's {arch} architecture, {args.dtype or 'f16'}.")
-        print(run_instructions(path, run.name))
-    else:
-        from minigpt_tui.core.export.bundle import export_bundle
-
-        export_bundle(run, args.out, args.checkpoint)
-        print(f"Wrote {args.out}: {run.name}'s weights, config, tokenizer and modeling_rnn.py (see its README.md).")
+    exported = export_run(run, args.export_format, args.out, args.checkpoint, args.dtype)
+    print(exported.summary)
+    if exported.instructions:
+        print(exported.instructions)
     return 0
 
 
 def _problem(args) -> str:
+    from minigpt_tui.core.export.fit import FORMAT_DTYPES as allowed
+    from minigpt_tui.core.export.fit import FORMATS
+
     if args.export_format not in FORMATS:
         return f"--export needs --format hf, gguf or safetensors, got {args.export_format!r}."
     if not args.out:
@@ -59,7 +49,6 @@ def _problem(args) -> str:
         checkpoint_kind(args.checkpoint)
     except ValueError as err:
         return str(err)
-    allowed = {"hf": ("f32", "f16", "bf16"), "gguf": ("f32", "f16", "bf16", "q8_0"), "safetensors": ("f32",)}
     if args.dtype is not None and args.dtype not in allowed[args.export_format]:
         return f"--dtype for --format {args.export_format} is one of {', '.join(allowed[args.export_format])}, got {args.dtype!r}."
     return ""

@@ -18,7 +18,7 @@ def cmd_generate(args) -> int:
     text, prob, top) and a last one {"done": true, ...}. Word-level output shows
     WikiText's " @-@ " joins as "-" in plain text (JSON keeps the raw tokens).
     """
-    from minigpt_tui.core.data.tokenizer import WikiTextJoins
+    from minigpt_tui.core.data.tokenizer import WikiTextJoins, unk_token_id
     from minigpt_tui.core.generation.sampling import Sampler, prompt_warning
     from minigpt_tui.core.runs.run_dir import RunDir
 
@@ -33,10 +33,12 @@ def cmd_generate(args) -> int:
     warning = prompt_warning(run.tokenizer, args.prompt)
     if warning:
         print(f"minigpt-tui: warning: {warning}", file=sys.stderr)
-    sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache)
+    sampler = Sampler(run.model, run.tokenizer, settings, use_cache=not args.no_kv_cache, banned=run.unseen)
     out = sys.stdout
     # Word-level plain text shows WikiText's joins as the app does (the same helper).
     joins = WikiTextJoins() if run.tokenizer.kind == "word" else None
+    unk_id = unk_token_id(run.tokenizer)
+    unk = 0  # how often the model wrote <unk> (one its training text held, or with --allow-unk)
     try:
         if args.json:
             for event in sampler.generate(args.prompt):
@@ -46,6 +48,7 @@ def cmd_generate(args) -> int:
             out.write(args.prompt)
             out.flush()
             for event in sampler.generate(args.prompt):
+                unk += event.token_id == unk_id
                 out.write(joins.feed(event.text) if joins else event.text)
                 out.flush()
     except KeyboardInterrupt:
@@ -63,7 +66,8 @@ def cmd_generate(args) -> int:
     else:
         out.write((joins.flush() if joins else "") + "\n")
         cache = "no KV cache" if args.no_kv_cache else "KV cache"
-        why = {"stop": ", stopped at a stop string", "interrupted": ", interrupted"}.get(stats.finish_reason, "")
+        why = f", {unk} of them <unk>" if unk else ""
+        why += {"stop": ", stopped at a stop string", "interrupted": ", interrupted"}.get(stats.finish_reason, "")
         print(f"[{stats.new_tokens} tokens at {stats.tokens_per_s:,.0f} tokens/s ({cache}){why}; "
               f"checkpoint {run.checkpoint.stem} at step {run.step}]", file=sys.stderr)
     out.flush()

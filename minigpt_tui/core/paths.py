@@ -26,6 +26,15 @@ def runs_dir() -> Path:
     return data_home() / "runs"
 
 
+def exports_dir() -> Path:
+    """Where the app's Export dialog suggests writing exported models: a folder in the user's home
+    (~/minigpt-tui-exports) they will find, not the hidden data home; under MINIGPT_TUI_HOME its exports/ folder."""
+    override = os.environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser() / "exports"
+    return Path.home() / f"{APP_NAME}-exports"
+
+
 def cache_dir() -> Path:
     """Files minigpt-tui can rebuild at any time (the token cache): safe to delete.
     Under MINIGPT_TUI_HOME it is its cache/ folder, else the platform's user cache folder."""

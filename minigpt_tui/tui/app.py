@@ -359,5 +359,8 @@ def run_app(run: str | None) -> int:
         run_dir = RunDir.resolve(run).path  # RunError: the CLI prints its sentence
     setup_debug_log()  # (tests build MiniGPTApp directly and keep their logs to themselves)
     app = MiniGPTApp(run=run_dir)
+    from minigpt_tui.tui.served import watch_server
+
+    watch_server(app)  # (served as a web page: ends with its server)
     result = app.run()
     return int(result or app.return_code or 0)

@@ -22,7 +22,8 @@ from minigpt_tui.core.generation.sampling_settings import SamplingSettings
 # The sampling settings the file keeps under [sampling]: those the Generate tab edits.
 # The others (stop strings, the repetition window) are command-line options; the app
 # always uses their defaults.
-SAVED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens")
+SAVED_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens",
+                  "allow_unk")
 
 
 @dataclass

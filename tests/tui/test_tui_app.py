@@ -138,6 +138,7 @@ async def test_broken_settings_file_gives_defaults_and_a_notice(tui_home):
 def test_settings_round_trip_and_clamping(tui_home):
     settings = AppSettings(last_run="r1", checkpoint="last", confidence=True, recipe="x")
     settings.sampling.temperature = 1.3
+    settings.sampling.allow_unk = True
     settings.keymap = {"generate.temp_up": "plus"}
     assert save_settings(settings) is None
     loaded, warning = load_settings()

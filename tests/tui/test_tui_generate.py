@@ -105,6 +105,10 @@ async def test_settings_keys_take_effect_mid_generation(tiny_run):
         assert sampler.settings.top_p == 0.95 and "top-p 0.95" in gen.status_text()
         await pilot.press("s")
         assert reseeds == [gen.prefs.seed] and sampler.settings.seed == gen.prefs.seed
+        await pilot.press("a")  # tokens the training text never held: allowed, then masked again
+        assert sampler.settings.allow_unk and gen.prefs.allow_unk and "<unk> allowed" in gen.status_text()
+        await pilot.press("a")
+        assert not sampler.settings.allow_unk and "<unk>" not in gen.status_text()
         await pilot.press("minus")
         assert sampler.settings.max_new_tokens == 10_000
         gen.action_temperature(-2.5)

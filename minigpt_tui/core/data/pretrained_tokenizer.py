@@ -51,9 +51,10 @@ class PretrainedStreamDecoder:
 class PretrainedTokenizer:
     """A core.data.tokenizer.Tokenizer over a Hugging Face tokenizer.json (see the module docstring).
 
-    `settings` holds what came from the model's other files: bos_token, eos_token, add_bos,
-    end_tokens (more ids that end a reply), chat_template, and vocab_size (the model's
-    embedding rows, which may exceed the tokenizer's: the extra ids decode to nothing)."""
+    `settings` holds what came from the model's other files: bos_token, eos_token (and unk_token,
+    pad_token, ... where it has them), add_bos, end_tokens (more ids that end a reply),
+    chat_template, and vocab_size (the model's embedding rows, which may exceed the
+    tokenizer's: the extra ids decode to nothing)."""
 
     kind = "hf"
 
@@ -86,8 +87,22 @@ class PretrainedTokenizer:
         self.eos_id = self._id(settings.get("eos_token"))
         self.bos_ids: tuple[int, ...] = (self.bos_id,) if settings.get("add_bos") and self.bos_id is not None else ()
         ends = {self.eos_id, *(self._id(t) for t in settings.get("end_tokens", []))}
-        self.end_ids = frozenset(i for i in ends if i is not None)
+        self._ends = frozenset(i for i in ends if i is not None)
+        self._end_ids: frozenset[int] | None = None
         self.chat_template: str | None = settings.get("chat_template") or None
+
+    @property
+    def end_ids(self) -> frozenset[int]:
+        """The tokens that end a reply: the eos token, generation_config's, and the chat template's
+        end of turn (core.data.hf_chat_template: found by rendering, so on first use, not at load)."""
+        if self._end_ids is None:
+            ends = set(self._ends)
+            if self.chat_template:
+                from minigpt_tui.core.data.hf_chat_template import end_of_turn_ids
+
+                ends |= end_of_turn_ids(self)
+            self._end_ids = frozenset(ends)
+        return self._end_ids
 
     def _id(self, token) -> int | None:
         if isinstance(token, int):

@@ -23,6 +23,12 @@ UNK = "<unk>"
 _WORDS = re.compile(r"\n|[^\s]+")
 
 
+def unk_token_id(tokenizer) -> int | None:
+    """The id of <unk> in a char or word vocabulary (always 0); None for a BPE (whose bytes cover
+    every input) or an imported tokenizer."""
+    return 0 if tokenizer.kind in ("char", "word") else None
+
+
 @runtime_checkable
 class StreamDecoder(Protocol):
     """Incremental decoding: feed(id) gives the text a token adds (possibly "", while a character

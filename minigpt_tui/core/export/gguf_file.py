@@ -4,8 +4,11 @@ the `gguf` package, llama.cpp's own writer.
 The architecture is the one llama.cpp knows for the run's layout: "gpt2" for GPT-2, "llama" for
 Llama (whose query and key rows llama.cpp wants in the interleaved rotary pairing: permuted as
 llama.cpp's convert_hf_to_gguf.py does) and "gptneox" for our own Transformer (half-split rotary
-like ours, sequential residual). The weights are the same tensors the Hugging Face export
-writes (hf_folder.hf_layout), in f32, f16, bf16 or q8_0; norms and biases stay f32.
+like ours, sequential residual; its fused attn_qkv holds all queries, then all keys, then all
+values, our own order rather than Hugging Face's per-head one, and its attention biases are
+required: zeros where the run has none). The weights are the same tensors the Hugging Face
+export writes (hf_folder.hf_layout), in f32, f16, bf16 or q8_0; norms and biases stay f32.
+benchmarks/gguf_check.py runs the files in llama.cpp (llama-cpp-python) against our logits.
 
 The vocabulary goes into GGUF metadata as llama.cpp's byte-level BPE ("gpt2" model: tokens,
 merges, types, and the pre-tokenizer llama.cpp should split with). llama.cpp has no
@@ -16,12 +19,12 @@ handles from the --format hf export.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from pathlib import Path
 
 from minigpt_tui.core.errors import ExportError
+from minigpt_tui.core.export.fit import gguf_vocabulary
 from minigpt_tui.core.export.hf_folder import hf_layout
 from minigpt_tui.core.runs.run_dir import LoadedRun, RunDir
 
@@ -31,25 +34,21 @@ GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
 def _vocabulary(run: LoadedRun) -> dict:
     """tokens, types, merges, pre-tokenizer and special ids for a byte-level BPE vocabulary."""
     tok = run.tokenizer
-    if tok.kind in ("char", "word"):
+    spec, shape = gguf_vocabulary(tok)
+    if shape in ("char", "word"):
         raise ExportError(f"Run {run.run_dir.name} has a {tok.kind}-level vocabulary, which llama.cpp cannot "
                           "express (it knows byte-level BPE and SentencePiece); export it with --format hf instead, "
                           "or train with data.tokenizer = \"bpe\".")
-    spec = json.loads(tok.hf.to_str()) if tok.kind == "bpe" else tok.tokenizer_json  # type: ignore[attr-defined]
-    model = spec.get("model", {})
-    pre = json.dumps(spec.get("pre_tokenizer"))
-    if model.get("type") != "BPE" or "ByteLevel" not in pre:
+    if shape == "sentencepiece":
         raise ExportError(f"Run {run.run_dir.name}'s vocabulary is not byte-level BPE (a SentencePiece-style one), "
                           "which this export does not write to GGUF; export it with --format hf and convert that "
                           "folder with llama.cpp's convert_hf_to_gguf.py.")
-    if '"Digits"' in pre:
-        pre_name = "smollm"  # digits one by one, then GPT-2's byte-level split (SmolLM, SmolLM2)
-    elif '"Split"' in pre or '"use_regex": false' in pre:
+    if shape == "split":
         raise ExportError(f"Run {run.run_dir.name}'s tokenizer splits text in a way this export cannot name for "
                           "llama.cpp; export it with --format hf and convert that folder with llama.cpp's "
                           "convert_hf_to_gguf.py.")
-    else:
-        pre_name = "gpt-2"
+    pre_name = shape  # "gpt-2", or "smollm": digits one by one, then GPT-2's byte-level split (SmolLM, SmolLM2)
+    model = spec.get("model", {})
     vocab: dict[str, int] = dict(model["vocab"])
     special = set()
     for added in spec.get("added_tokens", []):
@@ -64,9 +63,19 @@ def _vocabulary(run: LoadedRun) -> dict:
             tokens[i], types[i] = text, 3 if i in special else 1  # control or normal
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     return {"tokens": tokens, "types": types, "merges": merges, "pre": pre_name,
-            "bos": getattr(tok, "bos_id", None), "eos": getattr(tok, "eos_id", None),
+            "bos": getattr(tok, "bos_id", None), "eos": _end_of_text(run),
             "add_bos": bool(getattr(tok, "bos_ids", ())),
             "chat_template": getattr(tok, "chat_template", None)}
+
+
+def _end_of_text(run: LoadedRun) -> int | None:
+    """The end-of-text id to write. Our own runs have none, and llama.cpp without one stops at its
+    default id 11 (a comma, say): name a token the training text never held instead (a byte that
+    never occurs), which the model all but never writes; None when every token occurred."""
+    eos = getattr(run.tokenizer, "eos_id", None)
+    if eos is None and run.unseen:
+        return run.unseen[-1]
+    return eos
 
 
 def _llama_rotary_rows(w, n_head: int):
@@ -74,8 +83,19 @@ def _llama_rotary_rows(w, n_head: int):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def _neox_fused_qkv(w, n_head: int):
+    """HF GPT-NeoX's query_key_value (each head's q, k, v rows together) -> llama.cpp's attn_qkv (all
+    queries, then all keys, then all values: our own layout), as convert_hf_to_gguf's GPTNeoXModel does."""
+    import torch
+
+    per_head = w.reshape(n_head, 3, w.shape[0] // n_head // 3, *w.shape[1:])
+    return torch.cat([per_head[:, j].reshape(-1, *w.shape[1:]) for j in range(3)])
+
+
 def _tensors(arch: str, cfg, hf: dict) -> dict:
     """GGUF tensor name -> torch tensor, from the Hugging Face export's tensors."""
+    import torch
+
     out = {}
     if arch == "gpt2":
         t = lambda n: hf[f"transformer.{n}"]  # noqa: E731
@@ -109,6 +129,7 @@ def _tensors(arch: str, cfg, hf: dict) -> dict:
         n = lambda name: hf[f"gpt_neox.{name}"]  # noqa: E731
         out.update({"token_embd.weight": n("embed_in.weight"), "output_norm.weight": n("final_layer_norm.weight"),
                     "output_norm.bias": n("final_layer_norm.bias")})
+        C = cfg.n_embd
         for i in range(cfg.n_layer):
             h, b = f"layers.{i}.", f"blk.{i}."
             for ours, theirs in (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"),
@@ -117,12 +138,18 @@ def _tensors(arch: str, cfg, hf: dict) -> dict:
                 for part in ("weight", "bias"):
                     if f"gpt_neox.{h}{theirs}.{part}" in hf:
                         out[f"{b}{ours}.{part}"] = n(f"{h}{theirs}.{part}")
+            qkv = f"{b}attn_qkv."
+            out[qkv + "weight"] = _neox_fused_qkv(out[qkv + "weight"], cfg.n_head)
+            out[qkv + "bias"] = _neox_fused_qkv(out[qkv + "bias"], cfg.n_head) if qkv + "bias" in out \
+                else torch.zeros(3 * C)  # llama.cpp's gptneox requires the attention biases
+            out.setdefault(f"{b}attn_output.bias", torch.zeros(C))
         out["output.weight"] = hf.get("embed_out.weight", n("embed_in.weight"))
     return out
 
 
-def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str = "f16") -> tuple[str, Path]:
-    """Write the GGUF file (through FILE.partial, renamed when complete); (llama.cpp architecture, path)."""
+def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str = "f16") -> tuple[str, Path, bool]:
+    """Write the GGUF file (through FILE.partial, renamed when complete); (llama.cpp architecture, path,
+    whether it names an end-of-text token)."""
     import gguf
     import numpy as np
 
@@ -193,15 +220,16 @@ def export_gguf(run_dir: RunDir, out: Path, checkpoint: str = "best", dtype: str
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return arch, out
+    return arch, out, vocab["eos"] is not None
 
 
-def run_instructions(path: Path, run_name: str) -> str:
-    """How to run the file: llama.cpp's CLI and server, and an Ollama Modelfile."""
+def run_instructions(path: Path, run_name: str, has_end: bool = True) -> str:
+    """How to run the file: llama.cpp's CLI and server, and an Ollama Modelfile. Without an
+    end-of-text token llama.cpp would stop at its default one: --ignore-eos."""
     p = shlex.quote(str(path))
     return "\n".join([
         "Run it with llama.cpp:",
-        f"  llama-cli -m {p} -p 'Once upon a time' -n 100",
+        f"  llama-cli -m {p} -p 'Once upon a time' -n 100" + ("" if has_end else " --ignore-eos"),
         f"  llama-server -m {p}        # then open http://127.0.0.1:8080",
         "Or with Ollama: save these two lines as Modelfile,",
         f"  FROM {path}",

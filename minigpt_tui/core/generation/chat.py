@@ -20,6 +20,11 @@ Where no mark exists (a reopened conversation, a model reloaded with new weights
 the nearest marked turn on the path is restored and the rest read from there, or
 the whole path read once from the start.
 
+In instruct mode (core.generation.instruct) what is read is the template's rendering of the
+path, which need not extend the last one: the tokens to read are compared with those the
+session has read, and it reads from where they part, restored first to the longest mark
+whose tokens begin them (or started afresh when none does).
+
 Torch-free itself: the session (core.generation.session.Session) does the model work.
 """
 
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from minigpt_tui.core.generation.chat_template import ChatTemplate
+from minigpt_tui.core.generation import instruct
+from minigpt_tui.core.generation.chat_template import ChatTemplate, instruct_problem
 from minigpt_tui.core.generation.conversation import Conversation, Turn
 from minigpt_tui.core.generation.session import Mark, Session
 
@@ -67,6 +73,9 @@ class Chat:
     def sync(self, open_turn: Turn | None = None) -> None:
         """Bring the session to the end of the path shown (see the module docstring); every turn
         read is marked, except `open_turn` (a reply about to stream: only its prefix is read yet)."""
+        if self.template.mode == "instruct":
+            self._sync_rendered(open_turn)
+            return
         path = self.turns
         wanted = [i for t in path for i in t.ids]
         if list(self.session.ids) == wanted:
@@ -74,7 +83,9 @@ class Chat:
         start = 0
         for k in range(len(path), 0, -1):
             mark = self.marks.get(path[k - 1].id)
-            if mark is not None and path[k - 1] is not open_turn:
+            # (a mark made in another mode may hold other tokens for the same turns)
+            if mark is not None and path[k - 1] is not open_turn and \
+                    list(mark.ids) == wanted[:sum(len(t.ids) for t in path[:k])]:
                 self.session.restore(mark)
                 start = k
                 break
@@ -88,6 +99,25 @@ class Chat:
             if turn is not open_turn:
                 self.marks[turn.id] = self.session.mark()
 
+    def _sync_rendered(self, open_turn: Turn | None) -> None:
+        """Instruct mode's sync: read the path's rendering (see the module docstring)."""
+        path = [t for t in self.turns if t is not open_turn]
+        wanted = instruct.read_ids(self.session.tokenizer, path, self.template.system)
+        session = self.session
+        read = list(session.ids)
+        if read != wanted:
+            if read != wanted[:len(read)]:  # they part before the end of what was read
+                fits = [m for m in (*self.marks.values(), self.start_mark) if m is not None and
+                        len(m.ids) <= len(wanted) and list(m.ids) == wanted[:len(m.ids)]]
+                if fits:
+                    session.restore(max(fits, key=lambda m: len(m.ids)))
+                else:
+                    session.reset()
+            session.feed_ids(wanted[len(session.ids):])
+        mark = self.marks.get(path[-1].id) if path else None
+        if path and (mark is None or list(mark.ids) != wanted):
+            self.marks[path[-1].id] = session.mark()
+
     # ---- actions ---------------------------------------------------------------------------------------
     def say(self, words: str, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """The user's turn, then the model's reply streaming (TokenEvents). In co-write, empty
@@ -99,12 +129,32 @@ class Chat:
         conv.mode = t.mode
         encode = self.session.tokenizer.encode
         parent = conv.current
+        if t.mode == "instruct":
+            return self._reply(self._instruct_turn(words), cancel)
         if words or t.mode == "dialogue":
             prefix, suffix = t.user_turn(conv.text(), words, self.word_level)
             turn = conv.add("user", words, parent=parent, prefix=prefix, suffix=suffix,
                             ids=encode(prefix + words + suffix), speaker=t.user if t.mode == "dialogue" else "")
             parent = turn.id
         return self._reply(parent, cancel)
+
+    def _instruct_turn(self, words: str) -> int:
+        """Add the user's message (instruct mode); its id. The template's text around it is
+        kept for display (the model reads the whole rendering, see sync)."""
+        tokenizer, conv = self.session.tokenizer, self.conversation
+        problem = instruct_problem(tokenizer)
+        if problem:
+            raise ChatError(problem)
+        parent = conv.current
+        turn = conv.add("user", words, parent=parent)
+        try:
+            turn.prefix, turn.suffix = instruct.turn_text(tokenizer, self.turns, self.template.system)
+        except ValueError:  # the template refused it (one sentence): the conversation is as it was
+            conv.remove(turn.id)
+            conv.current = parent
+            raise
+        turn.ids = tokenizer.encode(turn.full)
+        return turn.id
 
     def regenerate(self, cancel: Callable[[], bool] | None = None) -> Iterator[TokenEvent]:
         """A new reply in place of the last one, which is kept as a sibling."""
@@ -164,14 +214,17 @@ class Chat:
         return self._stream(turn, cancel)
 
     def _stream(self, turn: Turn, cancel) -> Iterator[TokenEvent]:
+        read = None  # what the session had read when the reply started (its prefix included)
+        written = len(turn.ids)
         try:
             self.sync(open_turn=turn)  # the new text (and anything not read yet) is read here
+            read = list(self.session.ids)
             for event in self.session.reply(stops=self.template.reply_stops(), cancel=cancel):
                 turn.text += event.text
                 turn.ids.append(event.token_id)
                 yield event
         finally:
             turn.finish = self.session.stats.finish_reason or "cancelled"
-            if list(self.session.ids) == [i for t in self.turns for i in t.ids]:
+            if read is not None and list(self.session.ids) == read + turn.ids[written:]:
                 self.marks[turn.id] = self.session.mark()
             self.conversation.updated = max(self.conversation.updated, turn.created)

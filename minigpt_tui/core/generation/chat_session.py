@@ -126,7 +126,8 @@ class ChatSession:
             state = model.new_state()
         else:
             context, state = new, self.state
-        logits, state = model(torch.tensor([context], dtype=torch.long, device=self.sampler.device), state)
+        logits, state = model(torch.tensor([context], dtype=torch.long, device=self.sampler.device), state,
+                              last=self.recorded is None)  # (the reply needs the last position's only)
         if self.recorded is not None:
             # After a crop, or a fresh start mid-conversation, only the last position has its whole
             # context (the one the reply uses; the cache itself is exact for everything after it).

@@ -1,4 +1,5 @@
-"""Two ways to talk to a model that was never taught to chat, and the template that says how.
+"""Three ways to talk to a model, and the template that says how: two for a model that was never
+taught to chat, one for a model that ships a chat template of its own.
 
 co-write   the user's text and the model's form one document: the model continues
            after whatever the user adds (the natural mode for the Bible or for prose).
@@ -16,6 +17,10 @@ dialogue   the user speaks as one speaker and the model answers as another, in t
            the reply starts after "JULIET:\\n" and ends at the next blank line or
            speaker tag (stop strings). Text without speaker lines (the Bible) gets an
            inline format, "You: ...\\nModel: ...", one line a turn.
+
+instruct   a model tuned to chat (an imported one whose tokenizer has a chat template):
+           the conversation is rendered by the model's own template each turn
+           (core.generation.instruct), after an optional system prompt.
 
 The template is those few strings, with {user} and {model} standing for the names;
 it is visible (the chat shows what it adds, dimmed), editable, and remembered per
@@ -41,7 +46,7 @@ NAME = r"[A-Z][A-Za-z'.-]*(?: [A-Za-z'.-]+){0,2}"  # "ROMEO", "First Citizen", "
 _BLOCK = re.compile(rf"^({NAME}):[ \t]*$", re.M)  # a speaker line of its own, the speech below
 _INLINE = re.compile(rf"^({NAME}): \S", re.M)  # "NAME: speech" on one line
 MIN_LINES = 3  # a name must open at least this many speeches to count
-EDITABLE = ("user", "model", "user_tag", "model_tag", "separator", "stops")
+EDITABLE = ("user", "model", "user_tag", "model_tag", "separator", "stops")  # dialogue's fields
 
 
 class TemplateError(ValueError):
@@ -57,6 +62,7 @@ class ChatTemplate:
     model_tag: str = "{model}: "  # before the model's reply (dialogue)
     separator: str = "\n"  # between speeches (dialogue)
     stops: list[str] = field(default_factory=lambda: ["\n"])  # end the model's turn (dialogue)
+    system: str = ""  # the system prompt (instruct; none when empty)
 
     def fill(self, text: str) -> str:
         return text.replace("{user}", self.user).replace("{model}", self.model)
@@ -87,6 +93,9 @@ class ChatTemplate:
 
     def describe(self) -> str:
         """One line for a status bar: the mode, and in dialogue who speaks and what ends a reply."""
+        if self.mode == "instruct":
+            system = f"system prompt {shown(short(self.system))}" if self.system else "no system prompt"
+            return f"instruct: the model's chat template, {system}"
         if self.mode != "dialogue":
             return f"{MODE_NAMES['cowrite']}: the model continues the document"
         stops = " or ".join(shown(s) for s in self.reply_stops()) or "length"
@@ -98,8 +107,10 @@ class ChatTemplate:
         if name == "mode":
             if value not in MODES:
                 raise TemplateError(f"The mode must be one of {', '.join(MODES)}, got {value!r}.")
+        elif name == "system":
+            value = unescape(str(value)).strip()
         elif name not in EDITABLE:
-            raise TemplateError(f"The template has no field {name!r}; it has {', '.join(EDITABLE)}.")
+            raise TemplateError(f"The template has no field {name!r}; it has {', '.join(EDITABLE)} and system.")
         elif name == "stops":
             value = [value] if isinstance(value, str) else list(value)
             value = [unescape(v) for v in value if v]
@@ -136,6 +147,11 @@ def missing(document: str, wanted: str) -> str:
         if document.endswith(wanted[:k]):
             return wanted[k:]
     return wanted
+
+
+def short(text: str, width: int = 40) -> str:
+    """A long text cut to `width` characters for a one-line summary."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def shown(text: str) -> str:
@@ -216,14 +232,28 @@ def default_template(names: list[str], style: str) -> ChatTemplate:
     return t
 
 
+def instruct_problem(tokenizer) -> str | None:
+    """Why instruct mode cannot be used with this tokenizer (one sentence), or None."""
+    if getattr(tokenizer, "chat_template", None):
+        return None
+    return "This run's model has no chat template, so instruct mode is not available; use cowrite or dialogue."
+
+
 class RunChat:
-    """A run's chat settings: its template (chat.json) and the speakers its corpus names."""
+    """A run's chat settings: its template (chat.json) and the speakers its corpus names. A run
+    whose tokenizer has a chat template opens in instruct mode until another is chosen."""
 
     def __init__(self, run_dir: Path, tokenizer=None):
         self.run_dir = Path(run_dir)
+        self.instruct = instruct_problem(tokenizer) is None
         names, self.style = find_speakers(speaker_text(self.run_dir))
         self.speakers = spellable(names, tokenizer)
         self.template = self.load()
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this run can chat in, in the order `m` cycles through them."""
+        return MODES if self.instruct else tuple(m for m in MODES if m != "instruct")
 
     @property
     def path(self) -> Path:
@@ -233,10 +263,16 @@ class RunChat:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             if isinstance(raw, dict):
-                return ChatTemplate.from_dict(raw)
+                template = ChatTemplate.from_dict(raw)
+                if template.mode == "instruct" and not self.instruct:
+                    template.mode = "cowrite"
+                return template
         except (OSError, ValueError):
             pass  # missing or damaged: the defaults (rewritten at the next change)
-        return default_template(self.speakers, self.style)
+        template = default_template(self.speakers, self.style)
+        if self.instruct:  # a model tuned to chat talks best in its own format
+            template.mode = "instruct"
+        return template
 
     def save(self) -> None:
         """Remember the template for this run; TemplateError (one sentence) if it cannot be written."""

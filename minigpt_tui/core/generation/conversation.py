@@ -29,8 +29,8 @@ from minigpt_tui.core import fsutil
 from minigpt_tui.core.runs.run_dir import RunDir
 
 FORMAT = 1
-MODES = ("cowrite", "dialogue")
-MODE_NAMES = {"cowrite": "co-write", "dialogue": "dialogue"}
+MODES = ("cowrite", "dialogue", "instruct")
+MODE_NAMES = {"cowrite": "co-write", "dialogue": "dialogue", "instruct": "instruct"}
 
 
 class ConversationError(ValueError):

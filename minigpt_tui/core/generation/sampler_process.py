@@ -93,7 +93,7 @@ def serve(conn, run_dir: str, checkpoint: str) -> None:
         from minigpt_tui.core.runs.run_dir import RunDir
 
         run = RunDir(Path(run_dir)).load(checkpoint=checkpoint)
-        sampler = Sampler(run.model, run.tokenizer, use_cache=True)
+        sampler = Sampler(run.model, run.tokenizer, use_cache=True, banned=run.unseen)
         session = ChatSession(sampler)
     except USER_ERRORS as err:  # the run's own fault (no checkpoint, a damaged one): the parent says so
         conn.send(("user_error", (type(err).__name__, str(err))))

@@ -47,7 +47,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -219,7 +219,8 @@ class Sampler:
     """
 
     def __init__(self, model: LanguageModel, tokenizer: Tokenizer,
-                 settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0):
+                 settings: SamplingSettings | None = None, use_cache: bool = True, threads: int = 0,
+                 banned: Iterable[int] = ()):
         # (unwrap: a model still inside a DDP or torch.compile wrapper is sampled as itself,
         # whose methods, such as decode_step, are called directly)
         self.model: LanguageModel = unwrap(model).eval()
@@ -232,6 +233,11 @@ class Sampler:
         self.threads = threads or (1 if small and self.device.type == "cpu" else 0)
         self.stats = GenerationStats()
         self._reseed_pending = True
+        # Tokens the run never saw in training (its <unk>, say): their logits are -inf before
+        # anything else, so they are never picked and show no probability (unless the settings'
+        # allow_unk, read at every token like the rest, says otherwise).
+        banned = sorted(set(banned))
+        self.banned = torch.tensor(banned, dtype=torch.long) if banned else None
 
     @property
     def tokens_per_s(self) -> float:
@@ -264,11 +270,13 @@ class Sampler:
         if not self.use_cache:
             return self._recompute(ids), None
         state = model.new_state()
-        logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state)
+        logits, state = model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), state,
+                              last=True)
         return logits[0, -1], state
 
     def _recompute(self, ids: list[int]) -> torch.Tensor:
-        logits, _ = self.model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), None)
+        logits, _ = self.model(torch.tensor([self._context(ids)], dtype=torch.long, device=self.device), None,
+                               last=True)
         return logits[0, -1]
 
     def _step(self, ids: list[int], state):
@@ -303,6 +311,8 @@ class Sampler:
         logits = logits.float()
         if logits.device.type != "cpu":
             logits = logits.cpu()
+        if self.banned is not None and not s.allow_unk:
+            logits = logits.index_fill(0, self.banned, float("-inf"))
         probs = logits.softmax(-1)
         next_id = choose(logits, s, recent, self.generator, probs)
         top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))

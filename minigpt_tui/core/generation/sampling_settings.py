@@ -91,6 +91,9 @@ class SamplingSettings:
     seed: int = 1337
     max_new_tokens: int = 500
     stop: list[str] = field(default_factory=list)
+    # Tokens the run's training text never held (a char model's <unk>, a BPE's unused bytes) are
+    # never sampled (Sampler's `banned`); True lets the model write them as its weights say.
+    allow_unk: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with one sentence naming the first bad setting."""

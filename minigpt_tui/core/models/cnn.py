@@ -162,16 +162,19 @@ class ConvLanguageModel(nn.Module):
     def new_state(self) -> ConvState:
         return ConvState(len(self.blocks))
 
-    def forward(self, idx: torch.Tensor, state: ConvState | None = None):
+    def forward(self, idx: torch.Tensor, state: ConvState | None = None, last: bool = False):
         """idx (B, T) -> logits (B, T, V), state. state=None: the sequence on its own, from
-        zeros (training); a state: idx continues what it has read (any number of tokens)."""
+        zeros (training); a state: idx continues what it has read (any number of tokens).
+        With `last`, the last position's logits only, (B, 1, V)."""
         x = self.drop(self.embed(idx))
         for i, block in enumerate(self.blocks):
-            x, last = block(x, state.past(i) if state is not None else None)
+            x, kept = block(x, state.past(i) if state is not None else None)
             if state is not None:
-                state.keep(i, last)
+                state.keep(i, kept)
         if state is not None:
             state.pos += idx.size(1)
+        if last:
+            x = x[:, -1:]
         return self.head(self.norm(x)), state
 
     def _plan(self) -> list[tuple]:

@@ -43,11 +43,12 @@ class LanguageModel(Protocol):
     def new_state(self) -> Any:
         """The state before any token: the next forward reads a prompt from scratch."""
 
-    def forward(self, idx: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+    def forward(self, idx: torch.Tensor, state: Any = None, last: bool = False) -> tuple[torch.Tensor, Any]:
         """idx (B, T) -> logits (B, T, V) and the state after the last token.
-        state=None processes the sequence on its own (training)."""
+        state=None processes the sequence on its own (training). last=True: the logits of the
+        last position only, (B, 1, V) (a sampler reading a prompt; the head is skipped elsewhere)."""
 
-    def __call__(self, idx: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+    def __call__(self, idx: torch.Tensor, state: Any = None, last: bool = False) -> tuple[torch.Tensor, Any]:
         """forward, through nn.Module's call (what callers write: model(idx, state))."""
 
     def decode_step(self, token: int, state: Any) -> tuple[torch.Tensor, Any]:

@@ -60,14 +60,17 @@ class RNNLanguageModel(nn.Module):
     def new_state(self):
         return None  # zeros, created by torch on the first call
 
-    def forward(self, idx: torch.Tensor, state=None):
-        """idx (B, T) -> logits (B, T, V), new state (one entry per layer)."""
+    def forward(self, idx: torch.Tensor, state=None, last: bool = False):
+        """idx (B, T) -> logits (B, T, V), new state (one entry per layer); with `last`, the
+        last position's logits only, (B, 1, V)."""
         x = self.drop(self.embed(idx))
         states = state if state is not None else [None] * len(self.blocks)
         new_states = []
         for block, s in zip(self.blocks, states):
             x, s = block(x, s)
             new_states.append(s)
+        if last:
+            x = x[:, -1:]
         return self.head(self.norm(x)), new_states
 
     def decode_step(self, token: int, state) -> tuple[torch.Tensor, list]:

@@ -59,20 +59,29 @@ class DecodePlan(NamedTuple):
 class KVCache:
     """Per-layer ring buffers holding the rotated keys and values of the last W tokens.
 
-    Each layer's buffers are allocated once, (B, H, W, D), by the prefill (the
-    model's forward, which calls `store`). Slot `count % W` is written next; once
-    W entries exist that is the oldest one. A single query attends to every
-    filled slot, and softmax attention does not care in which order the slots
-    hold them, so the ring needs no reordering. Keys are stored in interleaved
-    order (see the module docstring). `plan` holds the weights arranged for
-    decoding, taken at the first decoded token, so a cache belongs to the weights
+    Each layer's buffers, (B, H, slots, D), are allocated by the prefill (the model's
+    forward, which calls `store`) for what the prompt needs: its length rounded up to
+    a power of two, at least MIN_SLOTS, at most W. A write that would fall past the
+    allocated slots first doubles them (`reserve`, copying what is held) until there
+    are W; while count < W the ring has not wrapped, so the entries are slots
+    0..count-1 in order and growing needs no reordering. (An imported model's window
+    is its whole position table, 8192 for SmolLM2: 380 MB of float32 keys and values
+    at once, for chats that mostly last a few hundred tokens.) Slot `count % W` is
+    written next; once W entries exist that is the oldest one. A single query
+    attends to every filled slot, and softmax attention does not care in which order
+    the slots hold them, so the ring needs no reordering. Keys are stored in
+    interleaved order (see the module docstring). `plan` holds the weights arranged
+    for decoding, taken at the first decoded token, so a cache belongs to the weights
     it was filled with.
     """
+
+    MIN_SLOTS = 256  # the fewest slots a prefill allocates (fewer only when W is smaller)
 
     def __init__(self, n_layer: int, window: int, keep_ids: bool = False):
         self.window = window
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
         self.count = 0  # ring entries written per layer; the next write goes to count % W
+        self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
         self.pos = 0  # absolute position of the next token
         self.plan: list[DecodePlan] | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
@@ -88,11 +97,35 @@ class KVCache:
         """Keep a prompt's last W rotated keys and values (B, H, T, D) for `layer`, oldest in slot 0."""
         B, H, T, D = k.shape
         keep = min(T, self.window)
-        keys = k.new_zeros(B, H, self.window, D)
+        self.slots = self._slots_for(keep)
+        keys = k.new_zeros(B, H, self.slots, D)
         values = torch.zeros_like(keys, dtype=v.dtype)
         order = interleave_order(D).to(k.device)
         keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
         self.layers[layer] = (keys, values)
+
+    def _slots_for(self, entries: int) -> int:
+        """Slots to allocate for `entries`: a power of two, at least MIN_SLOTS, at most W."""
+        return min(self.window, max(self.MIN_SLOTS, 1 << max(entries - 1, 0).bit_length()))
+
+    def reserve(self, n: int) -> None:
+        """Make room for n more entries before they are written: while fewer than W slots are
+        allocated and count + n exceed them, every layer's buffers grow to twice their slots (or
+        more, up to W), the entries held copied over (unwrapped: slots 0..count-1)."""
+        need = self.count + n
+        if need <= self.slots or self.slots >= self.window:
+            return
+        slots = min(self.window, max(2 * self.slots, self._slots_for(need)))
+        held = self.count  # < slots <= W: never wrapped yet
+        grown = []
+        for kv in self.layers:
+            pair = []
+            for t in kv:
+                bigger = t.new_zeros(t.size(0), t.size(1), slots, t.size(3))
+                bigger[:, :, :held] = t[:, :, :held]
+                pair.append(bigger)
+            grown.append(tuple(pair))
+        self.layers, self.slots = grown, slots
 
     def copy(self) -> "KVCache":
         """An independent copy (the ring is written in place by every decoded token): what a
@@ -101,6 +134,7 @@ class KVCache:
         twin = KVCache(len(self.layers), self.window, self.keep_ids)
         twin.layers = [None if kv is None else (kv[0].clone(), kv[1].clone()) for kv in self.layers]
         twin.count, twin.pos, twin.plan, twin.ids = self.count, self.pos, self.plan, self.ids
+        twin.slots = self.slots
         return twin
 
     def prefilled(self, idx: torch.Tensor) -> None:
@@ -122,7 +156,7 @@ class KVCache:
     def reset(self) -> None:
         """Empty again (the buffers are allocated anew by the next prefill)."""
         self.layers = [None] * len(self.layers)
-        self.count = self.pos = 0
+        self.count = self.pos = self.slots = 0
         self.ids = None
 
 
@@ -191,6 +225,8 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     QK = (H + Hkv) * D  # the query and key rows of qkv
     if cache.plan is None:
         cache.plan = decode_plan(model)
+    if cache.slots <= cache.count < W:  # the buffers are full but not yet W slots: grow first
+        cache.reserve(1)
     x = _embed(model, idx, cache.pos)  # (B, C)
     B = x.size(0)
     slot = cache.count % W
@@ -236,8 +272,9 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     return linear(x, model.head.weight)
 
 
-def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it.
+def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = False) -> torch.Tensor:
+    """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it
+    (with `last`, (B, 1, V): the last token's only).
 
     What a conversation uses to read a new turn: one forward over the new tokens
     whose queries attend to the ring's keys and values plus their own, with the
@@ -257,14 +294,16 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
     if cache.plan is None:
         cache.plan = decode_plan(model)
     device = idx.device
+    cache.reserve(T)
     # Slot s was last written as entry c_s (the ring's count before that write); its age is
-    # count - c_s (1: the newest). Query t (position pos + t) sees it when t + age < W.
+    # count - c_s (1: the newest). Query t (position pos + t) sees it when t + age < W. With
+    # fewer than W slots allocated, count + T fit in them (reserve): no wrap, every write new.
     count = cache.count
-    slot = torch.arange(W, device=device)
+    slot = torch.arange(cache.slots, device=device)
     age = (count - 1 - slot) % W + 1
     t = torch.arange(T, device=device)[:, None]
     mask = torch.cat(((t + age[None, :] < W) & (slot < count)[None, :],
-                      torch.arange(T, device=device)[None, :] <= t), dim=1)  # (T, W + T)
+                      torch.arange(T, device=device)[None, :] <= t), dim=1)  # (T, slots + T)
     G = H // Hkv  # query heads per key/value head: their queries go in one call, (B, Hkv, G T, D)
     mask = mask.repeat(G, 1)
     rot = None
@@ -291,5 +330,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
         h = _mlp_activation(F.linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
         x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
     cache.read(idx)
+    if last:
+        x = x[:, -1:]
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     return F.linear(x, model.head.weight)

@@ -107,10 +107,27 @@ def tokenizer_settings(path: Path, hf: dict) -> dict:
         eos = hf["eos_token_id"]
     add_bos = conf.get("add_bos_token")
     if add_bos is None:  # unsaid: as the tokenizer.json's post-processor does
-        add_bos = "bos" in json.dumps(json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
-                                      .get("post_processor")).lower()
+        add_bos = _post_processor_adds_bos(path / "tokenizer.json", bos)
+    # The other special tokens, for a chat template that names them (core.data.hf_chat_template).
+    others = {name: token(conf.get(name, special.get(name))) for name in ("unk_token", "sep_token", "pad_token",
+                                                                          "cls_token", "mask_token")}
     return {"bos_token": bos, "eos_token": eos, "add_bos": bool(add_bos), "end_tokens": ends,
-            "chat_template": template, "vocab_size": hf.get("vocab_size") or 0}
+            "chat_template": template, "vocab_size": hf.get("vocab_size") or 0,
+            **{name: value for name, value in others.items() if isinstance(value, str)}}
+
+
+def _post_processor_adds_bos(tokenizer_file: Path, bos) -> bool:
+    """Whether encoding with special tokens (what transformers does by default) puts BOS first."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(tokenizer_file))
+    except Exception:  # (a bare Exception for malformed files: read_folder's reading reports those)
+        return False
+    bos_id = bos if isinstance(bos, int) else tok.token_to_id(bos) if isinstance(bos, str) else None
+    with_special = tok.encode("a", add_special_tokens=True).ids
+    return bos_id is not None and len(with_special) > len(tok.encode("a", add_special_tokens=False).ids) \
+        and with_special[0] == bos_id
 
 
 def _memory_bytes() -> int | None:

@@ -311,7 +311,11 @@ class RunDir:
             raise CheckpointError(
                 f"Checkpoint file {path} does not match the run's config.toml and tokenizer.json.") from None
         model.to(device).eval()
-        return LoadedRun(self.path, config, tokenizer, model, path, int(state["step"]))
+        try:  # (a damaged meta.json costs the ban, not the run)
+            unseen = tuple(i for i in self.read_meta().unseen_tokens if i < tokenizer.vocab_size)
+        except RunError:
+            unseen = ()
+        return LoadedRun(self.path, config, tokenizer, model, path, int(state["step"]), unseen)
 
     # ---- listing -------------------------------------------------------------------------------------
     def info(self) -> "RunInfo":
@@ -416,6 +420,7 @@ class LoadedRun:
     model: LanguageModel  # in eval mode, on the device asked for
     checkpoint: Path
     step: int
+    unseen: tuple[int, ...] = ()  # token ids its training text never held: never sampled
 
 
 @dataclass

@@ -37,6 +37,9 @@ class RunMeta:
     imported_from: str = ""  # a model made elsewhere: its hub id or folder (core/pretrained)
     revision: str = ""  # the hub commit it was downloaded at
     started_from: str = ""  # --train --from: the run (and step) whose weights it started from
+    # Token ids its training text never held (none for an imported model: it saw more than we
+    # know): samplers never pick them, so a char model never writes <unk>.
+    unseen_tokens: list[int] = field(default_factory=list)
     # Tokens that determine a prediction exactly (the model's receptive_field: a CNN's, a
     # Transformer's); 0 for an RNN (unbounded) and in a meta.json from before it was kept.
     receptive_field: int = 0
@@ -63,6 +66,8 @@ class RunMeta:
                 value = raw[f.name]
                 kind = type(getattr(meta, f.name)) if f.name != "best_val_loss" else float
                 if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+                    raise TypeError
+                if kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                     raise TypeError
                 setattr(meta, f.name, kind(value))
         except (TypeError, ValueError, OverflowError):

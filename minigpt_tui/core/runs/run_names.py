@@ -2,7 +2,8 @@
 
 A new run's folder is named after its recipe, and after its corpus too when that is not the
 recipe's own (a kjv-char-transformer trained on tiny Shakespeare should not read as a Bible
-model in the run list).
+model in the run list); a tokenizer or family the recipe's name says is replaced by the run's
+own (kjv-char-transformer with data.tokenizer = "bpe" is a kjv-bpe-transformer).
 """
 
 from __future__ import annotations
@@ -66,14 +67,34 @@ def recipe_corpus(recipe: str | Path) -> str:
         return ""
 
 
-def run_stem(recipe_name: str, recipe_corpus: str, corpus_name: str) -> str:
-    """The start of a new run's folder name: the recipe's name, saying the corpus when it is not
-    the recipe's own. `corpus_name` may be a path (data.path), which names corpora better than
+# The words of recipe names that say a run's tokenizer and model family (kjv-char-transformer).
+TOKENIZER_WORDS = ("char", "word", "bpe")
+FAMILY_WORDS = ("transformer", "gru", "lstm")
+
+
+def says(name: str, words: tuple[str, ...], actual: str) -> str:
+    """`name` with its one word of `words` (hyphen-separated) made `actual`: ("kjv-char-transformer",
+    TOKENIZER_WORDS, "bpe") -> "kjv-bpe-transformer". Unchanged when `actual` is not one of
+    `words` or the name has none of them, or more than one (nothing to tell which)."""
+    parts = name.split("-")
+    found = [i for i, part in enumerate(parts) if part in words]
+    if actual not in words or len(found) != 1:
+        return name
+    parts[found[0]] = actual
+    return "-".join(parts)
+
+
+def run_stem(recipe_name: str, recipe_corpus: str, corpus_name: str, tokenizer: str = "", family: str = "") -> str:
+    """The start of a new run's folder name: the recipe's name, saying the run's tokenizer and
+    model family where the name says one (`tokenizer`, `family`: the run's; "" leaves the name
+    as it is), and saying the corpus when it is not the recipe's own. `corpus_name` may be a path (data.path), which names corpora better than
     their file names do. kjv-char-transformer on tinyshakespeare/input.txt ->
     tinyshakespeare-char-transformer (a recipe named after its corpus gets the new one instead);
     kjv-char-gru on war-and-peace.txt -> war-and-peace-char-gru;
     tiny on notes.txt (recipe corpus kjv) -> tiny-notes; shakespeare-char-transformer on
-    tinyshakespeare/input.txt -> unchanged (its name says the corpus already)."""
+    tinyshakespeare/input.txt -> unchanged (its name says the corpus already);
+    kjv-char-transformer with the bpe tokenizer -> kjv-bpe-transformer."""
+    recipe_name = says(says(recipe_name, TOKENIZER_WORDS, tokenizer), FAMILY_WORDS, family)
     corpus, own = corpus_slug(corpus_name), corpus_slug(recipe_corpus)
     if not corpus or not own or corpus == own:
         return recipe_name  # the recipe's own corpus, or one we cannot tell apart from it

@@ -111,6 +111,7 @@ class Trainer:
         # Everything a user can get wrong is checked before the run folder exists.
         data = prepare_data(cfg, self.dist, self.resume, self.emit, self.start_from)
         self.tokenizer, self.corpus_name = data.tokenizer, data.corpus_name
+        self.unseen_ids = data.unseen_ids
         self.train_stream = TokenStream(data.train_tokens, cfg.model.context_length, "training")
         self.val_stream = TokenStream(data.val_tokens, cfg.model.context_length, "validation")
 
@@ -207,11 +208,12 @@ class Trainer:
                 recipe=self.recipe_name, family=cfg.model.family, tokenizer=cfg.data.tokenizer,
                 corpus=self.corpus_name, vocab_size=self.tokenizer.vocab_size, params=self.params,
                 created=time.time(), status="training", max_steps=cfg.train.max_steps,
-                started_from=self.started_from,
+                started_from=self.started_from, unseen_tokens=self.unseen_ids,
             )
             # The folder appears with its config, tokenizer and meta inside, already locked.
             # Named after the recipe, and after the corpus too when it is not the recipe's own.
-            stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name)
+            stem = run_stem(self.recipe_name, recipe_corpus(self.recipe_name), cfg.data.path or self.corpus_name,
+                            tokenizer=cfg.data.tokenizer, family=cfg.model.family)
             if self.start_from is not None:  # gpt2 fine-tuned on tinyshakespeare/input.txt: gpt2-ft-tinyshakespeare
                 stem = "-".join(filter(None, (self.start_from.name, "ft", corpus_slug(cfg.data.path or self.corpus_name))))
             self.folder = RunDir.create(stem, self.runs_root, {
@@ -404,7 +406,7 @@ class Trainer:
     def sample(self) -> str:
         settings = SamplingSettings(temperature=0.8, seed=self.config.train.seed,
                                     max_new_tokens=self.config.train.sample_tokens)
-        sampler = Sampler(self.model, self.tokenizer, settings)
+        sampler = Sampler(self.model, self.tokenizer, settings, banned=self.unseen_ids)
         with self.autocast():
             return "".join(e.text for e in sampler.generate(""))
 

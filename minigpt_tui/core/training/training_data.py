@@ -34,6 +34,9 @@ class TrainingData:
     train_tokens: torch.Tensor  # 1-D, mapped from the token cache
     val_tokens: torch.Tensor
     corpus_name: str
+    # Token ids the training text never holds (a char run's <unk>, BPE merges of text only in
+    # the validation split): a sampler never picks them (see unseen_ids).
+    unseen_ids: list[int]
 
 
 def prepare_data(config: RunConfig, dist: Distributed, resume: RunDir | None,
@@ -73,8 +76,22 @@ def _load_data(config: RunConfig, resume: RunDir | None, emit: Callable[[ev.Even
         tokenizer = start_from.tokenizer()
     else:
         tokenizer = cached_tokenizer(config.data.tokenizer, config.data.vocab_size, train, progress)
-    return TrainingData(tokenizer, cached_tokens(train, tokenizer, progress).tokens,
-                        cached_tokens(valid, tokenizer, progress).tokens, corpus.name)
+    train_tokens = cached_tokens(train, tokenizer, progress).tokens
+    unseen = unseen_ids(train_tokens, tokenizer.vocab_size)
+    if start_from is not None or resume is not None:  # only what no run of its line has seen
+        source = start_from or resume
+        unseen = sorted(set(unseen) & set(source.read_meta().unseen_tokens))
+    return TrainingData(tokenizer, train_tokens, cached_tokens(valid, tokenizer, progress).tokens, corpus.name,
+                        unseen)
+
+
+def unseen_ids(tokens: torch.Tensor, vocab_size: int, chunk: int = 1 << 24) -> list[int]:
+    """The ids in 0..vocab_size-1 that `tokens` (a mapped uint16/int32 stream) never holds,
+    counted a chunk at a time (a 100M-token corpus as int64 at once would be 800 MB)."""
+    counts = torch.zeros(vocab_size, dtype=torch.long)
+    for start in range(0, tokens.numel(), chunk):
+        counts += torch.bincount(tokens[start : start + chunk].long(), minlength=vocab_size)[:vocab_size]
+    return (counts == 0).nonzero().flatten().tolist()
 
 
 def progress_reporter(emit: Callable[[ev.Event], None]) -> Progress:

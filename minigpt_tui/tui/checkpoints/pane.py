@@ -3,7 +3,8 @@
 Listing reads only the small files of each run (core.runs.run_dir.list_runs), in a
 thread worker; a run whose files are broken is listed with the reason instead of
 breaking the table. Runs can be marked (space) to compare them (c, see compare.py) or
-delete them together; rename, notes and clearing stub runs keep the list tidy (run_tidy.py).
+delete them together; rename, notes and clearing stub runs keep the list tidy (run_tidy.py);
+X exports the selected run for other tools (export_dialog.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from textual.widgets.data_table import CellDoesNotExist
 from textual.worker import get_current_worker
 
 from minigpt_tui.core.runs.run_dir import RunInfo
+from minigpt_tui.tui.checkpoints.export_dialog import ExportActions
 from minigpt_tui.tui.checkpoints.run_tidy import TidyActions, is_stub
 from minigpt_tui.tui.formatting import break_name, fmt_params
 from minigpt_tui.tui.palette import colour
@@ -40,9 +42,9 @@ COLUMNS = [
 ]
 
 
-class CheckpointsPane(TidyActions, Vertical):
+class CheckpointsPane(TidyActions, ExportActions, Vertical):
     """A table of runs; the selected one's config and curves; open, resume, fine-tune from, delete; marks,
-    compare, rename, notes, clearing stubs (TidyActions)."""
+    compare, rename, notes, clearing stubs (TidyActions); export (ExportActions)."""
 
     BINDINGS = [
         Binding("g", "open_generate", "Generate", id="checkpoints.generate",
@@ -53,6 +55,10 @@ class CheckpointsPane(TidyActions, Vertical):
         # footer (at 80 columns it would push out Plot and ? Help); help and ctrl+p list it.
         Binding("F", "start_from", "Fine-tune", show=False, id="checkpoints.start_from",
                 tooltip="Fine-tune: set up a new run that starts from the selected run's weights (switches to Train)"),
+        # X, not x: x clears stubs. Out of the footer too (help and ctrl+p list it).
+        Binding("X", "export", "Export", show=False, id="checkpoints.export",
+                tooltip="Export the selected run: a transformers folder, a GGUF file for llama.cpp and Ollama, "
+                        "or (GRU/LSTM) a safetensors bundle"),
         Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
                 tooltip="Delete the marked runs, or else the selected one, with their checkpoints (asks first)"),
         # (out of the footer, which has room for 80 columns' worth: the column headers sort too)
@@ -102,6 +108,7 @@ class CheckpointsPane(TidyActions, Vertical):
         self.marked: set[str] = set()  # run names, kept in the order of the table when used
         self._detail_for: str | None = None
         self._select: str | None = None  # a run to put the cursor on at the next listing (renamed)
+        self.exports_running: set[Path] = set()  # paths exports are writing now (ExportActions)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-empty")
@@ -305,7 +312,7 @@ class CheckpointsPane(TidyActions, Vertical):
     # ---- actions -------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         run = self.selected
-        if action in ("open_generate", "resume", "start_from"):
+        if action in ("open_generate", "resume", "start_from", "export"):
             if run is None or run.error or not run.has_checkpoint:
                 return None
             if action in ("resume", "start_from") and self.app.is_training():

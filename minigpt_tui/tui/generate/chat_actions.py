@@ -25,6 +25,7 @@ from minigpt_tui.core.data.tokenizer import prettify
 from minigpt_tui.core.generation.chat import ChatError
 from minigpt_tui.core.generation.chat_template import ChatTemplate, TemplateError
 from minigpt_tui.core.generation.conversation import (
+    MODES,
     ConversationError,
     export_conversation,
     list_conversations,
@@ -160,10 +161,12 @@ class ChatActions:
         self.refresh_bindings()
 
     def action_mode(self) -> None:
+        """The next mode the run can chat in (instruct only for a model with a chat template)."""
         if self.chat is None:
             return
         t = self.chat.template
-        t.mode = "cowrite" if t.mode == "dialogue" else "dialogue"
+        modes = self.run_chat.modes if self.run_chat is not None else tuple(m for m in MODES if m != "instruct")
+        t.mode = modes[(modes.index(t.mode) + 1) % len(modes)] if t.mode in modes else modes[0]
         self._remember_template()
         self.app.notify(f"Mode: {t.describe()}.", timeout=4)
 

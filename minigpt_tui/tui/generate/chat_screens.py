@@ -1,4 +1,5 @@
-"""The Generate tab's dialogs: the chat template editor and the list of saved conversations."""
+"""The Generate tab's dialogs: the chat template editor (dialogue's fields, or instruct's system
+prompt) and the list of saved conversations."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ FIELDS = [  # (field, label, what it is)
 
 
 class TemplateScreen(ModalScreen["ChatTemplate | None"]):
-    """Edit the dialogue template; Enter in a field saves (a bad value is one sentence), Esc cancels."""
+    """Edit the dialogue template, or in instruct mode the system prompt (the model's own chat
+    template does the rest); Enter in a field saves (a bad value is one sentence), Esc cancels."""
 
     DEFAULT_CSS = """
     TemplateScreen { align: center middle; }
@@ -45,8 +47,24 @@ class TemplateScreen(ModalScreen["ChatTemplate | None"]):
         self.template = template
         self.speakers = speakers
 
+    @property
+    def instruct(self) -> bool:
+        return self.template.mode == "instruct"
+
     def compose(self) -> ComposeResult:
         t = self.template
+        if self.instruct:
+            with Vertical(id="template-dialog"):
+                yield Label(Text("Instruct template (remembered for this run)", style="bold"))
+                yield Static("The model's own chat template writes the conversation; the system prompt "
+                             "goes first (empty: none).", id="template-speakers")
+                with Horizontal(classes="row"):
+                    yield Label("System prompt")
+                    yield Input(shown(t.system)[1:-1], placeholder="e.g. You are a helpful assistant.",
+                                id="t-system", select_on_focus=False)
+                yield Static("", id="template-error")
+                yield Static("Enter saves, Esc cancels.", id="template-hint")
+            return
         with Vertical(id="template-dialog"):
             yield Label(Text("Dialogue template (remembered for this run)", style="bold"))
             names = ", ".join(self.speakers[:10]) if self.speakers else "none (no NAME: lines)"
@@ -66,11 +84,15 @@ class TemplateScreen(ModalScreen["ChatTemplate | None"]):
             yield Static("Enter saves, Esc cancels, Tab moves between fields.", id="template-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#t-user", Input).focus()
+        self.query_one("#t-system" if self.instruct else "#t-user", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         edited = ChatTemplate.from_dict(self.template.to_dict())
+        if self.instruct:
+            edited.set("system", self.query_one("#t-system", Input).value)
+            self.dismiss(edited)
+            return
         edited.mode = "dialogue"
         try:
             for name, _, _ in FIELDS:

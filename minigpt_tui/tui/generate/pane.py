@@ -83,15 +83,19 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         Binding("n", "new_chat", "New chat", id="generate.new_chat",
                 tooltip="Start a new conversation (the current one is saved)"),
         Binding("m", "mode", "Mode", id="generate.mode",
-                tooltip="Switch between co-write (one document) and dialogue (two speakers)"),
+                tooltip="Switch between co-write (one document), dialogue (two speakers) and instruct "
+                        "(the model's chat template)"),
         Binding("t", "template", "Template", show=False, id="generate.template",
-                tooltip="Edit the dialogue template: speakers, tags, where a reply ends"),
+                tooltip="Edit the dialogue template (speakers, tags, where a reply ends), or instruct's system prompt"),
         Binding("h", "saved", "Saved chats", show=False, id="generate.saved",
                 tooltip="Reopen a saved conversation of this run"),
         Binding("e", "export", "Export", show=False, id="generate.export",
                 tooltip="Export the conversation as Markdown or plain text"),
         Binding("s", "reseed", "Seed", id="generate.reseed", show=False,
                 tooltip="Draw a new random seed (applies from the next token)"),
+        Binding("a", "allow_unk", "Allow <unk>", id="generate.allow_unk", show=False,
+                tooltip="Let the model write tokens its training text never held (a char model's <unk>); "
+                        "off by default (applies from the next token)"),
         Binding("v", "confidence", "Colour", id="generate.confidence", show=False,
                 tooltip="Colour each token by the model's probability for it"),
         Binding("c", "copy", "Copy", id="generate.copy", show=False, tooltip="Copy the conversation to the clipboard"),
@@ -133,6 +137,7 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         self.turn_pieces: dict[int, list] = {}  # reply turn id -> its pieces as drawn (confidence colours)
         self.last_tps: float | None = None
         self.last_count = 0
+        self.last_unk = 0  # <unk> tokens in the last reply
         self.last_prompt: str | None = None
         self.stopped = False
         self.loaded_mtime: int | None = None  # of the checkpoint file loaded
@@ -301,6 +306,9 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
         self._render_status()
         self.post_message(GeneratePane.SettingsChanged())
 
+    def action_allow_unk(self) -> None:
+        self._set("allow_unk", not self.prefs.allow_unk)
+
     def action_regenerate(self) -> None:
         self.regenerate()
 
@@ -359,11 +367,15 @@ class GeneratePane(RunLoading, RunChoice, GenerationStream, ChatActions, Vertica
                  f"top-k {p.top_k or 'off'}",
                  f"top-p {p.top_p:.2f}" if p.top_p < 1 else "top-p off",
                  f"seed {p.seed}", f"max {p.max_new_tokens:,}"]
+        if p.allow_unk:
+            parts.append("<unk> allowed")
         if self.gen is not None:
             tps = float(getattr(self.session, "tokens_per_s", 0.0) or 0.0)
             parts.append(f"{tps:,.0f} tok/s…" if tps else "…")
         elif self.last_tps is not None:
             parts.append(f"{self.last_tps:,.0f} tok/s")
+            if self.last_unk:  # (a word model whose text held <unk>, or allowed: how often it wrote one)
+                parts.append(f"{self.last_unk:,} <unk>")
         return " │ ".join(parts)
 
     def _render_status(self) -> None:

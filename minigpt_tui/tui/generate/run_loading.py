@@ -78,6 +78,8 @@ class RunLoading:
             except RunError:  # an unreadable meta.json: the checkpoints can still be used
                 params = 0
             run_chat = RunChat(run_dir, tokenizer)  # the template; speakers from the corpus's start
+            if run_chat.instruct:
+                tokenizer.end_ids  # noqa: B018 (renders the chat template once: Jinja loads here, not on the UI thread)
             # Settings objects of their own (use_sampler copies the tab's settings into them).
             process = self._start_sampler_process(run_dir, kind, tokenizer) if sampler_in_process() else None
             if process is not None:
@@ -112,7 +114,7 @@ class RunLoading:
         from minigpt_tui.core.generation.sampling import Sampler
 
         loaded = run.load(checkpoint=kind)
-        sampler = Sampler(loaded.model, loaded.tokenizer, use_cache=True)
+        sampler = Sampler(loaded.model, loaded.tokenizer, use_cache=True, banned=loaded.unseen)
         return sampler, ChatSession(sampler), Loaded.of(loaded)
 
     def _start_sampler_process(self, run_dir: Path, kind: str, tokenizer: Any) -> Any:

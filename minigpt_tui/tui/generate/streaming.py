@@ -20,7 +20,7 @@ from typing import Any
 
 from textual import work
 
-from minigpt_tui.core.data.tokenizer import WikiTextJoins
+from minigpt_tui.core.data.tokenizer import WikiTextJoins, unk_token_id
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Generation:
     done: bool = False
     error: str = ""
     count: int = 0
+    unk: int = 0  # of them <unk>
     stream: Any = None  # the chat's reply iterator (core.generation.chat)
     turn: Any = None  # the model turn it fills
     pieces: list = field(default_factory=list)  # (display text, probability) as drawn
@@ -64,7 +65,13 @@ class GenerationStream:
             self.app.notify(warning, severity="warning", title="Prompt")
         self.last_prompt = prompt
         gen = Generation(prompt)
-        gen.stream = self.chat.say(prompt, cancel=gen.stop.is_set)
+        try:
+            gen.stream = self.chat.say(prompt, cancel=gen.stop.is_set)
+        except ValueError as err:  # ChatError, a chat template that refuses the turn: one sentence
+            self.app.notify(str(err), severity="error", title="Generate")
+            if not self.prompt.value:
+                self.prompt.value = prompt  # (to edit and send again)
+            return
         self._start(gen)
 
     def regenerate(self) -> None:
@@ -165,6 +172,9 @@ class GenerationStream:
             self.output.append_many(pieces)
             gen.pieces += pieces
             gen.count += n
+            unk_id = self._unk_id
+            if unk_id is not None:
+                gen.unk += sum(e.token_id == unk_id for e in events)
             now = time.monotonic()
             if now - self._panel_drawn >= PANEL_INTERVAL:  # nobody reads odds at 30 Hz
                 self._panel_drawn = now
@@ -178,6 +188,12 @@ class GenerationStream:
             self._finish(gen)
         elif self.gen is gen:
             self._arm_drain(1 / (FAST_DRAIN_HZ if n >= FAST_BATCH else DRAIN_HZ))
+
+    @property
+    def _unk_id(self) -> int | None:
+        """<unk>'s id in the loaded run's vocabulary (char and word runs), else None."""
+        tokenizer = getattr(self.session, "tokenizer", None)
+        return unk_token_id(tokenizer) if tokenizer is not None else None
 
     def _display(self, piece: str) -> str:
         """What a token adds on screen: WikiText's ' @-@ ' joins read back as '-' (as core prettify does)."""
@@ -202,6 +218,7 @@ class GenerationStream:
         if self._last_event is not None:
             self._render_alternatives(None, keep=True)
         self.last_count = gen.count
+        self.last_unk = gen.unk
         self.stopped = gen.stop.is_set()
         if self.session is not None and gen.count:
             self.last_tps = float(getattr(self.session, "tokens_per_s", 0.0) or 0.0)
