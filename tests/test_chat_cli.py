@@ -171,7 +171,9 @@ def test_a_cnn_run_chats_with_its_state_carried_exactly(tmp_path):
     loaded = RunDir(run).load()
     assert loaded.model.family == "cnn" and len(ids) > 3 * loaded.model.receptive_field  # R = 4 here
     with torch.inference_mode():
-        probs = loaded.model(torch.tensor([ids]))[0][0].softmax(-1)
+        logits = loaded.model(torch.tensor([ids]))[0][0]
+        # Tokens the training text never held (<unk>) are masked before the softmax, as the sampler does.
+        probs = logits.index_fill(-1, torch.tensor(loaded.unseen, dtype=torch.long), float("-inf")).softmax(-1)
     positions, at = [], 0
     for turn in conv.path():
         if turn.role == "model":
