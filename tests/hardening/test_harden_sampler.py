@@ -54,9 +54,10 @@ def _valid(events, tok, n=20) -> None:
         assert all(math.isfinite(p) for _, p in e.top)
 
 
+@pytest.mark.parametrize("family", ["transformer", "cnn"])
 @pytest.mark.parametrize("use_cache", [True, False], ids=["kv-cache", "no-cache"])
-def test_a_100_kb_prompt_feeds_the_transformer_only_its_receptive_field(use_cache):
-    m = model("transformer", CHAR)
+def test_a_100_kb_prompt_feeds_a_transformer_or_cnn_only_its_receptive_field(use_cache, family):
+    m = model(family, CHAR)
     counter = Counting(m)
     events = generate(m, CHAR, BIG_PROMPT, use_cache)
     _valid(events, CHAR)
@@ -85,7 +86,7 @@ def test_a_100_kb_prompt_at_word_level():
     _valid(generate(m, WORD, BIG_PROMPT), WORD)
 
 
-@pytest.mark.parametrize("family", ["transformer", "gru", "lstm"])
+@pytest.mark.parametrize("family", ["transformer", "gru", "lstm", "cnn"])
 @pytest.mark.parametrize("tok", [CHAR, WORD], ids=["char", "word"])
 def test_a_prompt_of_only_unknown_symbols_generates_and_warns_briefly(family, tok):
     m = model(family, tok)
@@ -105,7 +106,7 @@ def test_temperature_zero_is_greedy_and_repeatable(family):
         assert e.prob == pytest.approx(e.top[0][1])
 
 
-@pytest.mark.parametrize("family", ["transformer", "gru", "lstm"])
+@pytest.mark.parametrize("family", ["transformer", "gru", "lstm", "cnn"])
 def test_temperature_five_is_wild_but_valid(family):
     m = model(family, CHAR)
     hot = generate(m, CHAR, "the cat", temperature=5.0, max_new_tokens=200)
