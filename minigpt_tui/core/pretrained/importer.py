@@ -138,7 +138,8 @@ def _memory_bytes() -> int | None:
 
 
 def convert(folder: ModelFolder):
-    """(RunConfig, tokenizer, our state dict in float32), or ImportModelError."""
+    """(RunConfig, tokenizer, our state dict in float32, architecture name, parameter count), or
+    ImportModelError (one sentence) for anything that cannot be imported exactly."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
