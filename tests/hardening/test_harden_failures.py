@@ -133,6 +133,7 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
     """The same through the core API (what a library user sees): os.replace itself fails."""
     import errno
     import os
+    from pathlib import Path
 
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.errors import TrainingError
@@ -148,7 +149,7 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
         if str(dst).endswith("last.pt"):
             calls["n"] += 1
             if calls["n"] == 2:
-                before["bytes"] = open(dst, "rb").read()
+                before["bytes"] = Path(dst).read_bytes()
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst, *a, **kw)
 
