@@ -32,7 +32,7 @@ def remote(run_dir):
 
 def local_chat(run_dir, **settings) -> Chat:
     run = RunDir(run_dir).load("last")
-    sampler = Sampler(run.model, run.tokenizer, use_cache=True)
+    sampler = Sampler(run.model, run.tokenizer, use_cache=True, banned=run.unseen)  # (as the child's)
     for name, value in settings.items():
         setattr(sampler.settings, name, value)
     return Chat(ChatSession(sampler))
@@ -59,6 +59,9 @@ def test_a_conversation_in_the_child_is_the_conversation_in_this_process(run_dir
     # undo goes back to a mark kept in the child; the next reply continues from there
     here.undo(), there.undo()
     assert texts(there, "a bird") == texts(here, "a bird")
+    # Allowing <unk> (the Generate tab's a) reaches the child's sampler as any setting does.
+    here.session.sampler.settings.allow_unk = there.session.sampler.settings.allow_unk = True
+    assert texts(there, "a fish") == texts(here, "a fish")
 
 
 def test_a_setting_changed_mid_reply_acts_from_a_later_token(run_dir, remote):
