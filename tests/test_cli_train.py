@@ -114,15 +114,16 @@ def test_ctrl_c_stops_with_a_checkpoint_and_exit_status_130(tiny_corpus, data_ho
                              "--set", "train.max_steps=100000", "--set", "train.log_interval=1", "--events", "jsonl"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "MINIGPT_TUI_HOME": str(data_home)})
-    try:
-        for line in proc.stdout:
-            if json.loads(line)["type"] == "checkpoint":
-                break
-        proc.send_signal(signal.SIGINT)
-        rest = [json.loads(line) for line in proc.stdout]
-        assert proc.wait(timeout=60) == 130
-    finally:
-        proc.kill()
+    with proc:  # (closes its pipes, and waits for it)
+        try:
+            for line in proc.stdout:
+                if json.loads(line)["type"] == "checkpoint":
+                    break
+            proc.send_signal(signal.SIGINT)
+            rest = [json.loads(line) for line in proc.stdout]
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
     assert rest[-1]["type"] == "done" and rest[-1]["reason"] == "stopped"
     assert any(e["type"] == "checkpoint" and e["step"] == rest[-1]["step"] for e in rest)
 

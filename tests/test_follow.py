@@ -137,7 +137,9 @@ def test_a_headless_trainer_is_followed_from_another_process(tiny_corpus, data_h
             time.sleep(0.1)
     finally:
         proc.wait(60)
-    assert proc.returncode == 0, proc.stderr.read()
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
     types = [e.type for e in events]
     assert types[0] == "started" and types[-1] == "done" and events[-1].reason == "finished"
     assert [e.step for e in events if isinstance(e, ev.Step)] == list(range(300))
@@ -166,7 +168,9 @@ def test_a_followed_trainer_can_be_asked_to_stop(tiny_corpus, data_home):
     finally:
         if proc.poll() is None:
             proc.wait(60)
-    assert proc.returncode == 0, proc.stderr.read()
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
     assert isinstance(events[-1], ev.Done) and events[-1].reason == "stopped"
     assert RunDir(found.path).checkpoint_path("last").is_file()  # it saved before it ended
 

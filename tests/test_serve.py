@@ -134,3 +134,15 @@ def _children(pid: int) -> list[int]:
                     if int(stat.read().rpartition(")")[2].split()[1]) == pid:
                         found.append(int(entry.name))
     return found
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_one_sentence():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "minigpt_tui", "--serve", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"minigpt-tui: cannot listen on 127.0.0.1:{port} (") and result.stderr.count("\n") == 1

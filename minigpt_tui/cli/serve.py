@@ -3,7 +3,7 @@
 Each browser tab that opens the page starts its own copy of the app (`python -m minigpt_tui`,
 this Python, the same environment: MINIGPT_TUI_HOME and all), which draws into the page
 instead of a terminal; training, watching and sampling run in that app's child processes
-exactly as in a terminal. Closing the tab ends that app (a training it started stops with it,
+exactly as in a terminal. Closing the tab ends that app (a run it trains saves a checkpoint and stops,
 as when a terminal closes); a run trained headless goes on and can be watched from the page.
 
 The page has no login: whoever can open the URL uses the app, the data home and the machine's

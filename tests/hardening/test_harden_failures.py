@@ -133,6 +133,7 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
     """The same through the core API (what a library user sees): os.replace itself fails."""
     import errno
     import os
+    from pathlib import Path
 
     from minigpt_tui.core.config import RunConfig
     from minigpt_tui.core.errors import TrainingError
@@ -148,17 +149,18 @@ def test_a_checkpoint_write_that_fails_in_process_leaves_the_old_file_byte_for_b
         if str(dst).endswith("last.pt"):
             calls["n"] += 1
             if calls["n"] == 2:
-                before["bytes"] = open(dst, "rb").read()
+                before["bytes"] = Path(dst).read_bytes()
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst, *a, **kw)
 
     monkeypatch.setattr(os, "replace", replace)
     threads = torch.get_num_threads()
     try:
-        with pytest.raises(TrainingError, match="No space left on device.*intact"):
+        with pytest.raises(TrainingError, match="No space left on device.*intact") as failed:
             trainer.run()
     finally:
         torch.set_num_threads(threads)
+    trainer.fail(str(failed.value))  # what a caller does with the error (the CLI too): the run is let go
     last = RunDir(trainer.run_dir).checkpoint_path("last")
     assert last.read_bytes() == before["bytes"]
     assert ckpt.load_checkpoint(last)["step"] == 5

@@ -127,8 +127,9 @@ async def test_a_headless_run_can_be_watched_in_the_train_tab(tiny_corpus, tui_h
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(30)  # (reaped: a Popen dropped while its process runs warns)
             out.close()
-        steps = [line for line in open(tmp_path / "trainer.out") if '"type": "step"' in line]
+        steps = [line for line in (tmp_path / "trainer.out").read_text().splitlines() if '"type": "step"' in line]
         assert len(train.plot.train) == len(steps) == 3000  # every loss the trainer reported
         assert train.plot.val and train.state.sample  # evaluations and samples too
         assert not train.watching
