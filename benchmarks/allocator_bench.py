@@ -7,7 +7,10 @@ The allocator's settings are per process and cannot be undone, so each measureme
 process: every round starts one with glibc's defaults and one with the trainer's settings, in
 alternating order, each running minigpt-tui's own Trainer._train_step on tiny Shakespeare for
 --steps steps after 20 of warm-up. Reported per round and as medians: minor page faults per step,
-kernel (system) CPU time per step, wall time per step, and the ratio kept / default of each round.
+kernel (system) CPU time per step, wall time per step, and the ratio kept / default of each round;
+under the medians, the machine line (benchmarks/machine.py: "Machine class: CPU without native bf16
+(AVX2). CPU: ... features avx2 fma ...; torch 2.x, 2 threads; load average ...", the threads being
+the children's train.threads).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+THREADS = 2  # each child's train.threads
 
 
 def child(mode: str, steps: int, precision: str, data: str) -> None:
@@ -36,7 +40,7 @@ def child(mode: str, steps: int, precision: str, data: str) -> None:
     if mode == "default":  # the trainer calls keep_freed_memory() in its set-up: not this time
         trainer_module.keep_freed_memory = lambda: False
     overrides = [f"data.path={json.dumps(data)}", "data.val_fraction=0.1", "train.sample_tokens=0",
-                 'train.device="cpu"', f'train.precision="{precision}"', "train.threads=2"]
+                 'train.device="cpu"', f'train.precision="{precision}"', f"train.threads={THREADS}"]
     config = RunConfig.load(find_recipe("shakespeare-char-transformer")).with_overrides(overrides)
     trainer = trainer_module.Trainer(config, lambda event: None, recipe_name="allocator-bench")
     trainer._setup()
@@ -94,6 +98,12 @@ def main() -> int:
         print(f"  {mode:8} {m['ms_per_step']:6.1f} ms/step  {m['faults_per_step']:8,.0f} page faults/step  "
               f"{m['system_ms_per_step']:5.2f} ms system/step")
     print(f"  step time kept / default: median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
+    # (imported here, not at the top: the children, this same file, measure; they import only what they use)
+    import machine
+    import torch
+
+    torch.set_num_threads(THREADS)  # this process trains nothing: the line gives the children's threads
+    print(machine.describe())
     return 0
 
 

@@ -23,7 +23,9 @@ app/headless per round (median and min-max). Key latency while streaming: the ti
 (`]`, raise the temperature), delivered as the terminal driver delivers keys, to its action having
 changed the sampler's settings in the app (the child process reads it within core.generation.sampler_process's
 CHECK_S), measured five times during each app round.
-Prints the machine's load average; on a shared machine run it when nothing else is.
+Prints the summary with the machine line (benchmarks/machine.py: "Machine class: CPU without native
+bf16 (AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average ...") and one JSON line
+with machine.info()'s dict under "machine"; on a shared machine run it when nothing else is.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import machine  # benchmarks/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -171,7 +174,7 @@ def main() -> int:
                   + f", headless {h:,.0f} tok/s; ratios " + ", ".join(f"{a / h:.2f}" for _, a in line), flush=True)
 
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine.info("cpu"),
         "load_average": os.getloadavg(),
         "run": run_dir.name,
         "tokens": args.tokens,
@@ -185,7 +188,7 @@ def main() -> int:
             "key_latency_ms_max": 1000 * max(latencies[m]) if latencies[m] else None,
         } for m in modes},
     }
-    print(f"\nmachine {result['machine']}, load average {' '.join(f'{x:.2f}' for x in result['load_average'])}")
+    print(f"\n{machine.summary(result['machine'])}")
     print(f"headless {result['headless_tok_s_median']:,.0f} tok/s (median of {args.rounds} rounds)")
     for m, row in result["sampler"].items():
         print(f"app, sampler in a {m}: {row['app_tok_s_median']:,.0f} tok/s, ratio to headless {row['ratio_median']:.2f} "

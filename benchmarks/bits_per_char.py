@@ -15,7 +15,10 @@ Then `minigpt-tui --evaluate RUN --checkpoint last --json` scores each on the wh
 once, and bits per character = total nats / ln 2 / characters. A word model's validation text has
 words its training text lacks (<unk>): it predicts the <unk> token, not the word's letters, so its
 figure flatters it by that share, which the table prints. Runs are sequential: the load average
-before each is printed, and the machine should be otherwise idle.
+before each is printed, and the machine should be otherwise idle. The machine line (benchmarks/
+machine.py: "Machine class: CPU without native bf16 (AVX2). CPU: ... features avx2 fma ...; torch
+... threads; load average ...", the GPU's name and compute capability when the models train on one)
+is printed at the start and above the table, and machine.info()'s dict is the JSON's "machine".
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine, train_bench
 
 MODELS = {
     "char": ("kjv-char-transformer", []),
@@ -47,8 +50,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["MINIGPT_TUI_HOME"] = home  # runs and token cache of their own, removed at the end
-        from train_bench import machine, steps_for_budget, train
+        import machine
+        from train_bench import steps_for_budget, train
 
+        device = "cpu"  # until a model has trained: the recipe's train.device decides
+        print(machine.describe(), flush=True)
         rows = []
         for label in args.only or list(MODELS):
             recipe, overrides = MODELS[label]
@@ -57,6 +63,7 @@ def main() -> int:
             sets = [f"data.path={args.data}", "train.sample_tokens=0", *overrides]
             steps = steps_for_budget(recipe, sets, args.budget)
             log = train(recipe, [*sets, f"train.max_steps={steps}"], budget_s=args.budget, label=label)
+            device = log["device"]
             out = subprocess.run([sys.executable, "-m", "minigpt_tui", "--evaluate", log["run_dir"],
                                   "--checkpoint", "last", "--json"], capture_output=True, text=True, check=True)
             result = json.loads(out.stdout)
@@ -68,7 +75,8 @@ def main() -> int:
                                                                         "chars", "unk_share")}})
             print(json.dumps(rows[-1]), flush=True)
 
-    print(f"\n{machine()}; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    mach = machine.info(device)
+    print(f"\n{machine.summary(mach)}")
     print(f"| model | params | vocabulary | steps in {args.budget:.0f} s | chars/token | bits/token | "
           "bits/char | <unk> share |")
     print("|---|---|---|---|---|---|---|---|")
@@ -77,7 +85,7 @@ def main() -> int:
               f"{r['params']:,} | {r['vocab_size']:,} | {r['steps']:,} | {r['chars'] / r['tokens']:.2f} | "
               f"{r['bits_per_token']:.3f} | **{r['bits_per_char']:.3f}** | {100 * r.get('unk_share', 0):.2f}% |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "budget_s": args.budget, "rows": rows}, indent=1))
+    args.json.write_text(json.dumps({"machine": mach, "budget_s": args.budget, "rows": rows}, indent=1))
     return 0
 
 

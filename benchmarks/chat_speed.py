@@ -18,7 +18,9 @@ measured from handing over the user's words to the first reply token:
 
 Each TTFT is the best of --repeats tries (the carried path restores its mark before each try, so
 every try starts from the same state). Speed does not depend on how well the weights are trained.
-Prints a table and JSON (also written to benchmarks/results/chat_speed.json).
+Prints a table with the machine line under it (benchmarks/machine.py: "Machine class: CPU without
+native bf16 (AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average ...") and writes
+JSON, with machine.info()'s dict under "machine", to benchmarks/results/chat_speed.json.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+import machine  # benchmarks/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -127,8 +130,7 @@ def main() -> int:
         row = measure(model, tok, args.turns, args.user_chars, args.reply_tokens, args.repeats)
         rows.append({"model": label, "family": model.config.family, **row})
     report = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
-        "torch": torch.__version__, "load_average_1m": round(os.getloadavg()[0], 2), "rows": rows,
+        "machine": machine.info("cpu"), "torch": torch.__version__, "load_average_1m": round(os.getloadavg()[0], 2), "rows": rows,
     }
     t = args.turns
     print(f"\ntime to first token, ms (best of {args.repeats}); {args.user_chars}-character user turns, "
@@ -140,6 +142,7 @@ def main() -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(machine.summary(report["machine"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"\n(written to {args.out})")

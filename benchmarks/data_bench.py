@@ -18,7 +18,11 @@ Each child reports the seconds from Trainer(...) until its data is ready (it bui
 and until its first training step, and its peak resident memory (getrusage maxrss); the
 optimizer's one-off import of torch._dynamo (seconds, the same for any corpus) happens before
 the clock starts; `baseline` is the same model on a 10 kB file, so the
-difference is what the data costs. The machine may be shared: timings move with its load.
+difference is what the data costs. The machine may be shared: timings move with its load, so the
+machine line (benchmarks/machine.py: "Machine class: CPU without native bf16 (AVX2). CPU: ...
+features avx2 fma ...; torch ..., 1 thread; load average ...", the threads being the children's)
+is printed before the first line and after the last; --out's JSON has machine.info()'s dict under
+"machine".
 """
 
 from __future__ import annotations
@@ -128,6 +132,12 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    # (imported here, not at the top: a child runs --code's checkout and imports only what it uses)
+    import machine
+    import torch
+
+    torch.set_num_threads(int(TRAIN["threads"]))  # this process trains nothing: the children's threads
+    print(machine.describe(), flush=True)
     code = Path(args.code).resolve()
     results = []
     with tempfile.TemporaryDirectory(prefix="data-bench-") as tmp:
@@ -154,8 +164,10 @@ def main() -> None:
                       flush=True)
             results.append(row)
             corpus.unlink()
+    mach = machine.info("cpu")
+    print(machine.summary(mach))
     if args.out:
-        Path(args.out).write_text(json.dumps({"code": str(code), "tokenizer": args.tokenizer,
+        Path(args.out).write_text(json.dumps({"code": str(code), "tokenizer": args.tokenizer, "machine": mach,
                                               "baseline": base, "results": results}, indent=1))
 
 

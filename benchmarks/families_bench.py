@@ -24,9 +24,12 @@ so its learning-rate schedule ends at the budget. Then, for each:
                (core.generation.chat_session: each turn --user-chars typed characters read on top of
                the carried state, then a --reply-tokens reply), the best of 3 tries per turn (the
                session's mark is restored before each).
-Runs go to a temporary data home, removed at the end. Prints the machine (CPU, its features as
-torch sees them, the bf16 flags), the load average before each run, a Markdown table, and writes
-JSON to benchmarks/results/families_bench.json. The machine should be otherwise idle.
+Runs go to a temporary data home, removed at the end. Prints the machine line (benchmarks/machine.py:
+its class, e.g. "Machine class: CPU without native bf16 (AVX2). CPU: ... features avx2 fma ...;
+torch ... threads; load average ...", or the GPU's name and compute capability when the families
+train on one) at the start and again above the table, the load average before each run, a Markdown
+table, and writes JSON (machine.info()'s dict under "machine") to benchmarks/results/families_bench.json.
+The machine should be otherwise idle.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_bench, side_by_side
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine, train_bench
 RESULTS = ROOT / "benchmarks" / "results"
 FAMILIES = {  # label -> (recipe, overrides)
     "gru": ("kjv-char-gru", []),
@@ -114,11 +117,13 @@ def main() -> int:
         os.environ["MINIGPT_TUI_HOME"] = home  # runs and token cache of their own, removed at the end
         import torch
 
+        import machine
         from minigpt_tui.core.runs.run_dir import RunDir
-        from side_by_side import machine_info
         from train_bench import steps_for_budget, train
 
         threads = torch.get_num_threads()
+        device = "cpu"  # until a family has trained: the recipe's train.device decides
+        print(machine.describe(), flush=True)
         rows = []
         for label in args.only or list(FAMILIES):
             recipe, overrides = FAMILIES[label]
@@ -129,6 +134,7 @@ def main() -> int:
             steps = steps_for_budget(recipe, sets, args.seconds)
             log = train(recipe, [*sets, f"train.max_steps={steps}"], budget_s=args.seconds, label=label)
             torch.set_num_threads(threads)  # (a recipe's train.threads must not carry over)
+            device = log["device"]
             out = subprocess.run([sys.executable, "-m", "minigpt_tui", "--evaluate", log["run_dir"],
                                   "--checkpoint", "last", "--json"], capture_output=True, text=True, check=True)
             scored = json.loads(out.stdout)
@@ -145,12 +151,9 @@ def main() -> int:
                 f"ttft_ms_turn_{args.turns}": round(ttft[-1] * 1e3, 2),
             })
             print(json.dumps(rows[-1]), flush=True)
-        mach = machine_info()
+        mach = machine.info(device)
 
-    features = (f"{mach['cpu']} ({mach['arch']}, torch CPU capability {mach['cpu_capability']}, "
-                f"bf16 flags: {' '.join(mach['bf16_flags']) or 'none'}), {mach['cores']} cores "
-                f"({mach['usable_cores']} usable), torch {mach['torch']}, {mach['torch_threads']} threads")
-    print(f"\nMachine: {features}; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\n{machine.summary(mach)}")
     t = args.turns
     print(f"\n| {args.seconds:.0f} s of training each | parameters | receptive field | steps | bits/char (full pass) "
           f"| sampling tok/s | chat TTFT turn 1 / turn {t} |")

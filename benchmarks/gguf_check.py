@@ -14,8 +14,11 @@ the CLI and loaded with llama_cpp.Llama:
 
 and compared with minigpt-tui: llama.cpp's tokenization of a sample text (without and with BOS),
 the logits at every position of a prompt of our token ids (max abs difference), and 20 greedy
-tokens. Prints the CPU features line, the versions, a table and one JSON line; exits 1 when
-something does not match (tokens differ, or logits past --atol).
+tokens. Prints the versions and llama.cpp's system info (the CPU features it was built for), a
+table, the machine line under it (benchmarks/machine.py: "Machine class: CPU without native bf16
+(AVX2). CPU: ... features avx2 fma ...; torch ..., 2 threads; load average ...") and one JSON line
+(machine.info()'s dict under "machine"); exits 1 when something does not match (tokens differ, or
+logits past --atol).
 
 Measured (llama-cpp-python 0.3.36, AVX2 CPU, f32 files, f32 KV cache): max |logit difference|
 1.7e-5 for llama; 0.8-2.6e-3 for gptneox and gpt2, all of it llama.cpp's CPU GELU, a table
@@ -39,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import machine  # noqa: E402  (benchmarks/machine.py: this script's folder is on sys.path)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -238,7 +242,9 @@ def main_(argv=None) -> int:
               f"{str(r['tokenize_equal']):>8} {str(r['bos_equal']):>5} {str(r['detokenize_equal']):>5} "
               f"{r['greedy_agree_prefix']:>6}/{GENERATE}  {r['eos_ours']} / {r['eos_llama_cpp']} "
               f"{r['eos_llama_cpp_text']!r}{'' if good else '  <-- MISMATCH'}")
-    print(json.dumps({"versions": info, "results": [{k: v for k, v in r.items() if not k.startswith(("greedy_o", "greedy_t", "tokens_"))}
+    mach = machine.info("cpu")
+    print(machine.summary(mach))
+    print(json.dumps({"versions": info, "machine": mach, "results": [{k: v for k, v in r.items() if not k.startswith(("greedy_o", "greedy_t", "tokens_"))}
                                                     for r in results], "ok": ok}))
     return 0 if ok else 1
 

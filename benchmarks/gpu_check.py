@@ -7,7 +7,9 @@
    reports training tokens/s (median step time, evaluation excluded) and the final loss.
 2. Checks on the GPU that cached sampling equals full recomputation (logits within 1e-3 in
    fp32 at every position, well past the context window), and reports sampling tokens/s.
-Prints a table and one JSON line.
+Prints the machine line (benchmarks/machine.py: "Machine class: GPU NVIDIA H100 80GB HBM3 (sm 9.0);
+1 x NVIDIA H100 80GB HBM3 (compute capability 9.0, 79.2 GiB). CPU: ...; load average ..."), a table
+and one JSON line, with machine.info("cuda")'s dict under "machine".
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py (this script's folder is on sys.path)
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +104,8 @@ def main() -> int:
         rows = [train(args.data, args.steps, precision, compile_)
                 for precision in ("fp32", "bf16") for compile_ in (False, True)]
         sampling = check_sampling(rows[0]["run_dir"])
-    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    mach = machine.info("cuda")
+    print(machine.summary(mach))
     print(f"{'precision':<10}{'compile':<9}{'ms/step':>9}{'tokens/s':>12}{'loss':>8}")
     for r in rows:
         print(f"{r['precision']:<10}{str(r['compile']):<9}{r['median_ms_per_step']:>9}{r['tokens_per_s']:>12,}{r['final_loss']:>8}")
@@ -109,7 +113,7 @@ def main() -> int:
           f"({'OK' if sampling['cache_equals_recompute'] else 'MISMATCH'}); sampling tokens/s {sampling['sampling_tokens_per_s']}")
     for r in rows:
         r.pop("run_dir")
-    print(json.dumps({"gpu": torch.cuda.get_device_name(), "training": rows, "sampling": sampling}))
+    print(json.dumps({"gpu": torch.cuda.get_device_name(), "machine": mach, "training": rows, "sampling": sampling}))
     return 0 if sampling["cache_equals_recompute"] else 1
 
 

@@ -37,8 +37,11 @@ chatmem    peak RSS of one chat turn on the SmolLM2 shape: a fresh subprocess lo
            before, VmHWM during the turn, and the KV cache's allocated bytes (the chat's marks,
            copies of the cache at turn boundaries, included).
 
-Every table starts with the CPU line: model, torch's CPU capability, AVX2/AVX-512/avx512_bf16/AMX
-flags, torch version and thread count (--threads, default: every usable core, for both sides).
+Every table starts with the machine line (benchmarks/machine.py): its class ("CPU with native bf16"
+or "CPU without native bf16"), the CPU model, its AVX2/AVX-512/avx512_bf16/AMX features, torch's CPU
+capability, torch version and thread count (--threads, default: every usable core, for both sides)
+and the load average, e.g. "Machine class: CPU without native bf16 (AVX2). CPU: ... features avx2
+fma ...; torch ... threads; load average ...".
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -66,29 +68,15 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 SHAPES = ("gpt2", "smollm2")
-FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
 # ---- the machine -------------------------------------------------------------------------------
-def cpu_line() -> str:
-    import torch
+def machine_line() -> str:
+    """benchmarks/machine.py's line. Imported here, not at the top: the memory subprocesses measure
+    their imports and must not hold minigpt-tui's before their baseline."""
+    import machine
 
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-            elif line.startswith("flags"):
-                flags = set(line.partition(":")[2].split())
-                break
-    except OSError:
-        pass
-    have = " ".join(f for f in FEATURES if f in flags) or "none of " + "/".join(FEATURES)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"CPU: {model}, {os.cpu_count()} cores ({usable} usable), torch capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, flags: {have}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average {load}")
+    return machine.describe()
 
 
 def proc_status_kib(field: str) -> int:
@@ -264,7 +252,7 @@ def sampling(args, root: Path) -> dict:
         results[shape] = {"prompt_tokens": len(ids), "rows": rows, "mismatch": mismatch}
         del ours_model, theirs_model, sampler
     print()
-    print(cpu_line())
+    print(machine_line())
     lengths = ", ".join(f"{s}: {v['prompt_tokens']}" for s, v in results.items())
     print(f"Greedy sampling, {args.tokens} new tokens after a prompt of {lengths} tokens, float32, "
           f"{args.rounds} interleaved rounds; median (min-max); ratio = ours/theirs speed (>1: ours faster)")
@@ -364,7 +352,7 @@ def finetune(args, root: Path) -> dict:
     del steps
     memory = {side: finetune_memory(side, root, args) for side in ("ours", "theirs")}
     print()
-    print(cpu_line())
+    print(machine_line())
     print(f"Fine-tuning steps, GPT-2 124M shape, batch {args.batch} x {args.seq} tokens, float32, AdamW (fused, "
           f"lr {cfg.learning_rate:g}), grad clip {cfg.grad_clip:g}; {args.rounds} interleaved rounds of "
           f"{args.steps_per_round} step(s) after one warm-up step each; median (min-max)")
@@ -409,7 +397,7 @@ def chatmem(args, root: Path) -> dict:
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     res = json.loads(out.strip().splitlines()[-1])
     print()
-    print(cpu_line())
+    print(machine_line())
     print(f"One chat turn on the SmolLM2-135M shape (window 8192, 30 layers): a {res['user_tokens']}-token "
           f"user turn, a {res['reply_tokens']}-token greedy reply")
     print(f"RSS after loading {mib(res['rss_before_kib'])}; peak during the turn {mib(res['hwm_turn_kib'])} "

@@ -26,8 +26,11 @@ training word, <unk> and the end of line ("\\n" there, <eos> here).
 --minutes bounds the training time (checked after every batch; the epoch then ends
 early, is validated, and the best model is tested).
 
-The matching minigpt-tui run and its evaluation on the same test text are printed at the
-end (and in the README's --evaluate section).
+The result is printed with the machine line under it (benchmarks/machine.py: "Machine class:
+CPU without native bf16 (AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average
+...", the GPU's name and compute capability when it trained on one) and as one JSON line (also
+--json's file), machine.info()'s dict under "machine". The matching minigpt-tui run and its
+evaluation on the same test text are printed at the end (and in the README's --evaluate section).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py (this script's folder is on sys.path)
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -299,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         "test_tokens": len(corpus.test), "test_tokens_scored": scored, "test_chars": chars,
         "test_bits_per_char": test_loss * scored / math.log(2) / chars,
         "test_unk_share": float((corpus.test == unk).float().mean()),
-        "test_file": str(test_path),
+        "test_file": str(test_path), "machine": machine.info(str(device)),
     }
     print("=" * 89)
     print(f"| End of training | test loss {test_loss:5.2f} | test ppl {math.exp(test_loss):8.2f} | "
           f"{result['test_bits_per_char']:.4f} bits/char")
     print("=" * 89)
+    print(machine.summary(result["machine"]))
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

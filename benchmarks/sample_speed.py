@@ -16,8 +16,11 @@ generate() call, prefill and events included; the cached figures are the median 
              past the window (the crop changes what the first tokens see); it is the usual yardstick.
 Context 256 is the same recipe with model.context_length=256. Speed does not depend on how well the
 weights are trained; runs trained here get --steps steps (default 300), and the table says so.
-Prints a table and JSON (also written to benchmarks/results/sample_speed.json). On a shared machine the
-load average (printed) moves every figure; tokens per CPU-second and the best of several runs move less.
+Prints a table, the machine line under it (benchmarks/machine.py: "Machine class: CPU without native bf16
+(AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average ...") and JSON, with
+machine.info()'s dict under "machine" (also written to benchmarks/results/sample_speed.json). On a shared
+machine the load average (printed) moves every figure; tokens per CPU-second and the best of several runs
+move less.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import machine  # benchmarks/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -166,8 +170,7 @@ def main() -> int:
                 for r in runs]
 
     report = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
-        "torch": torch.__version__, "default_threads": default_threads,
+        "machine": machine.info("cpu"), "torch": torch.__version__, "default_threads": default_threads,
         "load_average_1m": round(os.getloadavg()[0], 2), "prompt": PROMPT, "temperature": 0.8, "rows": rows,
     }
     print()
@@ -188,6 +191,7 @@ def main() -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    print(machine.summary(report["machine"]))
     print()
     print(json.dumps(report, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

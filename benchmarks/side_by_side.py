@@ -41,6 +41,11 @@ model's own largest shape (batch*context x n_embd by n_embd x 4*n_embd) for half
 for a precision is the higher of the two median rates. Each training step's achieved FLOP/s, FLOPS_PER_STEP / step time
 (see flops_per_step), is reported as a fraction of the limit for the precision it trained in
 (minigpt-tui: --precision; the baseline: float32).
+
+The report. Above the table, the machine (benchmarks/machine.py: its class, "CPU with native bf16"
+or "CPU without native bf16", the CPU and its features, torch's threads) with the load average
+before and after; the table's header row names the class too, and the JSON has machine.info()'s
+dict under "machine".
 """
 
 from __future__ import annotations
@@ -48,13 +53,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import machine
 import torch
 from baseline_process import pack, unpack
 
@@ -65,36 +70,7 @@ GET_DATA = ("Tiny Shakespeare is not at {path}; download "
             "to ../shared/data/tinyshakespeare/input.txt next to the repository, or pass --data PATH.")
 
 
-# ---- the machine -------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def machine_info() -> dict:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flags = cpu_flags()
-    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(), "usable_cores": usable,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16_flags": sorted(f for f in flags if "bf16" in f)}
-
+# ---- the machine (benchmarks/machine.py) and its load ------------------------------------------
 
 def page_faults() -> int:
     """This process's minor page faults so far (memory the OS maps in on first touch)."""
@@ -522,7 +498,7 @@ def run_compare(args, tmp: Path) -> dict:
                   "batch": t.batch_size, "grad_accum": t.grad_accum, "vocab": vocab, "tokens_per_step": tokens,
                   "dropout": m.dropout, "compile": t.compile, "baseline_compile": args.baseline_compile,
                   "baseline_allocator": args.baseline_allocator},
-        "machine_info": machine_info(), "load_before": load_before, "load_after": load_after,
+        "machine": machine.info("cpu"), "load_before": load_before, "load_after": load_after,
         "hardware_limit": limit, "flops": flops, "minigpt": mini, "baseline": base, "ratios": ratios,
         "identical_batches_checked": sbs.recorder.drawn,
         "per_step_s": {"minigpt": sbs.mini["step_s"], "baseline": sbs.base["step_s"]},
@@ -536,7 +512,7 @@ def run_compare(args, tmp: Path) -> dict:
 
 def markdown(r: dict) -> str:
     mi, ba, ra, sh, hw = r["minigpt"], r["baseline"], r["ratios"], r["shape"], r["hardware_limit"]
-    mach = r["machine_info"]
+    mach = r["machine"]
     fl = r["flops"]["minigpt"]
 
     def ms(side):
@@ -579,10 +555,8 @@ def markdown(r: dict) -> str:
         f"the same batches (checked: {r['identical_batches_checked']}), the same AdamW and "
         f"schedule; step statistics skip the first {r['warmup_steps_skipped']} steps.",
         "",
-        f"Machine: {mach['cpu']} ({mach['arch']}, {mach['cpu_capability']}"
-        f"{', ' + ' '.join(mach['bf16_flags']) if mach['bf16_flags'] else ''}), {mach['cores']} cores "
-        f"({mach['usable_cores']} usable), torch {mach['torch']}, {mach['torch_threads']} threads; load average "
-        f"(1, 5, 15 min) {r['load_before']} before, {r['load_after']} after.",
+        f"{machine.summary(mach, load=False).rstrip('.')}; load average (1, 5, 15 min) {r['load_before']} before, "
+        f"{r['load_after']} after.",
         "",
         f"Hardware limit, the higher median matmul rate of two shapes on {mach['torch_threads']} threads: "
         f"float32 {hw['fp32']['limit_gflops']:.0f} GFLOP/s, bf16 {hw['bf16']['limit_gflops']:.0f} GFLOP/s "
@@ -593,7 +567,7 @@ def markdown(r: dict) -> str:
         f"{fl['matmul_weights']:,} matmul weights + 12 x {sh['n_layer']} x {sh['context']} x {sh['n_embd']} "
         "attention), forward + backward (see `flops_per_step` in benchmarks/side_by_side.py).",
         "",
-        f"| what | {base_label} | {mini_label} | minigpt-tui / baseline |",
+        f"| what, on a {mach['class']} | {base_label} | {mini_label} | minigpt-tui / baseline |",
         "|---|---|---|---|",
         f"| training step, median [p10-p90] | {ms(ba)} | {ms(mi)} | {ra['step_time_ratio_of_medians']:.2f}x "
         f"(bootstrap 95% {ra['step_time_bootstrap_95'][0]:.2f}-{ra['step_time_bootstrap_95'][1]:.2f}; "

@@ -12,10 +12,13 @@
                                                            # --threads, --precision fp32|bf16, --data FILE,
                                                            # --baseline-allocator default|tuned)
 
-Each prints a table and writes JSON to benchmarks/results/. The data folder defaults to ../shared/data
-next to the repository; --data moves it (compare also takes the text file itself). Runs go to a
-temporary data home, never the user's. compare prints a Markdown table (with the machine and its load)
-for the README's Performance section.
+Each prints a table, the machine line beside it (benchmarks/machine.py: "Machine class: CPU without
+native bf16 (AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average ...", the GPU's
+name and compute capability when the run trained on one) and writes JSON, with machine.info()'s dict
+under "machine", to benchmarks/results/. The data folder defaults to ../shared/data next to the
+repository; --data moves it (compare also takes the text file itself). Runs go to a temporary data
+home, never the user's. compare prints a Markdown table (with the machine, its class in the table's
+header, and its load) for the README's Performance section.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -33,14 +35,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # side_by_side, baseline_gpt
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine, side_by_side, baseline_gpt
+import machine  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def machine() -> str:
-    import torch
-
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def shakespeare(data: Path) -> list[str]:
@@ -87,6 +84,7 @@ def train(recipe: str, overrides: list[str], budget_s: float | None = None, targ
     done = trainer.run()
     log["wall_s"] = done.elapsed_s
     log["run_dir"] = str(trainer.run_dir) if trainer.run_dir else None
+    log["device"] = str(getattr(trainer, "device", "cpu"))  # what it trained on: the machine line's class
     log["steps_done"] = done.step
     log["final_val_loss"] = log["evals"][-1]["val_loss"] if log["evals"] else None
     log["best_val_loss"] = done.best_val_loss
@@ -120,7 +118,8 @@ def cmd_throughput(args, tmp: Path) -> dict:
     times = step_times(log)[10:]  # skip warm-up
     ms = statistics.median(times) * 1000
     return {"benchmark": "throughput", "recipe": "shakespeare-char-transformer", "overrides": args.set,
-            "median_ms_per_step": round(ms, 2), "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
+            "device": log["device"], "median_ms_per_step": round(ms, 2),
+            "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
             "peak_rss_mb": round(log["peak_rss_mb"]), "params": log["params"]}
 
 
@@ -130,7 +129,8 @@ def cmd_reference(args, tmp: Path) -> dict:
     times = step_times(log)[10:]
     ms = statistics.median(times) * 1000
     return {"benchmark": "reference", "recipe": "shakespeare-char-transformer", "overrides": args.set,
-            "median_ms_per_step": round(ms, 2), "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
+            "device": log["device"], "median_ms_per_step": round(ms, 2),
+            "tokens_per_s": round(log["tokens_per_step"] / (ms / 1000)),
             "wall_s": round(log["wall_s"], 1), "final_val_loss": round(log["final_val_loss"], 4),
             "time_to_1.88_s": round(log["time_to_target_s"], 1) if "time_to_target_s" in log else None,
             "curve": log["evals"]}
@@ -140,6 +140,7 @@ def cmd_best_char(args, tmp: Path) -> dict:
     log = train(args.recipe or "shakespeare-char-best", shakespeare(args.data) + list(args.set),
                 budget_s=args.budget, target=1.88)
     return {"benchmark": "best-char", "recipe": log["recipe"], "overrides": args.set, "budget_s": args.budget,
+            "device": log["device"],
             "params": log["params"], "steps": log["steps_done"], "wall_s": round(log["wall_s"], 1),
             "time_to_1.88_s": round(log["time_to_target_s"], 1) if "time_to_target_s" in log else None,
             "best_val_loss": round(log["best_val_loss"], 4), "curve": log["evals"]}
@@ -149,6 +150,7 @@ def cmd_best_word(args, tmp: Path) -> dict:
     log = train(args.recipe or "wikitext2-word-best", wikitext(args.data, tmp) + list(args.set), budget_s=args.budget)
     best = log["best_val_loss"]
     return {"benchmark": "best-word", "recipe": log["recipe"], "overrides": args.set, "budget_s": args.budget,
+            "device": log["device"],
             "params": log["params"], "vocab_size": log["vocab_size"], "steps": log["steps_done"],
             "wall_s": round(log["wall_s"], 1), "best_val_loss": round(best, 4),
             "val_perplexity": round(math.exp(best), 1), "curve": log["evals"]}
@@ -161,17 +163,20 @@ def cmd_plot(args, tmp: Path) -> dict:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    classes = set()
     for name in ("reference-compile", "best-char"):  # written by `reference --tag compile` and `best-char`
         path = RESULTS / f"{name}.json"
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
+        mach = result.get("machine")
+        classes.add(mach["class"] if isinstance(mach, dict) else mach or "machine not recorded")  # (older: a string)
         curve = result["curve"]
         extra = " ".join(o.split(".")[-1] for o in result.get("overrides", []))
         ax.plot([c["t"] for c in curve], [c["val_loss"] for c in curve], marker="o", ms=3,
                 label=f"{result['recipe']} {extra}".strip())
     ax.axhline(1.88, color="grey", ls="--", lw=1, label="val loss 1.88")
-    ax.set_xlabel("wall time (s), 2-core CPU")
+    ax.set_xlabel(f"wall time (s), {'; '.join(sorted(classes)) or 'no results'}")
     ax.set_ylabel("validation loss (nats/char)")
     ax.set_title("tiny Shakespeare, character level")
     ax.set_ylim(1.3, 3.0)
@@ -180,7 +185,7 @@ def cmd_plot(args, tmp: Path) -> dict:
     out = ROOT / "benchmarks" / "loss_vs_time.png"
     fig.tight_layout()
     fig.savefig(out)
-    return {"benchmark": "plot", "image": str(out.relative_to(ROOT))}
+    return {"benchmark": "plot", "image": str(out.relative_to(ROOT)), "machine_classes": sorted(classes)}
 
 
 def cmd_profile(args, tmp: Path) -> dict:
@@ -220,7 +225,8 @@ def cmd_profile(args, tmp: Path) -> dict:
     for r in top:
         print(f"{r['op'][:58]:<58} {r['self_ms_per_step']:>8.2f} {r['share']:>6.1%} {r['calls_per_step']:>6.0f}")
     trainer.release()
-    return {"benchmark": "profile", "precision": trainer.precision.name, "precision_note": trainer.precision.note,
+    return {"benchmark": "profile", "device": "cpu", "precision": trainer.precision.name,
+            "precision_note": trainer.precision.note,
             "threads": torch.get_num_threads(), "steps": steps, "ms_per_step_unprofiled": round(unprofiled_ms, 2),
             "self_cpu_ms_per_step_profiled": round(total / 1000 / steps, 2), "top": top}
 
@@ -233,7 +239,8 @@ def cmd_compare(args, tmp: Path) -> dict:
 
 COMMANDS = {"throughput": cmd_throughput, "reference": cmd_reference, "best-char": cmd_best_char,
             "best-word": cmd_best_word, "plot": cmd_plot, "profile": cmd_profile, "compare": cmd_compare}
-BULKY = ("curve", "markdown", "per_step_s", "per_step_loss", "top")  # kept in the JSON file, not printed
+# Kept in the JSON file, not printed as key/value lines ("machine" is printed as its line).
+BULKY = ("curve", "markdown", "per_step_s", "per_step_loss", "top", "machine")
 
 
 def main() -> int:
@@ -263,10 +270,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MINIGPT_TUI_HOME"] = tmp
         result = COMMANDS[args.benchmark](args, Path(tmp))
-    result["machine"] = machine()
+    # the device it trained on (the recipe's train.device; profile and compare: the CPU); compare's
+    # report has its own, taken at its end
+    result.setdefault("machine", machine.info(result.get("device", "cpu")))
     name = args.benchmark + (f"-{args.tag}" if args.tag else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
-    if "markdown" in result:
+    if "markdown" in result:  # (its machine line is in it)
         print(result["markdown"])
         print(f"\nresults: {(RESULTS / f'{name}.json').relative_to(ROOT)}")
         return 0
@@ -274,7 +283,8 @@ def main() -> int:
     for key, value in result.items():
         if key not in BULKY:
             print(f"{key.ljust(width)}  {value}")
-    print(json.dumps({k: v for k, v in result.items() if k not in BULKY}))
+    print(machine.summary(result["machine"]))
+    print(json.dumps({k: v for k, v in result.items() if k not in BULKY or k == "machine"}))
     return 0
 
 

@@ -14,6 +14,9 @@ Test perplexity is a full pass on both sides: the reference's own evaluate() (10
 state) and `minigpt-tui --evaluate RUN --data TEST --batch 10` (10 lanes, each warmed with the
 context before it). The two run one after the other in this invocation; the load is printed.
 Perplexities are not comparable with published WikiText-2 figures (those train on the 2M-word split).
+Above the table, the machine line (benchmarks/machine.py: "Machine class: CPU without native bf16
+(AVX2). CPU: ... features avx2 fma ...; torch ... threads; load average ...", the GPU's name and
+compute capability when minigpt-tui trained on one); machine.info()'s dict is the JSON's "machine".
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE))  # machine, train_bench
 DATA = HERE.parent.parent / "shared" / "data" / "wikitext-2-partial"
 
 
@@ -49,7 +52,8 @@ def main() -> int:
         ref = json.loads((work / "reference.json").read_text())
         test = work / "wiki.test.second-half.tokens"
 
-        from train_bench import machine, steps_for_budget, train
+        import machine
+        from train_bench import steps_for_budget, train
 
         load_ours = os.getloadavg()[0]
         sets = [f"data.path={args.data / 'wiki.valid.tokens'}", f"data.val_path={work / 'wiki.test.first-half.tokens'}",
@@ -63,7 +67,9 @@ def main() -> int:
                              capture_output=True, text=True, check=True)
         ours = json.loads(out.stdout)
 
-    print(f"\n{machine()}; load average before each side: reference {load_ref:.2f}, minigpt-tui {load_ours:.2f}")
+    mach = machine.info(log["device"])
+    print(f"\n{machine.summary(mach)}")
+    print(f"Load average before each side: reference {load_ref:.2f}, minigpt-tui {load_ours:.2f}")
     print(f"| {args.budget:.0f} s of training, same data and vocabulary ({ref['vocab']:,} words) | reference word LM "
           "| minigpt-tui |")
     print("|---|---|---|")
@@ -73,7 +79,7 @@ def main() -> int:
     print(f"| test tokens scored (<unk> share) | {ref['test_tokens_scored']:,} ({100 * ref['test_unk_share']:.1f}%) "
           f"| {ours['tokens']:,} ({100 * ours['unk_share']:.1f}%) |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "budget_s": args.budget, "reference": ref,
+    args.json.write_text(json.dumps({"machine": mach, "budget_s": args.budget, "reference": ref,
                                      "minigpt_tui": {**ours, "steps": log["steps_done"], "params": log["params"]}},
                                     indent=1))
     return 0
