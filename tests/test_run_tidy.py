@@ -34,6 +34,8 @@ def test_run_stem_says_the_corpus_when_it_is_not_the_recipes_own(recipe, own, co
     ("kjv-char-transformer", "", "bpe", "transformer", "kjv-bpe-transformer"),  # a bpe run from a char recipe
     ("kjv-char-transformer", "/data/sonnets.txt", "bpe", "transformer", "sonnets-bpe-transformer"),
     ("kjv-char-transformer", "", "char", "gru", "kjv-char-gru"),
+    ("kjv-char-cnn", "", "char", "lstm", "kjv-char-lstm"),  # a cnn recipe trained as an LSTM
+    ("shakespeare-char-transformer", "", "char", "cnn", "shakespeare-char-cnn"),
     ("wikitext2-word-lstm", "/data/wikitext-2", "char", "lstm", "wikitext2-char-lstm"),
     ("kjv-bpe-transformer", "", "bpe", "transformer", "kjv-bpe-transformer"),  # already says it
     ("tiny", "", "bpe", "gru", "tiny"),  # says neither: nothing to correct

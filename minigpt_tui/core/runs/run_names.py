@@ -69,7 +69,7 @@ def recipe_corpus(recipe: str | Path) -> str:
 
 # The words of recipe names that say a run's tokenizer and model family (kjv-char-transformer).
 TOKENIZER_WORDS = ("char", "word", "bpe")
-FAMILY_WORDS = ("transformer", "gru", "lstm")
+FAMILY_WORDS = ("transformer", "gru", "lstm", "cnn")
 
 
 def says(name: str, words: tuple[str, ...], actual: str) -> str:
