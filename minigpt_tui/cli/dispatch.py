@@ -45,6 +45,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _minutes(text: str) -> float:
+    """A finite number of minutes > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="minigpt-tui",
@@ -88,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with output not a terminal (a log file, a pipe), print a progress line this often "
                         "(default 10)")
     t.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
+    t.add_argument("--minutes", type=_minutes, metavar="M",
+                   help="train for M minutes rather than train.max_steps: the schedule is sized to this "
+                        "machine and ends on time (train.time_budget; with --resume, the run's whole budget)")
 
     # Generation values are read as text and checked by common.settings_from, so that a bad one
     # ends in one sentence saying what the option accepts.

@@ -35,6 +35,8 @@ def load_training_config(args) -> tuple[RunConfig, str, RunDir | None, RunDir | 
     overrides = list(args.set)
     if args.device:
         overrides.append(f"train.device={json.dumps(args.device)}")
+    if getattr(args, "minutes", None):
+        overrides.append(f"train.time_budget={json.dumps(f'{args.minutes:g}m')}")
     if args.resume:
         if getattr(args, "from_run", None):
             raise ConfigError("--resume continues a run and --from starts a new one; give one of them.")
@@ -198,12 +200,22 @@ class ProgressPrinter:
             say(f"[bold]{verb}[/]: {e.family}, {e.params:,} parameters{reach}, {kind} vocabulary of "
                 f"{e.vocab_size} (ln V = {e.ln_vocab:.2f}), corpus {e.corpus}, on {e.device} ({e.dtype}"
                 f"{'; ' + e.precision_note if e.precision_note else ''}).")
+            if e.time_budget_s:
+                from minigpt_tui.core.formatting import fmt_duration
+
+                used = f", {fmt_duration(e.time_budget_used_s)} of it used before" if e.time_budget_used_s else ""
+                say(f"Time budget {fmt_duration(e.time_budget_s)}{used}: the steps are sized to this machine's "
+                    f"measured rate as it trains ({e.max_steps:,} is a first guess), and it ends on time "
+                    "with a final evaluation.")
             say(f"Run folder: {e.run_dir}")
             self._start(e)
         elif isinstance(e, ev.Step) and self.plain:
+            self.max_steps = e.max_steps or self.max_steps
             self._plain_step(e)
         elif isinstance(e, ev.Step):
-            self.progress.update(self.task, completed=e.step + 1, loss=f"{e.loss:.3f}", tps=f"{e.tokens_per_s:,.0f}")
+            self.max_steps = e.max_steps or self.max_steps
+            self.progress.update(self.task, completed=e.step + 1, total=self.max_steps, loss=f"{e.loss:.3f}",
+                                 tps=f"{e.tokens_per_s:,.0f}")
         elif isinstance(e, ev.Eval):
             best = f"  (best {e.best_val_loss:.4f})" if e.best_val_loss is not None else ""
             say(f"step {e.step:>6}  train loss {e.train_loss:.4f}  val loss {e.val_loss:.4f}{best}")

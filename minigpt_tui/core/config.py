@@ -18,6 +18,7 @@ from typing import Any, Callable
 import tomli_w
 
 from minigpt_tui.core.errors import ConfigError
+from minigpt_tui.core.formatting import parse_duration
 
 RUN_CONFIG_HEAD = "# minigpt-tui run config (the closing comment marks a whole file)\n"
 RUN_CONFIG_TAIL = "# end of run config\n"
@@ -94,6 +95,9 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16 on CUDA, on a CPU where it measures faster) | "fp32" | "bf16" | "fp16"
     compile: bool = False  # torch.compile the model
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # Train for this long rather than max_steps: "10m", "90s", "1h30m" ("" is off). The schedule is
+    # sized to the machine from the measured rate and re-sized as the run goes (training/time_budget.py).
+    time_budget: str = ""
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -139,6 +143,8 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "train.grad_clip": ((lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),),
     "train.precision": ((lambda v: v in ("auto", "fp32", "bf16", "fp16"), '"auto", "fp32", "bf16" or "fp16"'),),
     "train.device": ((_device_ok, '"auto", "cpu", "cuda", "cuda:N" or "mps"'),),
+    "train.time_budget": ((lambda v: v.strip() == "" or parse_duration(v) is not None,
+                           '"" (off) or a duration such as "10m", "90s" or "1h30m"'),),
 }
 
 

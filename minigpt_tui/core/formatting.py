@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 
 def fmt_duration(seconds: float) -> str:
@@ -24,3 +25,22 @@ def fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)  # not reached: the loop returns at GB
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration as people type it: "10m", "90s", "1h30m", "1.5h", "2m 30s"; a bare
+    number is minutes ("10"). None when it is not one (or not above zero)."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    try:
+        seconds = float(text) * 60
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or _DURATION_PART.sub("", text).strip():
+            return None
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in parts)
+    return seconds if math.isfinite(seconds) and seconds > 0 else None

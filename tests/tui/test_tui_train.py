@@ -217,6 +217,14 @@ async def test_command_line_lists_only_changed_fields():
         args = app.train.command_line()
         assert args[0] == "--train" and args[1].endswith("kjv-char-transformer.toml")
         assert args[2:] == ["--set", "train.max_steps=300", "--set", "train.sample_tokens=50"]
+        fill(app, train__time_budget="ten minutes")
+        await pilot.pause()
+        error = app.query_one("#f-train-time-budget-error", Static)
+        assert error.display and 'train.time_budget must be "" (off) or a duration' in str(error.render())
+        fill(app, train__time_budget="10m")
+        await pilot.pause()
+        assert not error.display and app.train.config.train.time_budget == "10m"
+        assert app.train.command_line()[2:6] == ["--set", "train.max_steps=300", "--set", 'train.time_budget="10m"']
 
 
 def form_of(config: RunConfig) -> dict[str, str]:

@@ -45,6 +45,9 @@ class Started:
     started_from: str = ""  # --from: "RUN (step N)" whose weights it started from
     # Tokens that determine a prediction exactly (a CNN's, a Transformer's); 0: unbounded (an RNN)
     receptive_field: int = 0
+    # train.time_budget in seconds (0: none) and what earlier sessions of the run had used of it
+    time_budget_s: float = 0.0
+    time_budget_used_s: float = 0.0
     type: str = "started"
 
 
@@ -57,6 +60,7 @@ class Step:
     elapsed_s: float
     eta_s: float
     type: str = "step"
+    max_steps: int = 0  # the run's max_steps now (a time budget re-sizes it as the run goes); 0: unknown
 
 
 @dataclass

@@ -36,6 +36,7 @@ from minigpt_tui.core import paths
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.data.batching import TokenStream
 from minigpt_tui.core.errors import CheckpointError, RunError, TrainingError
+from minigpt_tui.core.formatting import parse_duration
 from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 from minigpt_tui.core.models import LanguageModel, build_model, count_parameters, unwrap
 from minigpt_tui.core.runs import events as ev
@@ -56,6 +57,7 @@ from minigpt_tui.core.training.devices import (
 from minigpt_tui.core.training.eta import EtaEstimator, evals_left
 from minigpt_tui.core.training.optim import lr_at, make_optimizer
 from minigpt_tui.core.training.start_from import load_start_weights
+from minigpt_tui.core.training.time_budget import TimeBudget
 from minigpt_tui.core.training.training_data import prepare_data
 
 
@@ -130,12 +132,15 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.step = 0
         self.best_val = math.inf
+        self.time_used_s = 0.0  # of the time budget, by the checkpoint resumed from
         if self.resume and self.resume.checkpoint_path("last").is_file():
             self._restore(self.resume.checkpoint_path("last"))
         elif self.resume and self.resume.checkpoint_path("best").is_file():
             raise CheckpointError(
                 f"Run {self.resume.name} has best.pt but no last.pt (which holds the optimizer state), "
                 "so it cannot be resumed; generate from it or start a new run.")
+        budget_s = parse_duration(t.time_budget)
+        self.budget = TimeBudget(budget_s, used_s=self.time_used_s) if budget_s else None
         # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         if self.dist.is_main:
             self._prepare_run_dir()
@@ -182,6 +187,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError):
             raise CheckpointError(f"Checkpoint file {path} does not match this run's config; it cannot be resumed.") from None
         self.step = int(state["step"])
+        self.time_used_s = float(state.get("time_used_s", 0.0))
         best = state.get("best_val_loss")
         self.best_val = float(best) if best is not None else math.inf
         if "rng" in state and not self.dist.enabled:
@@ -265,10 +271,15 @@ class Trainer:
             max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
             dtype=self.precision.name, precision_note=self.precision.note,
             started_from=self.meta.started_from, receptive_field=self.receptive_field,
+            time_budget_s=self.budget.seconds if self.budget else 0.0,
+            time_budget_used_s=self.budget.used_before if self.budget else 0.0,
         ))
         self.val_batches = self.val_stream.eval_batches(t.eval_batches, t.batch_size, t.seed)
         self.train_eval_batches = self.train_stream.eval_batches(t.eval_batches, t.batch_size, t.seed + 1)
-        started = time.perf_counter()
+        started = self.session_started = time.perf_counter()
+        if self.budget is not None and self.budget.used(0.0) >= self.budget.seconds:
+            t.max_steps = self.step  # spent already: the final evaluation, and done
+            self.budget.sized = True
         eta = EtaEstimator()  # over recent steps, never the warm-up after this (re)start
         pending: list[dict] = []  # metric records not yet written (flushed at log and eval points)
         window_start, window_steps = time.perf_counter(), 0
@@ -280,7 +291,9 @@ class Trainer:
                     reason = "stopped"
                     break
                 step = self.step
-                if step % t.eval_interval == 0 or step == t.max_steps:
+                # (With a time budget, max_steps is only a guess until the first steps are timed.)
+                at_end = step >= t.max_steps and (self.budget is None or self.budget.sized)
+                if step % t.eval_interval == 0 or at_end:
                     eval_start = time.perf_counter()
                     if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
                         self.folder.append_metrics(pending)
@@ -290,7 +303,7 @@ class Trainer:
                         self.folder.append_metrics(evaluated)
                     eta.add_eval(time.perf_counter() - eval_start)
                     window_start, window_steps = time.perf_counter(), 0
-                if step >= t.max_steps:
+                if at_end:
                     break
                 lr = lr_at(step, t)
                 loss = self._train_step(step, lr)
@@ -308,10 +321,12 @@ class Trainer:
                     # for the device); per-step timings would measure only the kernel launches.
                     now = time.perf_counter()
                     eta.add(window_steps, now - window_start)
+                    if self.budget is not None and self.budget.resize(self, now - started, eta):
+                        self._update_meta(max_steps=t.max_steps)
                     tps = window_steps * tokens_per_step / max(now - window_start, 1e-9)
                     eta_s = eta.eta(t.max_steps - self.step, evals_left(self.step, t.max_steps, t.eval_interval))
                     self.emit(ev.Step(step=step, loss=loss_value, lr=lr, tokens_per_s=tps,
-                                      elapsed_s=now - started, eta_s=eta_s))
+                                      elapsed_s=now - started, eta_s=eta_s, max_steps=t.max_steps))
                     pending.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
                                     "time": now - started})
                     window_start, window_steps = now, 0
@@ -428,6 +443,8 @@ class Trainer:
             "best_val_loss": best,
             "rng": torch.get_rng_state(),
         }
+        if self.budget is not None:
+            state["time_used_s"] = self.budget.used(time.perf_counter() - self.session_started)
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         try:

@@ -43,14 +43,18 @@ FORM_FIELDS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("model.context_length", "context", None),
     ("model.dropout", "dropout", None),
     ("train.max_steps", "max_steps", None),
+    ("train.time_budget", "time_budget", None),
     ("train.batch_size", "batch_size", None),
     ("train.learning_rate", "learning_rate", None),
     ("train.eval_interval", "eval_interval", None),
     ("train.device", "device", None),
 ]
 FORM_KEYS = [key for key, _, _ in FORM_FIELDS]
-STRING_FIELDS = {"data.path", "data.tokenizer", "model.family", "train.device"}
+STRING_FIELDS = {"data.path", "data.tokenizer", "model.family", "train.device", "train.time_budget"}
 EXTRA = "extra"  # the free-form "--set" field
+PLACEHOLDERS = {"data.path": "(empty: built-in KJV)", "train.time_budget": "e.g. 10m"}
+# What a resumed run may change: how long it trains.
+RESUME_FREE = frozenset(["train.max_steps", "train.time_budget"])
 FORM = "form"  # an error no one field owns: shown under the whole form
 
 # Starting from a run (--from) keeps its tokenizer and its model's shape: these fields show the
@@ -132,7 +136,7 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
                 corpus = key == "data.path"
                 # The corpus field offers the catalogue's names as the user types (→ takes one).
                 yield Input(compact=True, id=field_id(key), classes="form-field",
-                            placeholder="(empty: built-in KJV)" if corpus else "",
+                            placeholder=PLACEHOLDERS.get(key, ""),
                             suggester=SuggestFromList(catalogue.names()) if corpus else None,
                             select_on_focus=False)
         if key == "data.path":
@@ -154,11 +158,11 @@ def compose_form(recipes: list[str], recipe: str) -> ComposeResult:
 
 
 def locked(mode: str | None, key: str, family: str = "transformer") -> bool:
-    """Is this field fixed by the form's mode? "resume": all but max_steps; "from" (a new run
+    """Is this field fixed by the form's mode? "resume": all but max_steps and time_budget; "from" (a new run
     from a run's weights): the tokenizer and the model's shape; None (a new run): none. And
     n_head, whatever the mode, for a family without attention heads (the RNNs, the CNN, whose
     kernel_size and dilation_cycle are --set fields)."""
-    return ((mode == "resume" and key != "train.max_steps") or (mode == "from" and key in FROM_LOCKED)
+    return ((mode == "resume" and key not in RESUME_FREE) or (mode == "from" and key in FROM_LOCKED)
             or (key == "model.n_head" and family != "transformer"))
 
 
@@ -166,7 +170,7 @@ def mode_line(mode: str | None, name: str, step: int = 0) -> Text | None:
     """The line over the form that says what `s` does with a run (None for a new run from a recipe)."""
     if mode == "resume":
         return Text.assemble(("Resume ", "bold"), (name, "bold"),
-                             ("\nraise max_steps to train longer; n: new run", "dim"))
+                             ("\nraise max_steps (or time_budget) to train longer; n: new run", "dim"))
     if mode == "from":
         return Text.assemble(("Start from ", "bold"), (f"{name} (step {step:,})", "bold"),
                              ("\na new run from its weights; its model stays as it is; n: new run", "dim"))
@@ -272,7 +276,10 @@ def command_line(config: RunConfig, values: dict[str, str], extra_text: str, *,
     start_from_config(run, None, []) gives (--from with no recipe starts from the same)."""
     extra = split_extra(extra_text)
     if resume_dir is not None:
-        sets = [f"train.max_steps={config.train.max_steps}"] + extra
+        sets = [f"train.max_steps={config.train.max_steps}"]
+        if config.train.time_budget:
+            sets.append(form_item("train.time_budget", config.train.time_budget))
+        sets += extra
         head = ["--train", "--resume", str(resume_dir)]
     elif from_dir is not None:
         if from_base is None:

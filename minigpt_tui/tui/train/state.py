@@ -84,6 +84,7 @@ class RunState:
         elif isinstance(event, ev.Step):
             self.step = event.step
             self.loss, self.tokens_per_s, self.eta_s = event.loss, event.tokens_per_s, event.eta_s
+            self.max_steps = event.max_steps or self.max_steps  # (a time budget re-sizes it)
         elif isinstance(event, ev.Eval):
             self.step = max(self.step, event.step)
             self.val_loss, self.best_val_loss = event.val_loss, event.best_val_loss
