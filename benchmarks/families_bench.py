@@ -4,6 +4,7 @@
     python benchmarks/families_bench.py --seconds 20         # a quick check (no figure to publish)
     python benchmarks/families_bench.py --only cnn gru --data path/to/shared/data
     python benchmarks/families_bench.py --seconds 5 --set model.n_embd=32 --turns 3   # does it run?
+    python benchmarks/families_bench.py --speed-only         # sampling and chat speed alone
 
 GRU, LSTM, Transformer and CNN each train with minigpt-tui's real trainer for the same --seconds of
 training, one after the other in this process (the clock starts at the trainer's Started event, so
@@ -12,18 +13,20 @@ reading and tokenizing the corpus is left out), from their recipes:
   lstm         the same with LSTM cells
   transformer  shakespeare-char-best (4 layers, 192 wide, context 128)
   cnn          shakespeare-char-cnn
-each with train.max_steps sized to the budget from a 40-step pilot (train_bench.steps_for_budget),
-so its learning-rate schedule ends at the budget. Then, for each:
+each with train.time_budget = --seconds (core/training/time_budget.py sizes max_steps to the
+measured rate as it trains), so its learning-rate schedule ends at the budget, and is scored:
   bits/char    `minigpt-tui --evaluate RUN --checkpoint last --json`: a full pass over the validation
                split (the last 10% of the text; every token predicted once; see
-               core/training/evaluate.py for how each family is scored);
+               core/training/evaluate.py for how each family is scored).
+Then, once all have trained, their speed, in --rounds rounds in which the families take turns (so a
+change in the machine's speed hits all alike), reported as the median (and range) over the rounds:
   sampling     tokens/s of `Sampler.generate` (the sampler's own compute time, as --generate reports
-               it), --sample-tokens new tokens after a 48-character prompt, temperature 0.8, the best
-               of 3;
+               it), --sample-tokens new tokens after a 48-character prompt, temperature 0.8;
   chat TTFT    time to the first token of a reply at turn 1 and at turn --turns of one conversation
                (core.generation.chat_session: each turn --user-chars typed characters read on top of
-               the carried state, then a --reply-tokens reply), the best of 3 tries per turn (the
-               session's mark is restored before each).
+               the carried state, then a --reply-tokens reply).
+--speed-only skips the training and measures untrained models of the recipes' shapes (speed does
+not depend on how well the weights are trained): a minute or two.
 Runs go to a temporary data home, removed at the end. Prints the machine line (benchmarks/machine.py:
 its class, e.g. "Machine class: CPU without native bf16 (AVX2). CPU: ... features avx2 fma ...;
 torch ... threads; load average ...", or the GPU's name and compute capability when the families
@@ -56,17 +59,50 @@ PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n"[:48]
 USER_TEXT = "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo? Deny thy father. "
 
 
-def sampling_speed(model, tokenizer, tokens: int, repeats: int = 3) -> float:
-    """Best tokens/s of the sampler's compute time over `repeats` generations."""
+def sampling_speed(model, tokenizer, tokens: int, seed: int) -> float:
+    """Tokens/s of the sampler's compute time over one generation of `tokens` new tokens."""
     from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 
-    best = 0.0
-    for seed in range(repeats):
-        sampler = Sampler(model, tokenizer, SamplingSettings(temperature=0.8, seed=seed, max_new_tokens=tokens))
-        for _ in sampler.generate(PROMPT):
-            pass
-        best = max(best, sampler.tokens_per_s)
-    return best
+    sampler = Sampler(model, tokenizer, SamplingSettings(temperature=0.8, seed=seed, max_new_tokens=tokens))
+    for _ in sampler.generate(PROMPT):
+        pass
+    return sampler.tokens_per_s
+
+
+def measure_speed(models: dict, args) -> dict:
+    """family -> sampling tokens/s (median, range) and chat TTFT at turn 1 and the last turn
+    (medians), over args.rounds rounds in which the families take turns."""
+    import statistics
+
+    rates: dict = {label: [] for label in models}
+    firsts: dict = {label: [] for label in models}
+    for label, (model, tok) in models.items():  # a warm-up, not measured
+        sampling_speed(model, tok, 100, seed=0)
+    for r in range(args.rounds):
+        for label, (model, tok) in models.items():
+            rates[label].append(sampling_speed(model, tok, args.sample_tokens, seed=r))
+            firsts[label].append(chat_ttft(model, tok, args.turns, args.user_chars, args.reply_tokens, repeats=1))
+    out = {}
+    for label in models:
+        turn_1 = statistics.median(f[0] for f in firsts[label])
+        turn_n = statistics.median(f[-1] for f in firsts[label])
+        out[label] = {"sampling_tokens_per_s": round(statistics.median(rates[label])),
+                      "sampling_tokens_per_s_range": [round(min(rates[label])), round(max(rates[label]))],
+                      "ttft_ms_turn_1": round(turn_1 * 1e3, 2), f"ttft_ms_turn_{args.turns}": round(turn_n * 1e3, 2)}
+    return out
+
+
+def untrained(recipe: str, overrides: list[str], corpus: Path):
+    """A model of the recipe's shape with its initial weights, and a char tokenizer of the corpus
+    (speed does not depend on how well the weights are trained)."""
+    from minigpt_tui.core.config import RunConfig
+    from minigpt_tui.core.data.tokenizer import CharTokenizer
+    from minigpt_tui.core.models import build_model
+    from minigpt_tui.core.paths import find_recipe
+
+    config = RunConfig.load(find_recipe(recipe)).with_overrides(overrides)
+    tokenizer = CharTokenizer.train(corpus.read_text(encoding="utf-8"), config.data.vocab_size)
+    return build_model(config.model, tokenizer.vocab_size).eval(), tokenizer
 
 
 def chat_ttft(model, tokenizer, turns: int, user_chars: int, reply_tokens: int, repeats: int = 3) -> list[float]:
@@ -106,6 +142,9 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--user-chars", type=int, default=60)
     parser.add_argument("--reply-tokens", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the speed measurements (default 5)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="no training: sampling and chat speed of untrained models of the recipes' shapes")
     parser.add_argument("--json", type=Path, default=RESULTS / "families_bench.json")
     args = parser.parse_args()
     corpus = args.data / "tinyshakespeare" / "input.txt"
@@ -119,52 +158,65 @@ def main() -> int:
 
         import machine
         from minigpt_tui.core.runs.run_dir import RunDir
-        from train_bench import steps_for_budget, train
+        from train_bench import train
 
         threads = torch.get_num_threads()
         device = "cpu"  # until a family has trained: the recipe's train.device decides
         print(machine.describe(), flush=True)
-        rows = []
+        rows, models = [], {}
         for label in args.only or list(FAMILIES):
             recipe, overrides = FAMILIES[label]
+            row = {"family": label, "recipe": recipe, "overrides": overrides + args.set}
+            if args.speed_only:
+                models[label] = untrained(recipe, [*overrides, *args.set], corpus)
+                row["params"] = sum(p.numel() for p in models[label][0].parameters())
+                rows.append(row)
+                continue
             load = os.getloadavg()[0]
             print(f"training {label} ({recipe} {' '.join(overrides)}) for {args.seconds:.0f} s "
                   f"(load average {load:.2f}) ...", flush=True)
             sets = [f"data.path={corpus}", "data.val_fraction=0.1", "train.sample_tokens=0", *overrides, *args.set]
-            steps = steps_for_budget(recipe, sets, args.seconds)
-            log = train(recipe, [*sets, f"train.max_steps={steps}"], budget_s=args.seconds, label=label)
+            # The run's time budget sizes its schedule to the machine; the hard stop is a guard.
+            log = train(recipe, [*sets, f"train.time_budget={json.dumps(f'{args.seconds:g}s')}"],
+                        budget_s=args.seconds + 60, label=label)
             torch.set_num_threads(threads)  # (a recipe's train.threads must not carry over)
             device = log["device"]
             out = subprocess.run([sys.executable, "-m", "minigpt_tui", "--evaluate", log["run_dir"],
                                   "--checkpoint", "last", "--json"], capture_output=True, text=True, check=True)
             scored = json.loads(out.stdout)
             loaded = RunDir(log["run_dir"]).load(checkpoint="last")
-            model, tok = loaded.model, loaded.tokenizer
-            tokens_per_s = sampling_speed(model, tok, args.sample_tokens)
-            ttft = chat_ttft(model, tok, args.turns, args.user_chars, args.reply_tokens)
-            rows.append({
-                "family": label, "recipe": recipe, "overrides": overrides + args.set, "load_before": round(load, 2),
-                "params": log["params"], "receptive_field": model.receptive_field, "steps": log["steps_done"],
+            models[label] = (loaded.model, loaded.tokenizer)
+            row.update({
+                "load_before": round(load, 2), "params": log["params"], "steps": log["steps_done"],
                 "train_s": round(log["wall_s"], 1), "final_val_loss": log["final_val_loss"],
                 "bits_per_char": scored["bits_per_char"], "eval_method": scored["method"],
-                "sampling_tokens_per_s": round(tokens_per_s), "ttft_ms_turn_1": round(ttft[0] * 1e3, 2),
-                f"ttft_ms_turn_{args.turns}": round(ttft[-1] * 1e3, 2),
             })
-            print(json.dumps(rows[-1]), flush=True)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        # Speed, after all the training: the families take turns, round after round, so that a
+        # change in the machine's speed while they are measured hits all of them alike.
+        print(f"sampling and chat speed, {args.rounds} rounds, the families in turn ...", flush=True)
+        speeds = measure_speed(models, args)
+        for row in rows:
+            row["receptive_field"] = models[row["family"]][0].receptive_field
+            row.update(speeds[row["family"]])
         mach = machine.info(device)
 
     print(f"\n{machine.summary(mach)}")
     t = args.turns
-    print(f"\n| {args.seconds:.0f} s of training each | parameters | receptive field | steps | bits/char (full pass) "
-          f"| sampling tok/s | chat TTFT turn 1 / turn {t} |")
+    what = "untrained weights" if args.speed_only else f"{args.seconds:.0f} s of training each"
+    print(f"\n| {what} | parameters | receptive field | steps | bits/char (full pass) "
+          f"| sampling tok/s, median (min-max) | chat TTFT turn 1 / turn {t}, median |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         reach = f"{r['receptive_field']:,}" if r["receptive_field"] else "unbounded"
+        trained = (f"{r['steps']:,} | **{r['bits_per_char']:.3f}**" if "steps" in r else "- | -")
+        lo, hi = r["sampling_tokens_per_s_range"]
         print(f"| {r['family']} (`{r['recipe']}`{' ' + ' '.join(r['overrides']) if r['overrides'] else ''}) | "
-              f"{r['params']:,} | {reach} | {r['steps']:,} | **{r['bits_per_char']:.3f}** | "
-              f"{r['sampling_tokens_per_s']:,} | {r['ttft_ms_turn_1']:.1f} / {r[f'ttft_ms_turn_{t}']:.1f} ms |")
+              f"{r['params']:,} | {reach} | {trained} | {r['sampling_tokens_per_s']:,} ({lo:,}-{hi:,}) | "
+              f"{r['ttft_ms_turn_1']:.1f} / {r[f'ttft_ms_turn_{t}']:.1f} ms |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": mach, "seconds": args.seconds, "turns": t,
+    args.json.write_text(json.dumps({"machine": mach, "seconds": 0 if args.speed_only else args.seconds, "turns": t,
                                      "sample_tokens": args.sample_tokens, "rows": rows}, indent=1) + "\n")
     print(f"\n(written to {args.json})")
     return 0
