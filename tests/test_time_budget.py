@@ -66,7 +66,7 @@ def test_a_budget_ends_on_time_with_the_rate_decayed_and_a_final_evaluation(tiny
     assert done.elapsed_s <= 3.0 + SLACK_S
     assert evals[-1].step == done.step  # the final evaluation
     assert steps[-1].max_steps == done.step
-    assert steps[-1].lr - 3e-4 < 0.05 * (3e-3 - 3e-4)  # decayed to within 5% of the way from min_lr
+    assert steps[-1].lr - 3e-4 < 0.1 * (3e-3 - 3e-4)  # decayed: within 10% of the way from min_lr
     assert RunDir(trainer.run_dir).read_meta().max_steps == done.step
 
 

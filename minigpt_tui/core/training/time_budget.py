@@ -4,9 +4,9 @@ People think in minutes, and a recipe sized in steps for one machine stops anoth
 with its learning rate barely decayed. With a budget, the run's max_steps (which the cosine
 schedule decays to) is sized from the rate this machine measures: the recipe's max_steps is only
 the first guess, shown until the first steps have been timed (a pilot of a few log intervals
-after the warm-up the ETA skips too); from then on, every `resize_every_s` seconds, max_steps
-becomes the step that ends the run, its evaluations and their checkpoints included, when the
-budget is spent. So the run ends on time, with its learning rate decayed and a final evaluation,
+after the warm-up the ETA skips too); from then on, every `resize_every_s` seconds (more often
+near the end), max_steps becomes the step that ends the run, its evaluations and their
+checkpoints included, when the budget is spent. So the run ends on time, with its learning rate decayed and a final evaluation,
 on whatever machine it is.
 
 What counts: the training loop's time, evaluations and checkpoints included, from the step-0
@@ -37,8 +37,12 @@ class TimeBudget:
         return self.used_before + session_s
 
     def due(self, session_s: float) -> bool:
-        """Is it time to size the schedule again?"""
-        return not self.sized or session_s - self._last_resize >= self.resize_every_s
+        """Is it time to size the schedule again? Every resize_every_s, and more often as the end
+        nears (every tenth of what is left, down to 0.2 s): a machine that slows down near the
+        end would otherwise spend the budget before the schedule has decayed."""
+        left = self.seconds - self.used(session_s)
+        every = min(self.resize_every_s, max(0.2, left / 10))
+        return not self.sized or session_s - self._last_resize >= every
 
     def max_steps(self, step: int, session_s: float, seconds_per_step: float, eval_s: float,
                   eval_interval: int) -> int:

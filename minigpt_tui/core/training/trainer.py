@@ -322,7 +322,7 @@ class Trainer:
                     now = time.perf_counter()
                     eta.add(window_steps, now - window_start)
                     if self.budget is not None and self.budget.resize(self, now - started, eta):
-                        self._update_meta(max_steps=t.max_steps)
+                        self.meta.max_steps = t.max_steps  # (written with the next checkpoint)
                     tps = window_steps * tokens_per_step / max(now - window_start, 1e-9)
                     eta_s = eta.eta(t.max_steps - self.step, evals_left(self.step, t.max_steps, t.eval_interval))
                     self.emit(ev.Step(step=step, loss=loss_value, lr=lr, tokens_per_s=tps,
