@@ -111,9 +111,14 @@ def hardware_limit(tokens_per_step: int, n_embd: int, seconds: float) -> dict:
     square matmul and the model's largest (batch*context x n_embd @ n_embd x 4*n_embd), which fits
     in cache and can beat the large one. Taking the higher keeps the fraction an honest one (<= 1
     on a quiet machine) whichever shape the CPU prefers."""
+    from minigpt_tui.core.training.devices import cpu_has_native_bf16
+
     out = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        large = matmul_rate(dtype, 2048, 2048, 2048, seconds)
+        # Emulated bf16 (a CPU without native bf16) runs near 1 GFLOP/s: a 2048-cube matmul would
+        # take ~17 s a call, minutes for the few calls a median needs. 512 says as much there.
+        side = 2048 if dtype == torch.float32 or cpu_has_native_bf16() else 512
+        large = matmul_rate(dtype, side, side, side, seconds)
         model = matmul_rate(dtype, tokens_per_step, n_embd, 4 * n_embd, seconds / 2)
         out[name] = {"large": large, "model": model,
                      "limit_gflops": max(large["gflops_median"], model["gflops_median"])}
