@@ -24,7 +24,9 @@ change in the machine's speed hits all alike), reported as the median (and range
                it), --sample-tokens new tokens after a 48-character prompt, temperature 0.8;
   chat TTFT    time to the first token of a reply at turn 1 and at turn --turns of one conversation
                (core.generation.chat_session: each turn --user-chars typed characters read on top of
-               the carried state, then a --reply-tokens reply).
+               the carried state, then a --reply-tokens reply);
+  decode step  the model's decode_step alone on one thread, microseconds per token, and the aten
+               operator calls it makes (torch.profiler): why one family samples faster than another.
 --speed-only skips the training and measures untrained models of the recipes' shapes (speed does
 not depend on how well the weights are trained): a minute or two.
 Runs go to a temporary data home, removed at the end. Prints the machine line (benchmarks/machine.py:
@@ -83,13 +85,42 @@ def measure_speed(models: dict, args) -> dict:
             rates[label].append(sampling_speed(model, tok, args.sample_tokens, seed=r))
             firsts[label].append(chat_ttft(model, tok, args.turns, args.user_chars, args.reply_tokens, repeats=1))
     out = {}
+    for label, (model, _) in models.items():
+        out[label] = decode_profile(model)
     for label in models:
         turn_1 = statistics.median(f[0] for f in firsts[label])
         turn_n = statistics.median(f[-1] for f in firsts[label])
-        out[label] = {"sampling_tokens_per_s": round(statistics.median(rates[label])),
+        out[label] |= {"sampling_tokens_per_s": round(statistics.median(rates[label])),
                       "sampling_tokens_per_s_range": [round(min(rates[label])), round(max(rates[label]))],
                       "ttft_ms_turn_1": round(turn_1 * 1e3, 2), f"ttft_ms_turn_{args.turns}": round(turn_n * 1e3, 2)}
     return out
+
+
+def decode_profile(model, steps: int = 300) -> dict:
+    """One token through the model's decode_step alone (no sampling): microseconds per token over
+    `steps` calls, and the aten operator calls each makes (torch.profiler over 50 more, nested
+    calls included); the sampler's own setting of one thread for small models."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            _, state = model.decode_step(1, model.new_state())
+            for _ in range(50):
+                _, state = model.decode_step(2, state)
+            start = time.perf_counter()
+            for _ in range(steps):
+                _, state = model.decode_step(2, state)
+            per_token = (time.perf_counter() - start) / steps
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(50):
+                    _, state = model.decode_step(2, state)
+    finally:
+        torch.set_num_threads(threads)
+    calls = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::")) / 50
+    return {"decode_step_us": round(per_token * 1e6), "aten_calls_per_token": round(calls)}
 
 
 def untrained(recipe: str, overrides: list[str], corpus: Path):
@@ -215,6 +246,8 @@ def main() -> int:
         print(f"| {r['family']} (`{r['recipe']}`{' ' + ' '.join(r['overrides']) if r['overrides'] else ''}) | "
               f"{r['params']:,} | {reach} | {trained} | {r['sampling_tokens_per_s']:,} ({lo:,}-{hi:,}) | "
               f"{r['ttft_ms_turn_1']:.1f} / {r[f'ttft_ms_turn_{t}']:.1f} ms |")
+    print("\nOne decode step alone (one thread): " + "; ".join(
+        f"{r['family']} {r['decode_step_us']:,} us, {r['aten_calls_per_token']} operator calls" for r in rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": mach, "seconds": 0 if args.speed_only else args.seconds, "turns": t,
                                      "sample_tokens": args.sample_tokens, "rows": rows}, indent=1) + "\n")
