@@ -1,4 +1,4 @@
-"""The import rules the layout promises (README, "Layout"), read from the source with ast:
+"""The import rules the layout promises (docs/development.md, "Layout"), read from the source with ast:
 the core never imports the UI libraries, no tab's module imports another tab's, and no two
 modules of the package import each other, directly or round a longer circle."""
 
