@@ -5,10 +5,18 @@ settings are never read or written by the suite. And a file a test leaves open f
 from __future__ import annotations
 
 import gc
+import os
 
 import pytest
+import torch
 
 from kit import write_corpus
+
+# Under pytest-xdist (pyproject's addopts) two workers share the machine: one torch thread each,
+# so that their matmuls do not fight over the same cores. (Subprocesses the tests start choose
+# their own, as a user's would.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
