@@ -6,8 +6,8 @@ schedule decays to) is sized from the rate this machine measures: the recipe's m
 the first guess, shown until the first steps have been timed (a pilot of a few log intervals
 after the warm-up the ETA skips too); from then on, every `resize_every_s` seconds (more often
 near the end), max_steps becomes the step that ends the run, its evaluations and their
-checkpoints included, when the budget is spent. So the run ends on time, with its learning rate decayed and a final evaluation,
-on whatever machine it is.
+checkpoints included, when the budget is spent. So the run ends on time, with its learning rate
+decayed and a final evaluation, on whatever machine it is.
 
 What counts: the training loop's time, evaluations and checkpoints included, from the step-0
 evaluation on; set-up (imports, reading the corpus, building the model) does not. A resumed run

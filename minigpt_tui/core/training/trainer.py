@@ -139,9 +139,9 @@ class Trainer:
             raise CheckpointError(
                 f"Run {self.resume.name} has best.pt but no last.pt (which holds the optimizer state), "
                 "so it cannot be resumed; generate from it or start a new run.")
+        # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         budget_s = parse_duration(t.time_budget)
         self.budget = TimeBudget(budget_s, used_s=self.time_used_s) if budget_s else None
-        # else: a run killed before its first checkpoint starts again from step 0, in its own folder
         if self.dist.is_main:
             self._prepare_run_dir()
         if self.dist.enabled:  # other ranks only read the folder; rank 0 holds the lock
