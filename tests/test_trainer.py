@@ -123,3 +123,22 @@ def test_listing_reads_metadata_only(tiny_corpus, tmp_path):
     (trainer.run_dir / "checkpoints" / "last.pt").write_bytes(b"garbage")  # weights are not read
     infos = list_runs(tmp_path / "runs")
     assert len(infos) == 1 and infos[0].error == "" and infos[0].step == 20 and infos[0].family == "transformer"
+
+
+def test_the_first_steps_loss_comes_before_the_untrained_models_evaluation_of_the_same_weights(tiny_corpus, tmp_path):
+    # (core/training/first_evaluation.py: the step-0 evaluation runs after step 0's loss is out,
+    # on a copy of the weights the run started from)
+    from minigpt_tui.core.models import build_model
+
+    config = tiny_config(tiny_corpus, max_steps=12)
+    trainer, done, seen = train(config, tmp_path)
+    kinds = [(type(e).__name__, getattr(e, "step", None)) for e in seen]
+    assert kinds.index(("Step", 0)) < kinds.index(("Eval", 0)) < kinds.index(("Step", 1))
+    first = next(e for e in seen if isinstance(e, ev.Eval) and e.step == 0)
+    torch.manual_seed(config.train.seed)  # the trainer's model, as it was built
+    start = build_model(config.model, trainer.tokenizer.vocab_size)
+    trainer.model.load_state_dict(start.state_dict())
+    assert trainer._mean_loss(trainer.val_batches) == first.val_loss
+    assert abs(first.val_loss - seen[0].ln_vocab) < 0.3
+    records = RunDir(trainer.run_dir).read_metrics()
+    assert [r["step"] for r in records if "val_loss" in r] == [0, 10, 12]

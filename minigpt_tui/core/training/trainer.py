@@ -20,11 +20,10 @@ averaged over ranks and only rank 0 writes files or emits events.
 
 from __future__ import annotations
 
-import errno
 import gc
 import math
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +31,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minigpt_tui.core import paths
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.data.batching import TokenStream
 from minigpt_tui.core.errors import CheckpointError, RunError, TrainingError
@@ -55,10 +53,12 @@ from minigpt_tui.core.training.devices import (
     resolve_precision,
 )
 from minigpt_tui.core.training.eta import EtaEstimator, evals_left
+from minigpt_tui.core.training.first_evaluation import StartingWeights
 from minigpt_tui.core.training.optim import lr_at, make_optimizer
 from minigpt_tui.core.training.start_from import load_start_weights
 from minigpt_tui.core.training.time_budget import TimeBudget
 from minigpt_tui.core.training.training_data import prepare_data
+from minigpt_tui.core.training.write_failures import write_failure
 
 
 class Trainer:
@@ -241,7 +241,7 @@ class Trainer:
         try:
             done = self._run()
         except OSError as err:  # a full disk or an unwritable folder, outside the checkpoint writes
-            raise TrainingError(self._write_failure(err)) from None
+            raise TrainingError(write_failure(err, self.run_dir)) from None
         except MemoryError:
             raise TrainingError("Out of memory; make the model (model.n_embd, model.n_layer) or "
                                 "train.batch_size smaller.") from None
@@ -249,16 +249,6 @@ class Trainer:
             self._log_event(done)
         self.release()
         return done
-
-    def _write_failure(self, err: OSError) -> str:
-        where = err.filename or self.run_dir or paths.runs_dir()
-        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-        if self.run_dir is None:
-            advice = "free some disk space" if full else "check that the data home is writable"
-            return f"Could not write {where} ({err.strerror or err}); {advice} and start again."
-        advice = "free some disk space" if full else "check the run folder"
-        return (f"Could not write {where} ({err.strerror or err}); the last checkpoint written is intact. "
-                f"To go on, {advice} and resume the run.")
 
     def _run(self) -> ev.Done:
         self._setup()
@@ -284,6 +274,7 @@ class Trainer:
         pending: list[dict] = []  # metric records not yet written (flushed at log and eval points)
         window_start, window_steps = time.perf_counter(), 0
         start_step = self.step
+        starting: StartingWeights | None = None
         reason = "finished"
         try:
             while True:
@@ -293,15 +284,10 @@ class Trainer:
                 step = self.step
                 # (With a time budget, max_steps is only a guess until the first steps are timed.)
                 at_end = step >= t.max_steps and (self.budget is None or self.budget.sized)
-                if step % t.eval_interval == 0 or at_end:
-                    eval_start = time.perf_counter()
-                    if self.dist.is_main:  # the steps before a checkpoint reach the disk before it does
-                        self.folder.append_metrics(pending)
-                    pending = []
-                    evaluated = self._evaluate_and_save(step, resumed_here=step == start_step and step > 0)
-                    if self.dist.is_main:
-                        self.folder.append_metrics(evaluated)
-                    eta.add_eval(time.perf_counter() - eval_start)
+                if step == start_step == 0 and not at_end and not self.dist.enabled:
+                    starting = StartingWeights(self.model)  # evaluated once step 0's loss is out
+                elif step % t.eval_interval == 0 or at_end:
+                    self._evaluation(step, step == start_step and step > 0, pending, eta)
                     window_start, window_steps = time.perf_counter(), 0
                 if at_end:
                     break
@@ -329,10 +315,13 @@ class Trainer:
                                       elapsed_s=now - started, eta_s=eta_s, max_steps=t.max_steps))
                     pending.append({"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
                                     "time": now - started})
-                    window_start, window_steps = now, 0
+                    if starting is not None:
+                        self._evaluation(0, False, pending, eta, starting)
+                        starting = None
+                    window_start, window_steps = time.perf_counter(), 0
                     if len(pending) >= 20 and self.dist.is_main:
                         self.folder.append_metrics(pending)
-                        pending = []
+                        pending.clear()
         finally:
             if self.dist.is_main and self.run_dir is not None:
                 self.folder.append_metrics(pending)
@@ -394,6 +383,19 @@ class Trainer:
                 total += F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
         self.dist.all_reduce(total, average=False)
         return total.item() / len(batches)
+
+    def _evaluation(self, step: int, resumed_here: bool, pending: list[dict], eta: EtaEstimator,
+                    weights: StartingWeights | None = None) -> None:
+        """An evaluation point: the steps logged before it reach the disk first, then its record."""
+        eval_start = time.perf_counter()
+        if self.dist.is_main:
+            self.folder.append_metrics(pending)
+        pending.clear()
+        with weights.swapped_in(self.model) if weights is not None else nullcontext():
+            evaluated = self._evaluate_and_save(step, resumed_here)
+        if self.dist.is_main:
+            self.folder.append_metrics(evaluated)
+        eta.add_eval(time.perf_counter() - eval_start)
 
     def _evaluate_and_save(self, step: int, resumed_here: bool) -> list[dict]:
         train_loss = self._mean_loss(self.train_eval_batches)
@@ -474,10 +476,8 @@ class Trainer:
         """Record a failed run in its meta (the caller reports the message) and let go of it."""
         if self.dist.is_main:
             self._log_event(ev.Error(message=message, run_dir=str(self.run_dir or "")))
-        try:
+        with suppress(OSError):
             self._update_meta(status="failed", error=message)
-        except OSError:
-            pass
         self.release()
 
     def leave_process_group(self, finished: bool) -> None:
