@@ -60,6 +60,23 @@ def untrained(family: str):
     return build_model(cfg, tok.vocab_size).eval(), tok, f"{recipe} shape ({family})"
 
 
+def carried_turn(session, words: str, repeats: int) -> tuple[float, str]:
+    """One turn of a chat session that keeps its state: `words` read on top of it, then a reply.
+    Seconds to the reply's first token, the best of `repeats` tries (the session's mark is restored
+    before each), and the reply's text (the last try's, read into the state for the next turn)."""
+    mark = session.mark()
+    best, reply = float("inf"), ""
+    for _ in range(repeats):
+        session.restore(mark)
+        start = time.perf_counter()
+        session.feed(words)
+        stream = session.reply()
+        first = next(stream)
+        best = min(best, time.perf_counter() - start)
+        reply = first.text + "".join(e.text for e in stream)
+    return best, reply
+
+
 def measure(model, tok, turns: int, user_chars: int, reply_tokens: int, repeats: int) -> dict:
     from minigpt_tui.core.generation.chat_session import ChatSession
     from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
@@ -71,16 +88,7 @@ def measure(model, tok, turns: int, user_chars: int, reply_tokens: int, repeats:
     list(Sampler(model, tok, SamplingSettings(max_new_tokens=20)).generate(USER_TEXT))  # warm-up
     carried, reread, transcript = [], [], ""
     for turn in range(1, turns + 1):
-        mark = session.mark()
-        best = float("inf")
-        for _ in range(repeats):
-            session.restore(mark)
-            start = time.perf_counter()
-            session.feed(words)
-            stream = session.reply()
-            first = next(stream)
-            best = min(best, time.perf_counter() - start)
-            reply = first.text + "".join(e.text for e in stream)
+        best, reply = carried_turn(session, words, repeats)
         carried.append(best)
         best = float("inf")
         for _ in range(repeats):

@@ -138,27 +138,14 @@ def untrained(recipe: str, overrides: list[str], corpus: Path):
 
 def chat_ttft(model, tokenizer, turns: int, user_chars: int, reply_tokens: int, repeats: int = 3) -> list[float]:
     """Seconds to the first reply token at each turn, the best of `repeats` tries."""
+    from chat_speed import carried_turn
     from minigpt_tui.core.generation.chat_session import ChatSession
     from minigpt_tui.core.generation.sampling import Sampler, SamplingSettings
 
     words = (USER_TEXT * (user_chars // len(USER_TEXT) + 1))[:user_chars]
     session = ChatSession(Sampler(model, tokenizer, SamplingSettings(temperature=0.8, seed=1337,
                                                                       max_new_tokens=reply_tokens)))
-    firsts = []
-    for _ in range(turns):
-        mark = session.mark()
-        best = float("inf")
-        for _ in range(repeats):
-            session.restore(mark)
-            start = time.perf_counter()
-            session.feed(words)
-            stream = session.reply()
-            next(stream)
-            best = min(best, time.perf_counter() - start)
-            for _ in stream:  # the rest of the reply, read into the state for the next turn
-                pass
-        firsts.append(best)
-    return firsts
+    return [carried_turn(session, words, repeats)[0] for _ in range(turns)]
 
 
 def main() -> int:

@@ -17,21 +17,9 @@ from pathlib import Path
 
 import torch
 
-try:  # the trainer's own test, so that the class says what `train.precision = "auto"` will do
-    from minigpt_tui.core.training.devices import cpu_flags, cpu_has_native_bf16
-except ImportError:  # an older checkout on PYTHONPATH (a before/after run): the same tests, here
-    def cpu_flags() -> set[str]:
-        """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); empty elsewhere."""
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith(("flags", "Features")):
-                    return set(line.partition(":")[2].split())
-        except OSError:
-            pass
-        return set()
-
-    def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
-        return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16", "bf16"})
+# The trainer's own tests, so that the class says what `train.precision = "auto"` will do. (A
+# before/after benchmark runs the other checkout in its children; this module runs in the parent.)
+from minigpt_tui.core.training.devices import cpu_flags, cpu_has_native_bf16
 
 # The CPU features that decide the speed of our training and sampling, in the order we print them.
 FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
