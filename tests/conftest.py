@@ -23,6 +23,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def data_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("MINIGPT_TUI_HOME", str(home))
+    # No standby trainer behind every app a test opens (tests/tui/test_tui_standby.py turns it on).
+    monkeypatch.setenv("MINIGPT_TUI_STANDBY", "0")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     return home

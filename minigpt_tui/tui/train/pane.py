@@ -34,8 +34,9 @@ from minigpt_tui.tui.palette import colour
 from minigpt_tui.tui.screens import ConfirmScreen, RunPickerScreen
 from minigpt_tui.tui.train import form
 from minigpt_tui.tui.train.form import EXTRA, FORM, FORM_FIELDS, FORM_KEYS, config_value, field_id, format_value
-from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
+from minigpt_tui.tui.train.process import STREAM_LIMIT, TrainerProcess, WatchedRun
 from minigpt_tui.tui.train.runner import RunDriver
+from minigpt_tui.tui.train.standby import Standby
 from minigpt_tui.tui.train.state import RunState, render_badge, render_idle, render_sample, render_status
 from minigpt_tui.tui.widgets.live_text import LiveText
 from minigpt_tui.tui.widgets.loss_plot import PLOT_BINDINGS, VIEWS, LossPlot
@@ -95,6 +96,7 @@ class TrainPane(RunDriver, Vertical):
         self.from_step = 0  # the step of the checkpoint it starts from
         self.state = RunState()
         self.proc: TrainerProcess | WatchedRun | None = None  # the running trainer, or the one watched
+        self.standby = Standby(STREAM_LIMIT)  # a trainer process waiting for `s` (runner.schedule_standby)
         self.stop_requested = False
         self.errors: dict[str, str] = {}
         self.config: RunConfig | None = None  # the validated form, None while it has an error
@@ -126,6 +128,10 @@ class TrainPane(RunDriver, Vertical):
         self.load_recipe(self.recipe)
         self._update_buttons()
         self._render_status()
+        self.schedule_standby()
+
+    async def on_unmount(self) -> None:
+        await self.standby.close()
 
     def _theme_changed(self, theme: Theme) -> None:
         """Text drawn in Python holds colours read from the theme: draw it again."""

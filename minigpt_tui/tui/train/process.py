@@ -7,7 +7,7 @@ and reports Done(stopped). No Textual here: the Train pane drives this.
 WatchedRun has the same face for a run another process trains, followed from its files.
 
     trainer = TrainerProcess(["--train", "recipe.toml"])
-    await trainer.start()              # OSError if it cannot be started
+    await trainer.start()              # OSError if it cannot be started (start(standby): see standby.py)
     async for event in trainer: ...    # until the trainer exits
     trainer.returncode, trainer.crash_message()
 """
@@ -15,6 +15,7 @@ WatchedRun has the same face for a run another process trains, followed from its
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -36,7 +37,8 @@ class TrainerProcess:
 
     def __init__(self, args: list[str]) -> None:
         self.args = list(args)
-        self.argv = [sys.executable, "-m", "minigpt_tui", *self.args, "--events", "jsonl"]
+        self.command = [*self.args, "--events", "jsonl"]  # what minigpt-tui is given
+        self.argv = [sys.executable, "-m", "minigpt_tui", *self.command]
         self.stderr_lines: list[str] = []
         self.returncode: int | None = None  # set once the trainer has exited and its output is read
         self.stop_requested = False
@@ -46,8 +48,20 @@ class TrainerProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    async def start(self) -> None:
-        """Start the child; OSError (no Python, no fork) propagates for the caller to report."""
+    async def start(self, standby: asyncio.subprocess.Process | None = None) -> None:
+        """Start the child; OSError (no Python, no fork) propagates for the caller to report.
+
+        `standby`: a waiting `minigpt_tui.cli.standby` process (tui/train/standby.py), given the
+        command line instead of starting a new interpreter; if it has died, a fresh one starts."""
+        if standby is not None and standby.returncode is None:
+            try:
+                standby.stdin.write((json.dumps(self.command) + "\n").encode())
+                await standby.stdin.drain()
+                standby.stdin.close()
+                self._proc = standby
+                return
+            except (BrokenPipeError, ConnectionResetError):  # it died as it was handed the line
+                await standby.wait()
         # Unbuffered, so every event arrives when it happens rather than when a buffer fills.
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = await asyncio.create_subprocess_exec(

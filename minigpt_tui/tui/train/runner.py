@@ -19,6 +19,7 @@ from textual.widgets import Static
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
+from minigpt_tui.tui.train.standby import STANDBY_DELAY_S, standby_enabled
 from minigpt_tui.tui.train.state import RunState
 
 
@@ -45,12 +46,21 @@ class RunDriver:
         shown = " ".join(shlex.quote(a) for a in ["minigpt-tui", *args])
         self.query_one("#train-sample", Static).update(
             Text.assemble(("Starting the trainer", "bold"), (" (the same as running:\n", "dim"), (shown, "dim"), (")", "dim")))
-        self.run_worker(self._run_process(trainer, resuming="--resume" in args), group="train", exclusive=True,
-                        exit_on_error=False, name="trainer")
+        self.run_worker(self._run_process(trainer, resuming="--resume" in args, standby=self.standby.take()),
+                        group="train", exclusive=True, exit_on_error=False, name="trainer")
 
-    async def _run_process(self, trainer: TrainerProcess, resuming: bool) -> None:
+    def schedule_standby(self) -> None:
+        """Have a standby trainer waiting for the next start, in a moment (tui/train/standby.py)."""
+        if standby_enabled():
+            self.set_timer(STANDBY_DELAY_S, self._start_standby)
+
+    def _start_standby(self) -> None:
+        if not self.training:  # (a run started meanwhile: the next _finish schedules one)
+            self.run_worker(self.standby.start(), group="standby", exclusive=True, exit_on_error=False)
+
+    async def _run_process(self, trainer: TrainerProcess, resuming: bool, standby=None) -> None:
         try:
-            await trainer.start()
+            await trainer.start(standby)
         except OSError as err:
             self.state.status = "failed"
             self.state.message = f"Could not start the trainer ({err.strerror or err})."
@@ -117,6 +127,7 @@ class RunDriver:
         self._render_status()
         self.plot.request_redraw(now=True)
         self.post_message(self.Ended(self.state.status, self.state.run_dir))
+        self.schedule_standby()
 
     def action_stop(self) -> None:
         if self.proc is None:
