@@ -86,6 +86,32 @@ def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prom
             assert torch.allclose(prefill[:, t], full_logits(model, ids[:, :prompt_len], t), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("copies", [True, False], ids=["small: (in, out) copies", "large: transposed views"])
+@pytest.mark.parametrize("layout", [{}, {"bias": True, "positions": "learned", "activation": "gelu_tanh"},
+                                    {"norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 1}],
+                         ids=["ours", "gpt2", "llama"])
+def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or_not(monkeypatch, copies, layout):
+    """Small models decode with (in, out) copies of their weights, large ones with views of them
+    (transformer_decode.SMALL_MODEL): the logits are the network's either way, and decoding leaves
+    torch's oneDNN setting as it found it (it turns it off while a token is decoded)."""
+    from minigpt_tui.core.models import transformer_decode
+
+    monkeypatch.setattr(transformer_decode, "SMALL_MODEL", 10**12 if copies else 0)
+    model = tiny_model(**layout)
+    ids = torch.randint(CHAR.vocab_size, (1, 8), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        state = model.new_state()
+        model(ids[:, :3], state)
+        for t in range(3, 8):
+            assert torch.backends.mkldnn.enabled
+            logits, state = model.decode_step(int(ids[0, t]), state)
+            assert torch.allclose(logits[0], full_logits(model, ids, t)[0], atol=1e-4, rtol=0), t
+        plan = state.plan.blocks[0]
+        shares = plan.up_weight_t.data_ptr() == model.blocks[0].mlp.up.weight.data_ptr()
+        assert shares != copies and plan.up_weight_t.is_contiguous() == copies
+    assert torch.backends.mkldnn.enabled
+
+
 def test_the_two_gelus_are_different_functions_of_the_same_weights():
     ids = torch.randint(CHAR.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():

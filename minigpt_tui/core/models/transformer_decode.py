@@ -6,21 +6,27 @@ transformer.py's docstring for why a ring works with rotary positions). It is
 written flat on torch calls because at one token per step the cost is the
 number of calls, not the flops:
 
-* the weights are gathered once per cache into a DecodePlan per block;
-* queries and keys of all heads are rotated together by one complex
+* the weights are gathered once per cache into a DecodePlan per block, each
+  matrix in the (in, out) layout a row of activations is multiplied by fastest,
+  the attention's scale folded into the query rows;
+* queries and keys of all heads are rotated together, in place, by one complex
   multiplication. For that each head's dimensions are kept in interleaved
   order, (x1_0, x2_0, x1_1, x2_1, ...) instead of the network's half split
   (x1_0, ..., x1_{D/2-1}, x2_0, ...): the qkv weight rows are permuted to
   produce them that way, and the cached keys are stored that way. Queries and
   keys are permuted alike, so every dot product, and so the attention, is
   unchanged;
-* residual adds fold into addmm where that is exact.
+* residual adds fold into addmm where that is exact;
+* one query's attention is two matmuls and a softmax (scaled_dot_product_attention
+  costs a fixed ~50 µs a call on a CPU, more than its arithmetic at this size),
+  and oneDNN is off while a token is decoded (see without_onednn).
 
 Shape names as in transformer.py: B batch, C width, H heads, D head size, W window.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -37,23 +43,35 @@ def interleave_order(head_size: int) -> torch.Tensor:
 
 
 class DecodePlan(NamedTuple):
-    """One block's weights arranged for decoding. The qkv rows (and bias) have each
-    query and key head in interleaved order; the output projections are transposed,
-    the layout torch.addmm takes."""
+    """One block's weights arranged for decoding. Every matrix is stored (in, out), the layout
+    torch.mm and torch.addmm take for a row of activations: for a small model a contiguous
+    copy, which MKL multiplies by one row 1.6x faster than the (out, in) weight F.linear reads
+    (16 matrix-vector products of the shakespeare-char shape: 192 against 309 µs); for a large
+    one (SMALL_MODEL parameters and up) a transposed view, so that its weights are not held
+    twice. The qkv rows (and bias) have each query and key head in interleaved order, and the
+    query rows are multiplied by the attention's scale D^-0.5 (rotation is linear, so the
+    scores come out scaled and attention multiplies by nothing)."""
 
     norm1_weight: torch.Tensor
     norm1_bias: torch.Tensor | None
-    qkv_weight: torch.Tensor  # (3C, C)
+    qkv_weight_t: torch.Tensor  # (C, (H + 2 Hkv) D)
     qkv_bias: torch.Tensor | None
-    proj_weight_t: torch.Tensor  # (C, C), transposed
+    proj_weight_t: torch.Tensor  # (C, C)
     proj_bias: torch.Tensor | None
     norm2_weight: torch.Tensor
     norm2_bias: torch.Tensor | None
-    up_weight: torch.Tensor  # (4C, C)
+    up_weight_t: torch.Tensor  # (C, 4C), or (C, 8C) for SwiGLU
     up_bias: torch.Tensor | None
-    down_weight_t: torch.Tensor  # (4C, C), transposed
+    down_weight_t: torch.Tensor  # (4C, C)
     down_bias: torch.Tensor | None
     activation: str  # F.gelu's `approximate` ("none" or "tanh"), or "swiglu" (transformer.gelu_approximation)
+
+
+class DecodeWeights(NamedTuple):
+    """What a cache decodes with: each block's DecodePlan and the head, (C, V)."""
+
+    blocks: list[DecodePlan]
+    head_t: torch.Tensor
 
 
 class KVCache:
@@ -83,7 +101,7 @@ class KVCache:
         self.count = 0  # ring entries written per layer; the next write goes to count % W
         self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
         self.pos = 0  # absolute position of the next token
-        self.plan: list[DecodePlan] | None = None
+        self.plan: DecodeWeights | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
         # (B, pos), which it reads again from position 0 when the positions run out.
         self.ids: torch.Tensor | None = None
@@ -160,26 +178,37 @@ class KVCache:
         self.ids = None
 
 
-def decode_plan(model: Transformer) -> list[DecodePlan]:
-    """Per block, the tensors `decode` needs (see DecodePlan)."""
+SMALL_MODEL = 20_000_000  # parameters: below this the plan keeps (in, out) copies of the weights
+
+
+def decode_plan(model: Transformer) -> DecodeWeights:
+    """The tensors `decode` and `extend` need (see DecodePlan)."""
     H, Hkv, D = _heads(model)
     order = interleave_order(D).to(model.embed.weight.device)
     # Query and key rows head by head in interleaved order; value rows as they are.
     rows = torch.cat([h * D + order for h in range(H + Hkv)]
                      + [torch.arange((H + Hkv) * D, (H + 2 * Hkv) * D, device=order.device)])
-    plan = []
+    scale = torch.ones(len(rows), device=order.device)
+    scale[: H * D] = D ** -0.5
+    copy = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+
+    def t(weight: torch.Tensor) -> torch.Tensor:
+        return weight.detach().t().contiguous() if copy else weight.detach().t()
+
+    blocks = []
     for block in model.blocks:
         attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
-        plan.append(DecodePlan(
+        qkv_bias = attn.qkv.bias
+        blocks.append(DecodePlan(
             norm1_weight=n1.weight, norm1_bias=getattr(n1, "bias", None),
-            qkv_weight=attn.qkv.weight.detach()[rows],
-            qkv_bias=attn.qkv.bias.detach()[rows] if attn.qkv.bias is not None else None,
-            proj_weight_t=attn.proj.weight.detach().t(), proj_bias=attn.proj.bias,
+            qkv_weight_t=(attn.qkv.weight.detach()[rows] * scale[:, None].to(attn.qkv.weight.dtype)).t().contiguous(),
+            qkv_bias=(qkv_bias.detach()[rows] * scale.to(qkv_bias.dtype)) if qkv_bias is not None else None,
+            proj_weight_t=t(attn.proj.weight), proj_bias=attn.proj.bias,
             norm2_weight=n2.weight, norm2_bias=getattr(n2, "bias", None),
-            up_weight=mlp.up.weight, up_bias=mlp.up.bias,
-            down_weight_t=mlp.down.weight.detach().t(), down_bias=mlp.down.bias, activation=mlp.approximate,
+            up_weight_t=t(mlp.up.weight), up_bias=mlp.up.bias,
+            down_weight_t=t(mlp.down.weight), down_bias=mlp.down.bias, activation=mlp.approximate,
         ))
-    return plan
+    return DecodeWeights(blocks, t(model.head.weight))
 
 
 def _heads(model: Transformer) -> tuple[int, int, int]:
@@ -203,6 +232,15 @@ def _mlp_activation(h: torch.Tensor, activation: str) -> torch.Tensor:
     return F.gelu(h, approximate=activation)
 
 
+def _project(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight_t (+ bias) for x (..., C) and an (in, out) weight (mm for a row: matmul is a
+    call more)."""
+    if x.dim() == 2:
+        return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+    y = torch.matmul(x, weight_t)
+    return y if bias is None else y + bias
+
+
 def _embed(model: Transformer, idx: torch.Tensor | int, pos: int, T: int = 1) -> torch.Tensor:
     """Token embeddings (plus the position table's rows pos..pos+T-1 with learned positions)."""
     if isinstance(idx, int):
@@ -214,6 +252,28 @@ def _embed(model: Transformer, idx: torch.Tensor | int, pos: int, T: int = 1) ->
     return x
 
 
+def without_onednn(step):
+    """Run `step` with PyTorch's oneDNN (mkldnn) kernels off. On a CPU, F.gelu goes through oneDNN,
+    which costs a fixed ~10 µs a call whatever the size (12 µs for 8 values, 13 for 2,048; its own
+    kernel 2.3 µs for the MLP's 512): at one token per step that is most of a GELU's time, and the
+    other calls of a step do not use oneDNN in float32 (matmuls are MKL's). A decoded token of the
+    shakespeare-char transformer: 0.75x the time (815 against 1,059 µs, median of 7 alternations;
+    the GRU, LSTM and CNN steps gain nothing, so theirs keep it). The setting is global: restored
+    when the step returns."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        mkldnn = torch.backends.mkldnn  # (its flags() context also resets TF32 and precision settings)
+        was, mkldnn.enabled = mkldnn.enabled, False
+        try:
+            return step(*args, **kwargs)
+        finally:
+            mkldnn.enabled = was
+
+    return run
+
+
+@without_onednn
 def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
     """One new token per sequence (idx (B,), or an int for B = 1) after a filled cache -> logits (B, V).
 
@@ -235,43 +295,49 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     # Under autocast, matmuls return reduced precision: keep the residual stream in
     # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
     fused = not torch.is_autocast_enabled(x.device.type)
-    norm, linear, addmm = _norm(model), F.linear, torch.addmm
-    for p, (keys, values) in zip(cache.plan, cache.layers):
+    norm, addmm = _norm(model), torch.addmm
+    for p, (keys, values) in zip(cache.plan.blocks, cache.layers):
         # attention: x + proj(attend(rotate(q), ring of rotated k, v))
-        qkv = linear(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight, p.qkv_bias)  # (B, (H + 2 Hkv) D)
+        qkv = _project(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight_t, p.qkv_bias)  # (B, (H + 2 Hkv) D)
         qk = qkv[:, :QK]  # queries then keys, each head's dimensions in (x1, x2) pairs
-        if qk.dtype != torch.float32:  # reduced precision: rotate in float32
+        reduced = qkv.dtype != torch.float32
+        if reduced:  # rotate in float32 (the keys are kept in float32)
             qk = qk.float()
-        if rot is not None:
-            qk = torch.view_as_real(torch.view_as_complex(qk.view(B, H + Hkv, D // 2, 2)) * rot)
-        qk = qk.reshape(B, H + Hkv, 1, D)
-        if qk.dtype != keys.dtype:
-            qk = qk.to(keys.dtype)
-        keys.narrow(2, slot, 1).copy_(qk[:, H:])
+        if rot is not None:  # in place: qk is qkv's own memory, or the float32 copy
+            torch.view_as_complex(qk.view(B, H + Hkv, D // 2, 2)).mul_(rot)
+        keys.narrow(2, slot, 1).copy_(qk[:, H * D :].view(B, Hkv, 1, D))
         values.narrow(2, slot, 1).copy_(qkv[:, QK:].view(B, Hkv, 1, D))
         if filled < W:  # the ring is not full yet: attend to the written slots only
             keys, values = keys.narrow(2, 0, filled), values.narrow(2, 0, filled)
-        # A key/value head's H / Hkv query heads are its queries (B, Hkv, H / Hkv, D): one call.
-        y = F.scaled_dot_product_attention(qk[:, :H].view(B, Hkv, H // Hkv, D), keys, values).reshape(B, C)
+        # A key/value head's H / Hkv query heads are its queries, (B Hkv, H / Hkv, D), against its
+        # (B Hkv, filled, D) keys and values: three calls where scaled_dot_product_attention takes
+        # ~50 µs on one query. The queries came scaled (DecodePlan).
+        S = keys.size(2)
+        scores = torch.bmm(qk[:, : H * D].reshape(B * Hkv, H // Hkv, D),
+                           keys.view(B * Hkv, S, D).transpose(1, 2)).softmax(-1)
+        if reduced:
+            scores = scores.to(values.dtype)
+        y = torch.bmm(scores, values.view(B * Hkv, S, D)).view(B, C)
         if fused and p.proj_bias is None:
-            x = addmm(x, y, p.proj_weight_t)
+            x = addmm(x, y.to(x.dtype) if reduced else y, p.proj_weight_t)
         else:
-            x = x + linear(y, p.proj_weight_t.t(), p.proj_bias)
+            x = x + _project(y, p.proj_weight_t, p.proj_bias)
         # MLP: x + down(act(up(norm(x))))
-        h = _mlp_activation(linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
+        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
         if fused and p.down_bias is None:
             x = addmm(x, h, p.down_weight_t)
         else:
-            x = x + linear(h, p.down_weight_t.t(), p.down_bias)
+            x = x + _project(h, p.down_weight_t, p.down_bias)
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     if cache.keep_ids:
         cache.read(torch.tensor([[idx]], device=x.device) if isinstance(idx, int) else idx[:, None])
     else:
         cache.count += 1
         cache.pos += 1
-    return linear(x, model.head.weight)
+    return torch.mm(x, cache.plan.head_t)
 
 
+@without_onednn
 def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = False) -> torch.Tensor:
     """Several new tokens (B, T), T <= W, after a filled cache -> logits (B, T, V), advancing it
     (with `last`, (B, 1, V): the last token's only).
@@ -313,8 +379,8 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = F
     writes = (count + torch.arange(T, device=device)) % W
     x = _embed(model, idx, cache.pos, T)  # (B, T, C)
     norm = _norm(model)
-    for p, (keys, values) in zip(cache.plan, cache.layers):
-        qkv = F.linear(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight, p.qkv_bias)
+    for p, (keys, values) in zip(cache.plan.blocks, cache.layers):
+        qkv = _project(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight_t, p.qkv_bias)
         qk = qkv[..., :QK].float()
         if rot is not None:
             qk = torch.view_as_real(torch.view_as_complex(qk.reshape(B, T, H + Hkv, D // 2, 2)) * rot)
@@ -322,15 +388,15 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = F
         q, k = qk[:, :H].to(keys.dtype), qk[:, H:].to(keys.dtype)
         v = qkv[..., QK:].reshape(B, T, Hkv, D).transpose(1, 2).to(values.dtype)
         y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), torch.cat((keys, k), 2),
-                                           torch.cat((values, v), 2), attn_mask=mask)
+                                           torch.cat((values, v), 2), attn_mask=mask, scale=1.0)  # q came scaled
         keys[:, :, writes] = k
         values[:, :, writes] = v
         y = y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
-        x = x + F.linear(y.to(x.dtype), p.proj_weight_t.t(), p.proj_bias)
-        h = _mlp_activation(F.linear(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight, p.up_bias), p.activation)
-        x = x + F.linear(h, p.down_weight_t.t(), p.down_bias)
+        x = x + _project(y.to(x.dtype), p.proj_weight_t, p.proj_bias)
+        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
+        x = x + _project(h, p.down_weight_t, p.down_bias)
     cache.read(idx)
     if last:
         x = x[:, -1:]
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
-    return F.linear(x, model.head.weight)
+    return torch.matmul(x, cache.plan.head_t)
