@@ -46,12 +46,15 @@ async def press_s(recipe: str, data: str | None, wait: float) -> float:
             app.query_one("#f-data-path").value = data
         await pilot.pause(wait)
         started = time.perf_counter()
-        await pilot.press("s")
+        # (Pilot.press returns only once the app is idle, which a streaming run delays by a second
+        # or more: the press runs beside the clock, not in front of it.)
+        press = asyncio.create_task(pilot.press("s"))
         while not (train.state.loss is not None and not train._dirty):  # held, and drawn by the tick
-            if not train.training and train.state.status in ("failed", "finished", "stopped"):
+            if press.done() and not train.training and train.state.status in ("failed", "finished", "stopped"):
                 raise SystemExit(f"the run ended before its first step: {train.state.message}")
             await asyncio.sleep(0.005)
         seconds = time.perf_counter() - started
+        await press
         await pilot.press("x")
         while train.training:
             await asyncio.sleep(0.05)

@@ -2,13 +2,11 @@
 
     python -m minigpt_tui.cli.standby      # imports what --train needs, then reads its command line
 
-A fresh `minigpt-tui --train` spends its first seconds on imports, not training: on a quiet
-2-core machine about 2 s for torch and 1.5-2 s more for torch._dynamo, which every torch
-optimizer imports when it is built (torch.optim wraps Optimizer.add_param_group with
-torch._disable_dynamo, whose first call imports it). The Train tab starts one of these
-processes when it opens; it does those imports while the user fills in the form, then
-waits. Pressing `s` hands it the command line, and the first step's loss comes within a
-second instead of five (benchmarks/first_step.py measures both).
+A fresh `minigpt-tui --train` spends most of its first seconds importing, not training: about
+2 s for torch on a quiet 2-core machine, before it reads a byte of the corpus. The Train tab
+starts one of these processes when it opens; it does those imports while the user fills in
+the form, then waits. Pressing `s` hands it the command line, and the first step's loss comes
+within about 1.5 s instead of 3-4 (benchmarks/first_step.py measures both).
 
 Protocol: one line on stdin, a JSON list of the arguments `minigpt-tui` would get (the
 app's TrainerProcess sends its own, `--events jsonl` included); the process then is that
@@ -25,9 +23,7 @@ import sys
 
 
 def warm_up() -> None:
-    """Import what a training run imports before its first step."""
-    import torch._dynamo  # noqa: F401  (see the module docstring: the optimizer's construction)
-
+    """Import what a training run imports before its first step (torch with the trainer)."""
     import minigpt_tui.cli.dispatch  # noqa: F401
     import minigpt_tui.cli.train  # noqa: F401
     import minigpt_tui.core.training.trainer  # noqa: F401

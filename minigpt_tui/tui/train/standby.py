@@ -5,7 +5,7 @@ one a moment after the tab opens (STANDBY_DELAY_S, so the app's own start is not
 and after every run, and TrainerProcess.start takes it. Nothing here blocks the UI: the
 process is started through asyncio, and it does its imports on its own.
 
-Off with MINIGPT_TUI_STANDBY=0 (it holds torch's ~300 MB while it waits); the test suite
+Off with MINIGPT_TUI_STANDBY=0 (it holds torch, ~230 MB, while it waits); the test suite
 keeps it off except where it is tested.
 """
 
