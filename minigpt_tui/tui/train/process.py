@@ -183,8 +183,9 @@ class WatchedRun:
     def pid(self) -> int | None:
         return self.follower.pid
 
-    async def start(self) -> None:
-        """Nothing to start: the trainer runs already."""
+    async def start(self, standby=None) -> None:
+        """Nothing to start: the trainer runs already (TrainerProcess.start's face; the Train tab
+        never hands a watched run its standby)."""
 
     def __aiter__(self) -> AsyncIterator[ev.Event]:
         return self.events()
