@@ -108,7 +108,9 @@ async def test_a_trainer_killed_from_outside_is_a_message_and_the_run_is_kept(tm
         assert await wait_for(pilot, lambda: not train.training)
         assert train.state.status == "failed"
         assert "SIGKILL" in train.state.message
-        assert any(n.severity == "error" and "SIGKILL" in n.message for n in app._notifications)
+        # (App.notify posts a message: the notification is there once the app has handled it)
+        assert await wait_for(pilot, lambda: any(n.severity == "error" and "SIGKILL" in n.message
+                                                 for n in app._notifications))
         await pilot.press("2")  # still alive and responsive; the run is listed, interrupted, usable
         # (a listing taken while it trained may still show; wait for the one taken after its death)
         assert await wait_for(pilot, lambda: any(r.name == train.state.run_name and r.status != "training"

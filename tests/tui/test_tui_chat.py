@@ -206,7 +206,8 @@ async def test_conversations_are_saved_reopened_and_exported(tiny_run, tmp_path,
         text = target.read_text()
         assert text.startswith("# And God said") and "version 2 of 2" in text
         assert second_version.strip("\n") in text
-        assert any(f"Exported as markdown to {target}" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: any(f"Exported as markdown to {target}" in n.message
+                                                 for n in app._notifications))
 
 
 async def test_no_hint_names_a_single_key_that_the_focused_prompt_would_type(tui_home, trained_template):

@@ -138,7 +138,7 @@ async def test_tiny_training_run_streams_and_stops(tiny_corpus, tui_home):
         assert await wait_for(pilot, lambda: not train.training, timeout=60)
         assert s.status == "stopped"
         assert (tui_home / "runs" / s.run_name / "checkpoints" / "last.pt").is_file()
-        assert any("Stopped" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: any("Stopped" in n.message for n in app._notifications))
         # The new run is listed on the Checkpoints tab.
         await pilot.press("2")
         assert await wait_for(pilot, lambda: any(r.name == s.run_name for r in app.checkpoints.runs))
@@ -163,7 +163,8 @@ async def test_a_crashing_trainer_is_a_message_and_the_app_keeps_running(tmp_pat
                               timeout=60)
         message = app.train.state.message
         assert "not UTF-8" in message and "Traceback" not in message
-        assert any(n.severity == "error" and "not UTF-8" in n.message for n in app._notifications)
+        assert await wait_for(pilot, lambda: any(n.severity == "error" and "not UTF-8" in n.message
+                                                 for n in app._notifications))
         await pilot.press("2")  # still alive and responsive
         assert app.tabs.active == "checkpoints"
 
