@@ -186,6 +186,8 @@ class MiniGPTApp(LiveRuns, HelpAndCommands, SettingsKeeper, App[int]):
             self.checkpoints.refresh_runs()
         elif tab == "generate":
             self.generate.offer_run(self.settings.last_run)
+        elif tab == "train":
+            self.train.schedule_standby()  # a trainer that has done its imports before `s`
         self.refresh_bindings()
 
     def _focus_active(self, force: bool = False) -> None:

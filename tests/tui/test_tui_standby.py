@@ -84,3 +84,22 @@ async def test_a_standby_that_died_is_replaced_by_a_fresh_trainer(tiny_corpus, m
         assert train.proc.pid != dead.pid
         await pilot.press("x")
         assert await wait_for(pilot, lambda: not train.training, timeout=60)
+
+
+@pytest.mark.slow
+async def test_an_app_opened_to_chat_starts_no_standby_until_the_train_tab_is_shown(tiny_run, monkeypatch):
+    monkeypatch.setenv("MINIGPT_TUI_STANDBY", "1")
+    monkeypatch.setattr("minigpt_tui.tui.train.runner.STANDBY_DELAY_S", 0.05)
+    app = MiniGPTApp(run=tiny_run, save=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        train = app.train
+        await pilot.pause(0.5)
+        assert app.tabs.active == "generate" and train.standby.process is None
+        app.tabs.active = "train"
+        assert await wait_for(pilot, lambda: train.standby.ready)
+        first = train.standby.process
+        app.tabs.active = "generate"
+        await pilot.pause()
+        app.tabs.active = "train"  # shown again: the one that waits is kept, no second one
+        await pilot.pause(0.3)
+        assert train.standby.process is first

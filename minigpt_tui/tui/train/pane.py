@@ -128,7 +128,6 @@ class TrainPane(RunDriver, Vertical):
         self.load_recipe(self.recipe)
         self._update_buttons()
         self._render_status()
-        self.schedule_standby()
 
     async def on_unmount(self) -> None:
         await self.standby.close()

@@ -19,7 +19,7 @@ from textual.widgets import Static
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.tui.train.process import TrainerProcess, WatchedRun
-from minigpt_tui.tui.train.standby import STANDBY_DELAY_S, standby_enabled
+from minigpt_tui.tui.train.standby import STANDBY_DELAY_S
 from minigpt_tui.tui.train.state import RunState
 
 
@@ -50,13 +50,16 @@ class RunDriver:
                         group="train", exclusive=True, exit_on_error=False, name="trainer")
 
     def schedule_standby(self) -> None:
-        """Have a standby trainer waiting for the next start, in a moment (tui/train/standby.py)."""
-        if standby_enabled():
+        """Have a standby trainer waiting for the next start, in a moment (tui/train/standby.py):
+        when the Train tab is shown, and after each run."""
+        if self.standby.wanted:
+            self.standby.scheduled = True
             self.set_timer(STANDBY_DELAY_S, self._start_standby)
 
     def _start_standby(self) -> None:
+        self.standby.scheduled = False
         if not self.training:  # (a run started meanwhile: the next _finish schedules one)
-            self.run_worker(self.standby.start(), group="standby", exclusive=True, exit_on_error=False)
+            self.run_worker(self.standby.start(), group="standby", exit_on_error=False)
 
     async def _run_process(self, trainer: TrainerProcess, resuming: bool, standby=None) -> None:
         try:

@@ -1,8 +1,9 @@
 """The Train tab's standby trainer: a child process that has done a run's imports before `s`.
 
 What it is and why: minigpt_tui/cli/standby.py. The Train pane keeps at most one: it starts
-one a moment after the tab opens (STANDBY_DELAY_S, so the app's own start is not slowed)
-and after every run, and TrainerProcess.start takes it. Nothing here blocks the UI: the
+one a moment after the Train tab is first shown (STANDBY_DELAY_S, so the app's own start is
+not slowed; an app opened on Generate to chat starts none) and after every run, and
+TrainerProcess.start takes it. Nothing here blocks the UI: the
 process is started through asyncio, and it does its imports on its own.
 
 Off with MINIGPT_TUI_STANDBY=0 (it holds torch, ~230 MB, while it waits); the test suite
@@ -29,15 +30,25 @@ class Standby:
     def __init__(self, stream_limit: int) -> None:
         self.stream_limit = stream_limit
         self.process: asyncio.subprocess.Process | None = None
+        self.scheduled = False  # a start is due (the pane's timer)
+        self._starting = False
 
     @property
     def ready(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    @property
+    def wanted(self) -> bool:
+        """Worth scheduling a start: enabled, and none waits, is due or is being started."""
+        return standby_enabled() and not (self.ready or self.scheduled or self._starting)
+
     async def start(self) -> None:
-        """Start one unless one waits already; a failure to start is left for the real start to report."""
-        if self.ready:
+        """Start one unless one waits or starts already; a failure to start is left for the real
+        start to report."""
+        self.scheduled = False
+        if self.ready or self._starting:
             return
+        self._starting = True
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # (as TrainerProcess: every event as it happens)
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -45,6 +56,8 @@ class Standby:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, limit=self.stream_limit)
         except OSError:
             self.process = None
+        finally:
+            self._starting = False
 
     def take(self) -> asyncio.subprocess.Process | None:
         """The waiting process, which is then the caller's (None if there is none, or it died)."""
