@@ -100,3 +100,11 @@ def test_training_never_imports_torch_dynamo(tmp_path, tiny_corpus):
               "print(status, 'torch._dynamo' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr
+
+
+def test_devices_without_the_fused_kernel_get_torchs_adamw():
+    model, _ = model_and_batches()
+    assert isinstance(make_optimizer(model, CFG, torch.device("cpu")), AdamW)
+    fallback = make_optimizer(model, CFG, torch.device("mps"))  # (only the device's kind is read)
+    assert type(fallback) is torch.optim.AdamW and fallback.defaults["lr"] == CFG.learning_rate
+    assert [g["weight_decay"] for g in fallback.param_groups] == [CFG.weight_decay, 0.0]
