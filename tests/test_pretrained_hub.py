@@ -290,12 +290,22 @@ def test_ctrl_c_stops_a_download_at_once_and_a_rerun_finishes_it(tmp_path, monke
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
+    # Python's own Ctrl-C handler, whatever the suite was started with: a shell without job control
+    # starts background commands (`pytest &`) with SIGINT ignored, and Python then keeps it ignored.
+    launched_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ctrl_c_stops_the_download(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, launched_with)
+
+
+def ctrl_c_stops_the_download(tmp_path):
     files = dict(FILES, **{"model.safetensors": os.urandom(200 * CHUNK)})  # 4 s at the slow rate
     cache = tmp_path / "cache"
     signalled = []
     with FakeHub({REPO: files}, slow=True) as server:
-        def interrupt():  # (the first byte can take seconds on a loaded 2-core machine)
-            if server.sending.wait(60):
+        def interrupt():
+            if server.sending.wait(5):
                 signalled.append(time.monotonic())
                 os.kill(os.getpid(), signal.SIGINT)
 
