@@ -3,8 +3,8 @@
 What it is and why: minigpt_tui/cli/standby.py. The Train pane keeps at most one: it starts
 one a moment after the Train tab is first shown (STANDBY_DELAY_S, so the app's own start is
 not slowed; an app opened on Generate to chat starts none) and after every run, and
-TrainerProcess.start takes it. Nothing here blocks the UI: the
-process is started through asyncio, and it does its imports on its own.
+TrainerProcess.start takes it. Nothing here blocks the UI: the process is started through
+asyncio, and it does its imports on its own.
 
 Off with MINIGPT_TUI_STANDBY=0 (it holds torch, ~230 MB, while it waits); the test suite
 keeps it off except where it is tested.
@@ -62,7 +62,10 @@ class Standby:
     def take(self) -> asyncio.subprocess.Process | None:
         """The waiting process, which is then the caller's (None if there is none, or it died)."""
         process, self.process = self.process, None
-        return process if process is not None and process.returncode is None else None
+        if process is not None and process.returncode is not None:
+            process.stdin.close()  # (a dead one: its pipe goes now, not at garbage collection)
+            return None
+        return process
 
     async def close(self) -> None:
         """End the waiting process (closing its stdin is its signal to exit) and reap it."""
