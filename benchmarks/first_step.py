@@ -117,11 +117,7 @@ def main() -> int:
         print(f"  {way:8s} median {statistics.median(values):5.2f} s   ({', '.join(f'{v:.2f}' for v in values)})")
     print("a fresh headless trainer, seconds from spawn to its first events: "
           + ", ".join(f"{k} {v:.2f}" for k, v in timeline.items()))
-    print(machine.summary(report["machine"]))
-    print()
-    print(json.dumps(report, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    machine.publish(report, args.out)
     return 0
 
 

@@ -11,6 +11,7 @@ later from a saved `info()` dict prints the same line with `summary(info)`.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -101,6 +102,16 @@ def summary(i: dict, load: bool = True) -> str:
         return line + "."
     average = " ".join(f"{x:.2f}" for x in i["load_average"]) if i["load_average"] else "unknown"
     return f"{line}; load average {average}."
+
+
+def publish(report: dict, out: Path) -> None:
+    """A benchmark's ending: the machine line of report["machine"], the report as JSON, and the same
+    JSON written to `out`."""
+    print(summary(report["machine"]))
+    print()
+    print(json.dumps(report, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

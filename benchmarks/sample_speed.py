@@ -191,11 +191,7 @@ def main() -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-    print(machine.summary(report["machine"]))
-    print()
-    print(json.dumps(report, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    machine.publish(report, args.out)
     return 0
 
 

@@ -42,23 +42,36 @@ def test_a_standby_told_nothing_exits_quietly_and_a_bad_line_is_one_sentence():
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-async def test_the_train_tab_trains_in_its_standby_and_keeps_a_new_one_for_the_next_run(tiny_corpus, monkeypatch):
+@pytest.fixture
+def standby_on(monkeypatch):
+    """The app's standby on (the suite keeps it off), started at once rather than after 1.5 s."""
     monkeypatch.setenv("MINIGPT_TUI_STANDBY", "1")
     monkeypatch.setattr("minigpt_tui.tui.train.runner.STANDBY_DELAY_S", 0.05)
+
+
+async def start_tiny_run(pilot, app, corpus) -> None:
+    tiny_form(app, corpus)
+    await pilot.pause()
+    await pilot.press("s")
+
+
+async def stop_run(pilot, train) -> None:
+    await pilot.press("x")
+    assert await wait_for(pilot, lambda: not train.training, timeout=60)
+
+
+@pytest.mark.slow
+async def test_the_train_tab_trains_in_its_standby_and_keeps_a_new_one_for_the_next_run(tiny_corpus, standby_on):
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(80, 24)) as pilot:
         train = app.train
         assert await wait_for(pilot, lambda: train.standby.ready)
         waiting = train.standby.process.pid
-        tiny_form(app, tiny_corpus)
-        await pilot.pause()
-        await pilot.press("s")
+        await start_tiny_run(pilot, app, tiny_corpus)
         assert await wait_for(pilot, lambda: train.proc is not None and train.proc.pid is not None)
         assert train.proc.pid == waiting and not train.standby.ready  # the run went to the waiting process
         assert await wait_for(pilot, lambda: train.state.loss is not None and train.plot.val, timeout=60)
-        await pilot.press("x")
-        assert await wait_for(pilot, lambda: not train.training, timeout=60)
+        await stop_run(pilot, train)
         assert train.state.status == "stopped"
         assert await wait_for(pilot, lambda: train.standby.ready)  # ready for the next start
         assert train.standby.process.pid != waiting
@@ -67,9 +80,7 @@ async def test_the_train_tab_trains_in_its_standby_and_keeps_a_new_one_for_the_n
 
 
 @pytest.mark.slow
-async def test_a_standby_that_died_is_replaced_by_a_fresh_trainer(tiny_corpus, monkeypatch):
-    monkeypatch.setenv("MINIGPT_TUI_STANDBY", "1")
-    monkeypatch.setattr("minigpt_tui.tui.train.runner.STANDBY_DELAY_S", 0.05)
+async def test_a_standby_that_died_is_replaced_by_a_fresh_trainer(tiny_corpus, standby_on):
     app = MiniGPTApp(save=False)
     async with app.run_test(size=(80, 24)) as pilot:
         train = app.train
@@ -77,19 +88,14 @@ async def test_a_standby_that_died_is_replaced_by_a_fresh_trainer(tiny_corpus, m
         dead = train.standby.process
         dead.kill()
         await dead.wait()
-        tiny_form(app, tiny_corpus)
-        await pilot.pause()
-        await pilot.press("s")
+        await start_tiny_run(pilot, app, tiny_corpus)
         assert await wait_for(pilot, lambda: train.state.loss is not None, timeout=60)
         assert train.proc.pid != dead.pid
-        await pilot.press("x")
-        assert await wait_for(pilot, lambda: not train.training, timeout=60)
+        await stop_run(pilot, train)
 
 
 @pytest.mark.slow
-async def test_an_app_opened_to_chat_starts_no_standby_until_the_train_tab_is_shown(tiny_run, monkeypatch):
-    monkeypatch.setenv("MINIGPT_TUI_STANDBY", "1")
-    monkeypatch.setattr("minigpt_tui.tui.train.runner.STANDBY_DELAY_S", 0.05)
+async def test_an_app_opened_to_chat_starts_no_standby_until_the_train_tab_is_shown(tiny_run, standby_on):
     app = MiniGPTApp(run=tiny_run, save=False)
     async with app.run_test(size=(80, 24)) as pilot:
         train = app.train

@@ -45,7 +45,6 @@ class Standby:
     async def start(self) -> None:
         """Start one unless one waits or starts already; a failure to start is left for the real
         start to report."""
-        self.scheduled = False
         if self.ready or self._starting:
             return
         self._starting = True
