@@ -112,6 +112,33 @@ def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or
     assert torch.backends.mkldnn.enabled
 
 
+@pytest.mark.parametrize("layout", [{}, {"bias": True, "activation": "gelu_tanh"},
+                                    {"norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 1}],
+                         ids=["ours", "biases", "llama"])
+def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout):
+    """Once the ring is full, one token of one sequence is decoded through views made once per cache
+    (transformer_decode.SteadyViews). The logits are exactly those of the general path, also across a
+    copy of the cache (a conversation's undo point, whose views are its own) and when the caller
+    moves between inference mode and no_grad (the scratch row made under inference mode cannot be
+    written outside it, so it is made again)."""
+    from minigpt_tui.core.models import transformer_decode
+
+    model = tiny_model(**layout)  # W = 8: the ring is full after the prompt
+    ids = torch.randint(CHAR.vocab_size, (40,), generator=torch.Generator().manual_seed(9)).tolist()
+    with torch.no_grad():  # a ring made outside inference mode can be written in either mode
+        steady, general = model.new_state(), model.new_state()
+        model(torch.tensor([ids[:8]]), steady)
+        model(torch.tensor([ids[:8]]), general)
+    general.plan = transformer_decode.decode_plan(model)._replace(small=False)  # never the steady path
+    for i, t in enumerate(ids[8:]):
+        if i == 12:
+            assert steady.steady is not None and general.steady is None
+            steady = steady.copy()
+            assert steady.steady is None
+        with torch.no_grad() if i % 3 == 1 else torch.inference_mode():
+            assert torch.equal(transformer_decode.decode(model, t, steady), transformer_decode.decode(model, t, general))
+
+
 def test_the_two_gelus_are_different_functions_of_the_same_weights():
     ids = torch.randint(CHAR.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():

@@ -68,10 +68,32 @@ class DecodePlan(NamedTuple):
 
 
 class DecodeWeights(NamedTuple):
-    """What a cache decodes with: each block's DecodePlan and the head, (C, V)."""
+    """What a cache decodes with: each block's DecodePlan and the head, (C, V); `small`: under
+    SMALL_MODEL parameters (copies of the weights, and the steady path's views)."""
 
     blocks: list[DecodePlan]
     head_t: torch.Tensor
+    small: bool
+
+
+class SteadyViews(NamedTuple):
+    """One layer's tensors for decoding one token into a full ring at batch 1 (decode's steady
+    path): the ring seen as attention reads it, one view per slot to write a token's key and value
+    into, and a scratch row that the qkv projection is written into, with views of its parts. At
+    one token per step every torch call costs a few microseconds whatever its size, and a view
+    is a call: making these once per cache instead of once per token halves a token's calls."""
+
+    qkv: torch.Tensor  # (1, (H + 2 Hkv) D) scratch row
+    qk: torch.Tensor  # its queries and keys, (H + Hkv, D/2) complex: rotated in place
+    q: torch.Tensor  # its queries, (Hkv, G, D): a key/value head's G query heads together
+    k: torch.Tensor  # its keys, (Hkv, 1, D)
+    v: torch.Tensor  # its values, (Hkv, 1, D)
+    keys_t: torch.Tensor  # the ring's keys, (Hkv, D, W)
+    values: torch.Tensor  # the ring's values, (Hkv, W, D)
+    key_slots: list[torch.Tensor]  # slot s's key, (Hkv, 1, D)
+    value_slots: list[torch.Tensor]
+    y: torch.Tensor  # scratch for attention's output, (Hkv, G, D)
+    y_row: torch.Tensor  # the same memory as (1, C)
 
 
 class KVCache:
@@ -102,6 +124,9 @@ class KVCache:
         self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
         self.pos = 0  # absolute position of the next token
         self.plan: DecodeWeights | None = None
+        # Views of the full ring and scratch rows for decoding at batch 1 (steady_views); rebuilt
+        # whenever the buffers are replaced (store, reserve, copy, reset).
+        self.steady: list[SteadyViews] | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
         # (B, pos), which it reads again from position 0 when the positions run out.
         self.ids: torch.Tensor | None = None
@@ -121,6 +146,7 @@ class KVCache:
         order = interleave_order(D).to(k.device)
         keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
         self.layers[layer] = (keys, values)
+        self.steady = None
 
     def _slots_for(self, entries: int) -> int:
         """Slots to allocate for `entries`: a power of two, at least MIN_SLOTS, at most W."""
@@ -144,6 +170,7 @@ class KVCache:
                 pair.append(bigger)
             grown.append(tuple(pair))
         self.layers, self.slots = grown, slots
+        self.steady = None
 
     def copy(self) -> "KVCache":
         """An independent copy (the ring is written in place by every decoded token): what a
@@ -176,6 +203,7 @@ class KVCache:
         self.layers = [None] * len(self.layers)
         self.count = self.pos = self.slots = 0
         self.ids = None
+        self.steady = None
 
 
 SMALL_MODEL = 20_000_000  # parameters: below this the plan keeps (in, out) copies of the weights
@@ -208,7 +236,27 @@ def decode_plan(model: Transformer) -> DecodeWeights:
             up_weight_t=t(mlp.up.weight), up_bias=mlp.up.bias,
             down_weight_t=t(mlp.down.weight), down_bias=mlp.down.bias, activation=mlp.approximate,
         ))
-    return DecodeWeights(blocks, t(model.head.weight))
+    return DecodeWeights(blocks, t(model.head.weight), copy)
+
+
+def steady_views(model: Transformer, cache: KVCache) -> list[SteadyViews]:
+    """Each layer's SteadyViews of a full ring of W slots at batch 1, made in the inference mode they
+    will be used in (scratch made in inference mode cannot be written outside it)."""
+    H, Hkv, D = _heads(model)
+    QK, G = (H + Hkv) * D, H // Hkv
+    views = []
+    for keys, values in cache.layers:
+        keys, values = keys[0], values[0]  # (Hkv, W, D)
+        qkv = keys.new_empty(1, QK + Hkv * D)
+        y = keys.new_empty(Hkv, G, D)
+        views.append(SteadyViews(
+            qkv=qkv, qk=torch.view_as_complex(qkv[0, :QK].view(H + Hkv, D // 2, 2)),
+            q=qkv[0, : H * D].view(Hkv, G, D), k=qkv[0, H * D : QK].view(Hkv, 1, D), v=qkv[0, QK:].view(Hkv, 1, D),
+            keys_t=keys.transpose(1, 2), values=values,
+            key_slots=list(keys.split(1, dim=1)), value_slots=list(values.split(1, dim=1)),
+            y=y, y_row=y.view(1, H * D),
+        ))
+    return views
 
 
 def _heads(model: Transformer) -> tuple[int, int, int]:
@@ -285,6 +333,8 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     QK = (H + Hkv) * D  # the query and key rows of qkv
     if cache.plan is None:
         cache.plan = decode_plan(model)
+    if isinstance(idx, int) and _steady_ready(cache):
+        return _decode_steady(model, idx, cache)
     if cache.slots <= cache.count < W:  # the buffers are full but not yet W slots: grow first
         cache.reserve(1)
     x = _embed(model, idx, cache.pos)  # (B, C)
@@ -335,6 +385,51 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
         cache.count += 1
         cache.pos += 1
     return torch.mm(x, cache.plan.head_t)
+
+
+def _steady_ready(cache: KVCache) -> bool:
+    """Whether _decode_steady may decode the next token of one sequence: a full ring (count >= W; a
+    learned-position cache, which keeps ids, never holds more than W), of a small model (whose ring
+    is small enough to keep a view per slot), float32, no autocast (which would change what the
+    matmuls return)."""
+    plan = cache.plan
+    return (cache.count >= cache.window and not cache.keep_ids and plan.small
+            and plan.head_t.dtype == torch.float32 and not torch.is_autocast_enabled(plan.head_t.device.type))
+
+
+def _decode_steady(model: Transformer, idx: int, cache: KVCache) -> torch.Tensor:
+    """decode for one token of one sequence after a full ring (see _steady_ready): the
+    same calls on the same numbers, bit for bit, without the views, which SteadyViews holds (13
+    calls a block without biases, against about 30). A ring is full from its W-th token on, so this
+    is how all but the first W tokens of a long generation are decoded."""
+    if cache.steady is None or cache.steady[0].qkv.is_inference() != torch.is_inference_mode_enabled():
+        cache.steady = steady_views(model, cache)
+    norm, slot = _norm(model), cache.count % cache.window
+    rot = model.rotary.rotation(cache.pos)  # (D/2,) complex: rotary positions (learned ones never get here)
+    x = _embed(model, idx, cache.pos)  # (1, C)
+    mm, addmm, bmm = torch.mm, torch.addmm, torch.bmm
+    for p, s in zip(cache.plan.blocks, cache.steady):
+        # attention: x + proj(attend(rotate(q), ring of rotated k, v)), qkv written into s.qkv
+        h = norm(x, p.norm1_weight, p.norm1_bias)
+        if p.qkv_bias is None:
+            mm(h, p.qkv_weight_t, out=s.qkv)
+        else:
+            addmm(p.qkv_bias, h, p.qkv_weight_t, out=s.qkv)
+        s.qk.mul_(rot)
+        s.key_slots[slot].copy_(s.k)
+        s.value_slots[slot].copy_(s.v)
+        bmm(bmm(s.q, s.keys_t).softmax(-1), s.values, out=s.y)  # the queries came scaled (DecodePlan)
+        if p.proj_bias is None:
+            x = addmm(x, s.y_row, p.proj_weight_t)
+        else:
+            x = x + addmm(p.proj_bias, s.y_row, p.proj_weight_t)
+        # MLP: x + down(act(up(norm(x))))
+        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
+        x = addmm(x, h, p.down_weight_t) if p.down_bias is None else x + addmm(p.down_bias, h, p.down_weight_t)
+    x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
+    cache.count += 1
+    cache.pos += 1
+    return mm(x, cache.plan.head_t)
 
 
 @without_onednn
