@@ -85,6 +85,26 @@ def test_scripted_chat_prints_one_reply_per_line_and_commands_answer_on_stderr(h
     assert len(replies) >= 2
 
 
+def assert_replies_are_one_pass(loaded, conv, tokens: list[dict], count: int) -> None:
+    """Each of the `count` greedy reply tokens streamed over --json is the token, with the probability,
+    that one pass of the model over the whole saved conversation gives at its position."""
+    ids = [i for t in conv.path() for i in t.ids]
+    with torch.inference_mode():
+        logits = loaded.model(torch.tensor([ids]))[0][0]
+        # Tokens the training text never held (<unk>) are masked before the softmax, as the sampler does.
+        probs = logits.index_fill(-1, torch.tensor(loaded.unseen, dtype=torch.long), float("-inf")).softmax(-1)
+    positions, at = [], 0
+    for turn in conv.path():
+        if turn.role == "model":
+            positions += range(at - 1, at - 1 + len(turn.ids))
+        at += len(turn.ids)
+    assert len(positions) == len(tokens) == count
+    for position, event in zip(positions, tokens):
+        assert ids[position + 1] == event["token_id"]
+        assert abs(float(probs[position, event["token_id"]]) - event["prob"]) < 1e-4, position
+        assert event["token_id"] == int(probs[position].argmax())  # greedy picked the top token
+
+
 def test_state_carried_across_lines_equals_one_pass_over_the_conversation(home, run_dir):
     """Greedy replies over --json: every reply token's probability is what one pass of the model
     over the whole saved conversation gives at that position."""
@@ -100,21 +120,7 @@ def test_state_carried_across_lines_equals_one_pass_over_the_conversation(home, 
     conv = load_conversation(list_conversations(run_dir)[0].path)
     ids = [i for t in conv.path() for i in t.ids]
     assert len(ids) > 130  # past the tiny model's window (16) and receptive field (31)
-    loaded = RunDir(run_dir).load()
-    with torch.inference_mode():
-        logits = loaded.model(torch.tensor([ids]))[0][0]
-        # Tokens the training text never held (<unk>) are masked before the softmax, as the sampler does.
-        probs = logits.index_fill(-1, torch.tensor(loaded.unseen, dtype=torch.long), float("-inf")).softmax(-1)
-    positions, at = [], 0
-    for turn in conv.path():
-        if turn.role == "model":
-            positions += range(at - 1, at - 1 + len(turn.ids))
-        at += len(turn.ids)
-    assert len(positions) == len(tokens) == 100
-    for position, event in zip(positions, tokens):
-        assert ids[position + 1] == event["token_id"]
-        assert abs(float(probs[position, event["token_id"]]) - event["prob"]) < 1e-4, position
-        assert event["token_id"] == int(probs[position].argmax())  # greedy picked the top token
+    assert_replies_are_one_pass(RunDir(run_dir).load(), conv, tokens, 100)
 
 
 def test_chat_errors_are_one_sentence(home, run_dir):
@@ -170,16 +176,4 @@ def test_a_cnn_run_chats_with_its_state_carried_exactly(tmp_path):
     ids = [i for t in conv.path() for i in t.ids]
     loaded = RunDir(run).load()
     assert loaded.model.family == "cnn" and len(ids) > 3 * loaded.model.receptive_field  # R = 4 here
-    with torch.inference_mode():
-        logits = loaded.model(torch.tensor([ids]))[0][0]
-        # Tokens the training text never held (<unk>) are masked before the softmax, as the sampler does.
-        probs = logits.index_fill(-1, torch.tensor(loaded.unseen, dtype=torch.long), float("-inf")).softmax(-1)
-    positions, at = [], 0
-    for turn in conv.path():
-        if turn.role == "model":
-            positions += range(at - 1, at - 1 + len(turn.ids))
-        at += len(turn.ids)
-    assert len(positions) == len(tokens) == 24
-    for position, event in zip(positions, tokens):
-        assert ids[position + 1] == event["token_id"]
-        assert abs(float(probs[position, event["token_id"]]) - event["prob"]) < 1e-4, position
+    assert_replies_are_one_pass(loaded, conv, tokens, 24)
