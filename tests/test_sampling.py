@@ -251,7 +251,7 @@ def test_a_growing_cache_equals_full_recompute_across_growth_boundaries(monkeypa
     """The ring starts small and doubles (here from 2 slots: 2, 4, 8, 16 = W) as decoded tokens
     and extended turns fill it, then wraps; the logits equal a full recompute throughout, and a
     copy taken before the last growth goes on alike."""
-    from minigpt_tui.core.models.transformer_decode import KVCache
+    from minigpt_tui.core.models.kv_cache import KVCache
 
     monkeypatch.setattr(KVCache, "MIN_SLOTS", 2)
     model = tiny_model(context_length=16, n_kv_head=kv_heads)
@@ -278,7 +278,7 @@ def test_a_growing_cache_equals_full_recompute_across_growth_boundaries(monkeypa
 def test_a_growing_learned_position_cache_equals_one_allocated_whole(monkeypatch):
     """GPT-2's layout (learned positions: the cache crops when the table runs out) reads the
     same logits whether its cache starts small and grows or is allocated for W at once."""
-    from minigpt_tui.core.models.transformer_decode import KVCache
+    from minigpt_tui.core.models.kv_cache import KVCache
 
     model = tiny_model(context_length=16, positions="learned", bias=True)
     ids = torch.randint(CHAR.vocab_size, (1, 70), generator=torch.Generator().manual_seed(7))
@@ -301,7 +301,7 @@ def test_a_growing_learned_position_cache_equals_one_allocated_whole(monkeypatch
 def test_a_short_prompt_allocates_a_small_cache():
     """A window of 8192 (SmolLM2's) and a 5-token prompt: MIN_SLOTS slots per layer, not 8192;
     a longer reply doubles them, a long prompt rounds up to a power of two."""
-    from minigpt_tui.core.models.transformer_decode import KVCache
+    from minigpt_tui.core.models.kv_cache import KVCache
 
     model = tiny_model(context_length=8192, n_kv_head=1)
     ids = torch.randint(CHAR.vocab_size, (1, 700), generator=torch.Generator().manual_seed(3))

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.models.training_attention import TrainingAttention
-from minigpt_tui.core.models.transformer_decode import KVCache, decode, extend
+from minigpt_tui.core.models.kv_cache import KVCache
+from minigpt_tui.core.models.transformer_decode import decode, extend
 
 
 class Rotary(nn.Module):

@@ -1,7 +1,7 @@
 """Decoding one token at a time with a Transformer's key/value cache: the sampler's hot path.
 
 transformer.py defines the network; this module runs the same arithmetic for a
-single new token per step against a ring buffer of past keys and values (see
+single new token per step against a ring buffer of past keys and values (kv_cache.py; see
 transformer.py's docstring for why a ring works with rotary positions). It is
 written flat on torch calls because at one token per step the cost is the
 number of calls, not the flops:
@@ -32,14 +32,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from minigpt_tui.core.models.kv_cache import KVCache, interleave_order
+
 if TYPE_CHECKING:
     from minigpt_tui.core.models.transformer import Transformer
-
-
-def interleave_order(head_size: int) -> torch.Tensor:
-    """Index that reorders a head's dimensions from (x1_0..x1_{D/2-1}, x2_0..) to pairs (x1_0, x2_0, x1_1, ...)."""
-    half = torch.arange(head_size // 2)
-    return torch.stack((half, half + head_size // 2), dim=1).flatten()
 
 
 class DecodePlan(NamedTuple):
@@ -95,116 +91,6 @@ class SteadyViews(NamedTuple):
     value_slots: list[torch.Tensor]
     y: torch.Tensor  # scratch for attention's output, (Hkv, G, D)
     y_row: torch.Tensor  # the same memory as (1, C)
-
-
-class KVCache:
-    """Per-layer ring buffers holding the rotated keys and values of the last W tokens.
-
-    Each layer's buffers, (B, H, slots, D), are allocated by the prefill (the model's
-    forward, which calls `store`) for what the prompt needs: its length rounded up to
-    a power of two, at least MIN_SLOTS, at most W. A write that would fall past the
-    allocated slots first doubles them (`reserve`, copying what is held) until there
-    are W; while count < W the ring has not wrapped, so the entries are slots
-    0..count-1 in order and growing needs no reordering. (An imported model's window
-    is its whole position table, 8192 for SmolLM2: 380 MB of float32 keys and values
-    at once, for chats that mostly last a few hundred tokens.) Slot `count % W` is
-    written next; once W entries exist that is the oldest one. A single query
-    attends to every filled slot, and softmax attention does not care in which order
-    the slots hold them, so the ring needs no reordering. Keys are stored in
-    interleaved order (see the module docstring). `plan` holds the weights arranged
-    for decoding, taken at the first decoded token, so a cache belongs to the weights
-    it was filled with.
-    """
-
-    MIN_SLOTS = 256  # the fewest slots a prefill allocates (fewer only when W is smaller)
-
-    def __init__(self, n_layer: int, window: int, keep_ids: bool = False):
-        self.window = window
-        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
-        self.count = 0  # ring entries written per layer; the next write goes to count % W
-        self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
-        self.pos = 0  # absolute position of the next token
-        self.plan: DecodeWeights | None = None
-        # Views of the full ring and scratch rows for decoding at batch 1 (steady_views); rebuilt
-        # whenever the buffers are replaced (store, reserve, copy, reset).
-        self.steady: list[SteadyViews] | None = None
-        # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
-        # (B, pos), which it reads again from position 0 when the positions run out.
-        self.ids: torch.Tensor | None = None
-        self.keep_ids = keep_ids
-
-    @property
-    def empty(self) -> bool:
-        return self.pos == 0
-
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep a prompt's last W rotated keys and values (B, H, T, D) for `layer`, oldest in slot 0."""
-        B, H, T, D = k.shape
-        keep = min(T, self.window)
-        self.slots = self._slots_for(keep)
-        keys = k.new_zeros(B, H, self.slots, D)
-        values = torch.zeros_like(keys, dtype=v.dtype)
-        order = interleave_order(D).to(k.device)
-        keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
-        self.layers[layer] = (keys, values)
-        self.steady = None
-
-    def _slots_for(self, entries: int) -> int:
-        """Slots to allocate for `entries`: a power of two, at least MIN_SLOTS, at most W."""
-        return min(self.window, max(self.MIN_SLOTS, 1 << max(entries - 1, 0).bit_length()))
-
-    def reserve(self, n: int) -> None:
-        """Make room for n more entries before they are written: while fewer than W slots are
-        allocated and count + n exceed them, every layer's buffers grow to twice their slots (or
-        more, up to W), the entries held copied over (unwrapped: slots 0..count-1)."""
-        need = self.count + n
-        if need <= self.slots or self.slots >= self.window:
-            return
-        slots = min(self.window, max(2 * self.slots, self._slots_for(need)))
-        held = self.count  # < slots <= W: never wrapped yet
-        grown = []
-        for kv in self.layers:
-            pair = []
-            for t in kv:
-                bigger = t.new_zeros(t.size(0), t.size(1), slots, t.size(3))
-                bigger[:, :, :held] = t[:, :, :held]
-                pair.append(bigger)
-            grown.append(tuple(pair))
-        self.layers, self.slots = grown, slots
-        self.steady = None
-
-    def copy(self) -> "KVCache":
-        """An independent copy (the ring is written in place by every decoded token): what a
-        conversation keeps at a turn boundary so undo and branches need no recomputation.
-        The decode plan is the weights' arrangement, shared, not copied."""
-        twin = KVCache(len(self.layers), self.window, self.keep_ids)
-        twin.layers = [None if kv is None else (kv[0].clone(), kv[1].clone()) for kv in self.layers]
-        twin.count, twin.pos, twin.plan, twin.ids = self.count, self.pos, self.plan, self.ids
-        twin.slots = self.slots
-        return twin
-
-    def prefilled(self, idx: torch.Tensor) -> None:
-        """Record that a prompt idx (B, T) was stored: the ring holds min(T, W) entries, so the
-        next write goes to slot count % W, over the oldest entry once full."""
-        length = idx.size(1)
-        self.count = min(length, self.window)
-        self.pos = length
-        if self.keep_ids:
-            self.ids = idx
-
-    def read(self, idx: torch.Tensor) -> None:
-        """Record that tokens idx (B, T) were decoded after the ones held."""
-        self.count += idx.size(1)
-        self.pos += idx.size(1)
-        if self.keep_ids:
-            self.ids = idx if self.ids is None else torch.cat((self.ids, idx), 1)
-
-    def reset(self) -> None:
-        """Empty again (the buffers are allocated anew by the next prefill)."""
-        self.layers = [None] * len(self.layers)
-        self.count = self.pos = self.slots = 0
-        self.ids = None
-        self.steady = None
 
 
 SMALL_MODEL = 20_000_000  # parameters: below this the plan keeps (in, out) copies of the weights
@@ -290,6 +176,20 @@ def _project(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None)
     return y if bias is None else y + bias
 
 
+def _add_projection(x: torch.Tensor, y: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None):
+    """x + y @ weight_t (+ bias) for rows x, y: the residual add folded into addmm where there is no
+    bias (a call fewer)."""
+    return torch.addmm(x, y, weight_t) if bias is None else x + torch.addmm(bias, y, weight_t)
+
+
+def _add_mlp(x: torch.Tensor, p: DecodePlan, norm, fused: bool = True) -> torch.Tensor:
+    """x + down(act(up(norm(x)))), one block's MLP with its residual. `fused` (rows of float32, no
+    autocast) folds the residual into the down projection; otherwise x + the projection, which also
+    takes (B, T, C) and keeps the residual stream in float32 under autocast."""
+    h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
+    return _add_projection(x, h, p.down_weight_t, p.down_bias) if fused else x + _project(h, p.down_weight_t, p.down_bias)
+
+
 def _embed(model: Transformer, idx: torch.Tensor | int, pos: int, T: int = 1) -> torch.Tensor:
     """Token embeddings (plus the position table's rows pos..pos+T-1 with learned positions)."""
     if isinstance(idx, int):
@@ -346,7 +246,7 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     # Under autocast, matmuls return reduced precision: keep the residual stream in
     # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
     fused = not torch.is_autocast_enabled(x.device.type)
-    norm, addmm = _norm(model), torch.addmm
+    norm = _norm(model)
     for p, (keys, values) in zip(cache.plan.blocks, cache.layers):
         # attention: x + proj(attend(rotate(q), ring of rotated k, v))
         qkv = _project(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight_t, p.qkv_bias)  # (B, (H + 2 Hkv) D)
@@ -369,16 +269,10 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
         if reduced:
             scores = scores.to(values.dtype)
         y = torch.bmm(scores, values.view(B * Hkv, S, D)).view(B, C)
-        if fused and p.proj_bias is None:
-            x = addmm(x, y.to(x.dtype) if reduced else y, p.proj_weight_t)
-        else:
-            x = x + _project(y, p.proj_weight_t, p.proj_bias)
+        y = y.to(x.dtype) if reduced else y
+        x = _add_projection(x, y, p.proj_weight_t, p.proj_bias) if fused else x + _project(y, p.proj_weight_t, p.proj_bias)
         # MLP: x + down(act(up(norm(x))))
-        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
-        if fused and p.down_bias is None:
-            x = addmm(x, h, p.down_weight_t)
-        else:
-            x = x + _project(h, p.down_weight_t, p.down_bias)
+        x = _add_mlp(x, p, norm, fused)
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     if cache.keep_ids:
         cache.read(torch.tensor([[idx]], device=x.device) if isinstance(idx, int) else idx[:, None])
@@ -408,25 +302,20 @@ def _decode_steady(model: Transformer, idx: int, cache: KVCache) -> torch.Tensor
     norm, slot = _norm(model), cache.count % cache.window
     rot = model.rotary.rotation(cache.pos)  # (D/2,) complex: rotary positions (learned ones never get here)
     x = _embed(model, idx, cache.pos)  # (1, C)
-    mm, addmm, bmm = torch.mm, torch.addmm, torch.bmm
+    mm, bmm = torch.mm, torch.bmm
     for p, s in zip(cache.plan.blocks, cache.steady):
         # attention: x + proj(attend(rotate(q), ring of rotated k, v)), qkv written into s.qkv
         h = norm(x, p.norm1_weight, p.norm1_bias)
         if p.qkv_bias is None:
             mm(h, p.qkv_weight_t, out=s.qkv)
         else:
-            addmm(p.qkv_bias, h, p.qkv_weight_t, out=s.qkv)
+            torch.addmm(p.qkv_bias, h, p.qkv_weight_t, out=s.qkv)
         s.qk.mul_(rot)
         s.key_slots[slot].copy_(s.k)
         s.value_slots[slot].copy_(s.v)
         bmm(bmm(s.q, s.keys_t).softmax(-1), s.values, out=s.y)  # the queries came scaled (DecodePlan)
-        if p.proj_bias is None:
-            x = addmm(x, s.y_row, p.proj_weight_t)
-        else:
-            x = x + addmm(p.proj_bias, s.y_row, p.proj_weight_t)
-        # MLP: x + down(act(up(norm(x))))
-        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
-        x = addmm(x, h, p.down_weight_t) if p.down_bias is None else x + addmm(p.down_bias, h, p.down_weight_t)
+        x = _add_projection(x, s.y_row, p.proj_weight_t, p.proj_bias)
+        x = _add_mlp(x, p, norm)
     x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
     cache.count += 1
     cache.pos += 1
@@ -489,8 +378,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = F
         values[:, :, writes] = v
         y = y.view(B, H, T, D).transpose(1, 2).reshape(B, T, C)
         x = x + _project(y.to(x.dtype), p.proj_weight_t, p.proj_bias)
-        h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
-        x = x + _project(h, p.down_weight_t, p.down_bias)
+        x = _add_mlp(x, p, norm, fused=False)
     cache.read(idx)
     if last:
         x = x[:, -1:]
