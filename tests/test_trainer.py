@@ -65,9 +65,10 @@ def test_every_family_starts_near_ln_v_and_learns(tiny_corpus, tmp_path):
         assert (expected > 0) == (family == "cnn")
 
 
-@pytest.mark.parametrize("family", ["transformer", "cnn"])
-def test_resumed_run_continues_exactly(tiny_corpus, tmp_path, family):
+@pytest.mark.parametrize("family, optimizer", [("transformer", "adamw"), ("cnn", "adamw"), ("transformer", "muon")])
+def test_resumed_run_continues_exactly(tiny_corpus, tmp_path, family, optimizer):
     config = tiny_config(tiny_corpus, family, max_steps=20)
+    config.train.optimizer = optimizer  # (Muon: its momentum buffers are saved and restored too)
     config.model.dropout = 0.1  # the RNG must be restored too
     _, _, full = train(config, tmp_path)
 

@@ -86,6 +86,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
+    # "adamw", or "muon": Muon (orthogonalized momentum) for the blocks' matrices and AdamW for the
+    # embedding, head, norms and biases, at the same learning rate (core/training/muon.py).
+    optimizer: str = "adamw"
     eval_interval: int = 250
     eval_batches: int = 20
     log_interval: int = 10
@@ -141,6 +144,7 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "train.beta1": ((lambda v: 0 <= v < 1, "in [0, 1)"),),
     "train.beta2": ((lambda v: 0 <= v < 1, "in [0, 1)"),),
     "train.grad_clip": ((lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),),
+    "train.optimizer": ((lambda v: v in ("adamw", "muon"), '"adamw" or "muon"'),),
     "train.precision": ((lambda v: v in ("auto", "fp32", "bf16", "fp16"), '"auto", "fp32", "bf16" or "fp16"'),),
     "train.device": ((_device_ok, '"auto", "cpu", "cuda", "cuda:N" or "mps"'),),
     "train.time_budget": ((lambda v: v.strip() == "" or parse_duration(v) is not None,

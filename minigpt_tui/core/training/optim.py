@@ -7,6 +7,7 @@ import math
 import torch
 
 from minigpt_tui.core.training import adamw
+from minigpt_tui.core.training.muon import Muon, is_hidden_matrix
 
 
 def lr_at(step: int, cfg) -> float:
@@ -18,14 +19,27 @@ def lr_at(step: int, cfg) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
 
 
-def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> adamw.AdamW | torch.optim.AdamW:
-    """AdamW; weight decay on matrices (linear and embedding weights), none on biases and norms.
+def make_optimizer(model: torch.nn.Module, cfg, device: torch.device,
+                   autocast_dtype: torch.dtype = torch.float32) -> adamw.AdamW | torch.optim.AdamW | Muon:
+    """cfg.optimizer: "adamw", or "muon" (core/training/muon.py: Muon for the blocks' matrices,
+    this AdamW for the rest; it orthogonalizes in bf16 where the run trains in bf16 (its
+    `autocast_dtype`), elsewhere in float32).
+
+    AdamW: weight decay on matrices (linear and embedding weights), none on biases and norms.
     On the CPU and CUDA our own (core/training/adamw.py: torch's fused AdamW without the 1.5-2 s of
     importing torch._dynamo that building a torch optimizer costs), elsewhere torch's."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    matrices = [p for name, p in named if is_hidden_matrix(name, p)] if cfg.optimizer == "muon" else []
+    taken = {id(p) for p in matrices}
+    params = [p for _, p in named if id(p) not in taken]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if adamw.supports(device):
-        return adamw.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+        rest = adamw.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    else:
+        rest = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    if cfg.optimizer != "muon":
+        return rest
+    return Muon(rest, matrices, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                matmul_dtype=torch.bfloat16 if autocast_dtype == torch.bfloat16 else torch.float32)

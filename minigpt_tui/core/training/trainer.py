@@ -129,7 +129,7 @@ class Trainer:
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
         self.precision = self._choose_precision()
         self.dtype = self.precision.dtype
-        self.optimizer = make_optimizer(self.model, t, self.device)
+        self.optimizer = make_optimizer(self.model, t, self.device, autocast_dtype=self.dtype)
         self.step = 0
         self.best_val = math.inf
         self.time_used_s = 0.0  # of the time budget, by the checkpoint resumed from
