@@ -88,6 +88,8 @@ class AdamW:
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """What state_dict() (or torch.optim.AdamW's) saved, for the same parameters in the same groups."""
+        if "muon" in saved:
+            raise ValueError('the saved optimizer state is Muon\'s: the run was trained with train.optimizer = "muon"')
         groups = saved["param_groups"]
         if len(groups) != len(self.param_groups) or any(
                 len(g["params"]) != len(mine["params"]) for g, mine in zip(groups, self.param_groups)):

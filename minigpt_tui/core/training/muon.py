@@ -120,7 +120,7 @@ class Muon:
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """What state_dict() saved, for the same parameters; ValueError for another optimizer's."""
         if not isinstance(saved, dict) or "muon" not in saved or "adamw" not in saved:
-            raise ValueError("the saved optimizer state is not Muon's (the run was trained with AdamW)")
+            raise ValueError('the saved optimizer state is not Muon\'s: the run was trained with train.optimizer = "adamw"')
         muon = saved["muon"]
         params = self.muon_group["params"]
         if len(muon["param_groups"]) != 1 or len(muon["param_groups"][0]["params"]) != len(params):

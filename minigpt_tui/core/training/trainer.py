@@ -184,10 +184,10 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, RuntimeError, ValueError, TypeError):
-            raise CheckpointError(f"Checkpoint file {path} does not match this run's config; it cannot be resumed.") from None
-        self.step = int(state["step"])
-        self.time_used_s = float(state.get("time_used_s", 0.0))
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:  # (the optimizers' ValueErrors say why)
+            why = f" ({err})" if isinstance(err, ValueError) else ""
+            raise CheckpointError(f"Checkpoint file {path} does not match this run's config{why}; it cannot be resumed.") from None
+        self.step, self.time_used_s = int(state["step"]), float(state.get("time_used_s", 0.0))
         best = state.get("best_val_loss")
         self.best_val = float(best) if best is not None else math.inf
         if "rng" in state and not self.dist.enabled:
