@@ -4,8 +4,9 @@ Muon (Keller Jordan, 2024; the optimizer of the nanoGPT speedruns) takes SGD's m
 matrix's gradient and replaces it by the nearest semi-orthogonal matrix before stepping: every
 direction the update spans moves by the same amount, so the rare directions that Adam's
 per-element scaling leaves small learn as fast as the common ones. The orthogonalization is
-five iterations of a quintic Newton-Schulz polynomial (X <- aX + (bA + cA^2)X, A = X X^T), a few
-small matrix products per matrix, cheap beside a training step's forward and backward.
+five iterations of a quintic Newton-Schulz polynomial (X <- aX + (bA + cA^2)X, A = X X^T): a few
+small matrix products per matrix, about a quarter of a step of shakespeare-char-best on 2 CPU cores
+in bf16, which Muon wins back by learning more per step (docs/performance.md).
 
 Which parameters: the 2-D weights inside the blocks (attention, MLP, the RNN's gates, the CNN's
 convolutions). The embedding, the output head, norms and biases are not matrices of the hidden
