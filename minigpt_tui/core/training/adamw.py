@@ -28,6 +28,16 @@ def supports(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda") and hasattr(torch, "_fused_adamw_")
 
 
+def zero_grads(params: Iterable[torch.Tensor], set_to_none: bool = True) -> None:
+    """What torch.optim's zero_grad does to each parameter (also Muon's, core/training/muon.py)."""
+    for p in params:
+        if set_to_none:
+            p.grad = None
+        elif p.grad is not None:
+            p.grad.detach_()
+            p.grad.zero_()
+
+
 class AdamW:
     """Decoupled weight decay Adam over parameter groups (see the module docstring)."""
 
@@ -44,12 +54,7 @@ class AdamW:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.detach_()
-                    p.grad.zero_()
+            zero_grads(group["params"], set_to_none)
 
     @torch.no_grad()
     def step(self) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from minigpt_tui.core.training.adamw import zero_grads
+
 # The quintic's coefficients, chosen so that five iterations take singular values anywhere in
 # (0, 1] to about 0.7-1.2 (Keller Jordan's; exact orthogonality is not needed, speed is).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -77,12 +79,7 @@ class Muon:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adamw.zero_grad(set_to_none=set_to_none)
-        for p in self.muon_group["params"]:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.detach_()
-                p.grad.zero_()
+        zero_grads(self.muon_group["params"], set_to_none)
 
     @torch.no_grad()
     def step(self) -> None:

@@ -28,8 +28,9 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device,
     AdamW: weight decay on matrices (linear and embedding weights), none on biases and norms.
     On the CPU and CUDA our own (core/training/adamw.py: torch's fused AdamW without the 1.5-2 s of
     importing torch._dynamo that building a torch optimizer costs), elsewhere torch's."""
+    muon = cfg.optimizer == "muon"
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    matrices = [p for name, p in named if is_hidden_matrix(name, p)] if cfg.optimizer == "muon" else []
+    matrices = [p for name, p in named if muon and is_hidden_matrix(name, p)]
     taken = {id(p) for p in matrices}
     params = [p for _, p in named if id(p) not in taken]
     decay = [p for p in params if p.dim() >= 2]
@@ -39,7 +40,7 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device,
         rest = adamw.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
     else:
         rest = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    if cfg.optimizer != "muon":
+    if not muon:
         return rest
     return Muon(rest, matrices, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                 matmul_dtype=torch.bfloat16 if autocast_dtype == torch.bfloat16 else torch.float32)
