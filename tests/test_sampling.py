@@ -16,6 +16,7 @@ import torch
 from minigpt_tui.core.config import ModelConfig
 from minigpt_tui.core.data.tokenizer import CharTokenizer, WordTokenizer
 from minigpt_tui.core.generation.sampling import (
+    GumbelNoise,
     Sampler,
     SamplingSettings,
     TokenEvent,
@@ -92,11 +93,11 @@ def test_cached_transformer_logits_equal_full_recompute_far_past_the_window(prom
                          ids=["ours", "gpt2", "llama"])
 def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or_not(monkeypatch, copies, layout):
     """Small models decode with (in, out) copies of their weights, large ones with views of them
-    (transformer_decode.SMALL_MODEL): the logits are the network's either way, and decoding leaves
+    (decode_plan.SMALL_MODEL): the logits are the network's either way, and decoding leaves
     torch's oneDNN setting as it found it (it turns it off while a token is decoded)."""
-    from minigpt_tui.core.models import transformer_decode
+    from minigpt_tui.core.models import decode_plan, transformer_decode
 
-    monkeypatch.setattr(transformer_decode, "SMALL_MODEL", 10**12 if copies else 0)
+    monkeypatch.setattr(decode_plan, "SMALL_MODEL", 10**12 if copies else 0)
     model = tiny_model(**layout)
     ids = torch.randint(CHAR.vocab_size, (1, 8), generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
@@ -115,28 +116,40 @@ def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or
 @pytest.mark.parametrize("layout", [{}, {"bias": True, "activation": "gelu_tanh"},
                                     {"norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 1}],
                          ids=["ours", "biases", "llama"])
-def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout):
-    """Once the ring is full, one token of one sequence is decoded through views made once per cache
-    (transformer_decode.SteadyViews). The logits are exactly those of the general path, also across a
-    copy of the cache (a conversation's undo point, whose views are its own) and when the caller
-    moves between inference mode and no_grad (the scratch row made under inference mode cannot be
-    written outside it, so it is made again)."""
-    from minigpt_tui.core.models import transformer_decode
+def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout, monkeypatch):
+    """One token of one sequence into buffers of all W slots is decoded through tensors and views
+    made once per cache (steady_decode.SteadyStep). The logits are exactly those of the general
+    path while the ring fills (from a 3-token prompt) and once it wraps, across rotary tables (a
+    new one every 5 positions), across a copy of the cache (a conversation's undo point, whose
+    views are its own) and when the caller moves between inference mode and no_grad (scratch made
+    under inference mode cannot be written outside it, so it is made again)."""
+    from minigpt_tui.core.models import decode_plan, transformer_decode
 
-    model = tiny_model(**layout)  # W = 8: the ring is full after the prompt
+    monkeypatch.setattr(Rotary, "CHUNK", 5)
+    model = tiny_model(**layout)  # W = 8
     ids = torch.randint(CHAR.vocab_size, (40,), generator=torch.Generator().manual_seed(9)).tolist()
     with torch.no_grad():  # a ring made outside inference mode can be written in either mode
         steady, general = model.new_state(), model.new_state()
-        model(torch.tensor([ids[:8]]), steady)
-        model(torch.tensor([ids[:8]]), general)
-    general.plan = transformer_decode.decode_plan(model)._replace(small=False)  # never the steady path
-    for i, t in enumerate(ids[8:]):
+        model(torch.tensor([ids[:3]]), steady)
+        model(torch.tensor([ids[:3]]), general)
+    general.plan = decode_plan.decode_plan(model)._replace(small=False)  # never the steady path
+    for i, t in enumerate(ids[3:]):
         if i == 12:
             assert steady.steady is not None and general.steady is None
             steady = steady.copy()
             assert steady.steady is None
         with torch.no_grad() if i % 3 == 1 else torch.inference_mode():
             assert torch.equal(transformer_decode.decode(model, t, steady), transformer_decode.decode(model, t, general))
+    assert steady.steady is not None
+
+
+def test_a_rotation_is_the_same_whichever_table_holds_it():
+    """Rotary computes a position's rotation from the position alone, so the rows a SteadyStep keeps
+    from one table equal rotation() from a table that starts elsewhere."""
+    early, late = Rotary(16), Rotary(16)
+    first, rows = early.rotations(0)
+    assert first == 0 and torch.equal(rows[700], late.rotation(700))
+    assert late.rotations(700)[0] == 700 and torch.equal(late.rotations(700)[1][0], rows[700])
 
 
 def test_the_two_gelus_are_different_functions_of_the_same_weights():
@@ -400,19 +413,41 @@ def test_repetition_penalty_lowers_recent_tokens_only():
 
 def test_greedy_never_divides_and_tiny_temperatures_are_greedy():
     logits = torch.tensor([0.1, 3.0, 2.9])
-    gen = torch.Generator().manual_seed(0)
+    noise = GumbelNoise()
     for t in (0.0, 1e-9):
-        assert choose(logits, SamplingSettings(temperature=t), [], gen) == 1
+        assert choose(logits, SamplingSettings(temperature=t), [], noise) == 1
     # greedy with a repetition penalty takes the argmax of the penalised logits
-    assert choose(logits, SamplingSettings(temperature=0, repetition_penalty=2.0), [1], gen) == 2
+    assert choose(logits, SamplingSettings(temperature=0, repetition_penalty=2.0), [1], noise) == 2
 
 
-def test_draw_is_the_same_draw_as_torch_multinomial():
-    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
-    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    ours = [draw(probs, g1) for _ in range(300)]
-    assert ours == [int(torch.multinomial(probs, 1, generator=g2)) for _ in range(300)]
-    assert 1 not in ours and abs(ours.count(2) / 300 - 0.6) < 0.1
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_draws_follow_the_tempered_distribution(temperature):
+    """The Gumbel-max draw picks token i with probability softmax(logits / T)_i: 20,000 draws land
+    within 4 standard errors of it for every token, and a token at -inf (filtered) is never drawn."""
+    logits = torch.tensor([1.0, float("-inf"), 2.5, 0.0, 1.8])
+    expected = (logits / temperature).softmax(-1)
+    noise = GumbelNoise()
+    noise.seed(11)
+    n = 20_000
+    counts = torch.bincount(torch.tensor([draw(logits, temperature, noise.row(5)) for _ in range(n)]), minlength=5)
+    assert counts[1] == 0
+    error = (expected * (1 - expected) / n).sqrt()
+    assert ((counts / n - expected).abs() <= 4 * error + 1e-9).all(), (counts / n, expected)
+
+
+def test_the_noise_is_the_same_from_the_same_seed_across_blocks():
+    """Rows come in blocks; a seed gives the same rows however they are asked for, a new seed other
+    ones, and no row holds an infinite value (which would draw a filtered token)."""
+    def rows(seed: int, count: int) -> torch.Tensor:
+        noise = GumbelNoise()
+        noise.seed(seed)
+        return torch.stack([noise.row(1000) for _ in range(count)])
+
+    first = rows(3, 200)  # 65 rows a block at this size: four blocks
+    assert torch.equal(first, rows(3, 200)) and not torch.equal(first, rows(4, 200))
+    assert torch.isfinite(first).all() and len({tuple(r[:4].tolist()) for r in first}) == 200
+    # Gumbel(0, 1): mean 0.5772 (Euler's constant), variance pi^2 / 6
+    assert abs(first.mean() - 0.5772) < 0.02 and abs(first.var() - math.pi ** 2 / 6) < 0.05
 
 
 # ---- the protocol, with a scripted model -----------------------------------------------------------

@@ -1,7 +1,7 @@
 """A Transformer's key/value cache: per-layer ring buffers of the last W tokens' rotated keys and values.
 
-transformer_decode.py decodes with it (and fills `plan` and `steady`, the weights and views it
-decodes with); transformer.py's forward fills it from a prompt (`store`). Shape names as in
+transformer_decode.py decodes with it (and fills `plan` and `steady`, the weights and the
+prepared step it decodes with); transformer.py's forward fills it from a prompt (`store`). Shape names as in
 transformer.py: B batch, H heads, D head size, W window.
 """
 
@@ -12,7 +12,20 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from minigpt_tui.core.models.transformer_decode import DecodeWeights, SteadyViews
+    from minigpt_tui.core.models.decode_plan import DecodeWeights
+    from minigpt_tui.core.models.steady_decode import SteadyStep
+
+
+def ring_buffers(B: int, H: int, slots: int, D: int, key_dtype: torch.dtype, value_dtype: torch.dtype,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's zeroed keys and values, each (B, H, slots, D). Of one dtype they are the two
+    halves of one (2, B, H, slots, D) buffer, so a token's key and value, adjacent in the qkv row,
+    go into their slot with one copy (steady_decode.SteadyStep)."""
+    if key_dtype == value_dtype:
+        pair = torch.zeros(2, B, H, slots, D, dtype=key_dtype, device=device)
+        return pair[0], pair[1]  # (not unbind: its views cannot be written in place under autograd)
+    return (torch.zeros(B, H, slots, D, dtype=key_dtype, device=device),
+            torch.zeros(B, H, slots, D, dtype=value_dtype, device=device))
 
 
 def interleave_order(head_size: int) -> torch.Tensor:
@@ -49,9 +62,10 @@ class KVCache:
         self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
         self.pos = 0  # absolute position of the next token
         self.plan: DecodeWeights | None = None
-        # Views of the full ring and scratch rows for decoding at batch 1 (steady_views); rebuilt
-        # whenever the buffers are replaced (store, reserve, copy, reset).
-        self.steady: list[SteadyViews] | None = None
+        # What decodes a token of one sequence into the full ring (steady_decode.SteadyStep: views
+        # of the buffers, scratch rows); made again whenever the buffers are replaced (store,
+        # reserve, copy, reset).
+        self.steady: SteadyStep | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
         # (B, pos), which it reads again from position 0 when the positions run out.
         self.ids: torch.Tensor | None = None
@@ -66,8 +80,7 @@ class KVCache:
         B, H, T, D = k.shape
         keep = min(T, self.window)
         self.slots = self._slots_for(keep)
-        keys = k.new_zeros(B, H, self.slots, D)
-        values = torch.zeros_like(keys, dtype=v.dtype)
+        keys, values = ring_buffers(B, H, self.slots, D, k.dtype, v.dtype, k.device)
         order = interleave_order(D).to(k.device)
         keys[:, :, :keep], values[:, :, :keep] = k[:, :, -keep:, order], v[:, :, -keep:]
         self.layers[layer] = (keys, values)
@@ -87,13 +100,12 @@ class KVCache:
         slots = min(self.window, max(2 * self.slots, self._slots_for(need)))
         held = self.count  # < slots <= W: never wrapped yet
         grown = []
-        for kv in self.layers:
-            pair = []
-            for t in kv:
-                bigger = t.new_zeros(t.size(0), t.size(1), slots, t.size(3))
-                bigger[:, :, :held] = t[:, :, :held]
-                pair.append(bigger)
-            grown.append(tuple(pair))
+        for keys, values in self.layers:
+            B, H, _, D = keys.shape
+            bigger = ring_buffers(B, H, slots, D, keys.dtype, values.dtype, keys.device)
+            for new, old in zip(bigger, (keys, values)):
+                new[:, :, :held] = old[:, :, :held]
+            grown.append(bigger)
         self.layers, self.slots = grown, slots
         self.steady = None
 
@@ -102,7 +114,7 @@ class KVCache:
         conversation keeps at a turn boundary so undo and branches need no recomputation.
         The decode plan is the weights' arrangement, shared, not copied."""
         twin = KVCache(len(self.layers), self.window, self.keep_ids)
-        twin.layers = [None if kv is None else (kv[0].clone(), kv[1].clone()) for kv in self.layers]
+        twin.layers = [None if kv is None else _copied(*kv) for kv in self.layers]
         twin.count, twin.pos, twin.plan, twin.ids = self.count, self.pos, self.plan, self.ids
         twin.slots = self.slots
         return twin
@@ -129,3 +141,12 @@ class KVCache:
         self.count = self.pos = self.slots = 0
         self.ids = None
         self.steady = None
+
+
+def _copied(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """New ring buffers (ring_buffers) holding what keys and values hold."""
+    B, H, slots, D = keys.shape
+    twin = ring_buffers(B, H, slots, D, keys.dtype, values.dtype, keys.device)
+    for new, old in zip(twin, (keys, values)):
+        new.copy_(old)
+    return twin

@@ -129,6 +129,14 @@ class Rotary(nn.Module):
         first, _, _, rot = self._table(pos, 1)
         return rot[pos - first]
 
+    def rotations(self, pos: int) -> tuple[int, tuple[torch.Tensor, ...]]:
+        """The table's first position and its rotations one view per position, from `pos` on at
+        least: what decoding token after token indexes (a view costs a call; these are made
+        once per table). A position's rotation is computed from it alone, whichever table holds
+        it, so these equal rotation()'s."""
+        first, _, _, rot = self._table(pos, 1)
+        return first, rot.unbind(0)
+
 
 def _keep(cache: dict, key, tables) -> None:
     """Remember tables under key; lengths change only with the sampler's prompts, so a few suffice."""

@@ -6,9 +6,12 @@ transformer.py's docstring for why a ring works with rotary positions). It is
 written flat on torch calls because at one token per step the cost is the
 number of calls, not the flops:
 
-* the weights are gathered once per cache into a DecodePlan per block, each
-  matrix in the (in, out) layout a row of activations is multiplied by fastest,
-  the attention's scale folded into the query rows;
+* the weights are gathered once per cache into a DecodePlan per block
+  (decode_plan.py), each matrix in the (in, out) layout a row of activations
+  is multiplied by fastest, the attention's scale folded into the query rows;
+* one token of one sequence into buffers of all W slots, which is how a small
+  model's tokens are decoded, goes through a SteadyStep (steady_decode.py):
+  the same calls with everything around them prepared once per cache;
 * queries and keys of all heads are rotated together, in place, by one complex
   multiplication. For that each head's dimensions are kept in interleaved
   order, (x1_0, x2_0, x1_1, x2_1, ...) instead of the network's half split
@@ -27,144 +30,17 @@ Shape names as in transformer.py: B batch, C width, H heads, D head size, W wind
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from minigpt_tui.core.models.kv_cache import KVCache, interleave_order
+from minigpt_tui.core.models.decode_plan import DecodePlan, decode_plan, heads, mlp_activation, norm_function
+from minigpt_tui.core.models.kv_cache import KVCache
+from minigpt_tui.core.models.steady_decode import SteadyStep
 
 if TYPE_CHECKING:
     from minigpt_tui.core.models.transformer import Transformer
-
-
-class DecodePlan(NamedTuple):
-    """One block's weights arranged for decoding. Every matrix is stored (in, out), the layout
-    torch.mm and torch.addmm take for a row of activations: for a small model a contiguous
-    copy, which MKL multiplies by one row 1.6x faster than the (out, in) weight F.linear reads
-    (16 matrix-vector products of the shakespeare-char shape: 192 against 309 µs); for a large
-    one (SMALL_MODEL parameters and up) a transposed view, so that its weights are not held
-    twice. The qkv rows (and bias) have each query and key head in interleaved order, and the
-    query rows are multiplied by the attention's scale D^-0.5 (rotation is linear, so the
-    scores come out scaled and attention multiplies by nothing)."""
-
-    norm1_weight: torch.Tensor
-    norm1_bias: torch.Tensor | None
-    qkv_weight_t: torch.Tensor  # (C, (H + 2 Hkv) D)
-    qkv_bias: torch.Tensor | None
-    proj_weight_t: torch.Tensor  # (C, C)
-    proj_bias: torch.Tensor | None
-    norm2_weight: torch.Tensor
-    norm2_bias: torch.Tensor | None
-    up_weight_t: torch.Tensor  # (C, 4C), or (C, 8C) for SwiGLU
-    up_bias: torch.Tensor | None
-    down_weight_t: torch.Tensor  # (4C, C)
-    down_bias: torch.Tensor | None
-    activation: str  # F.gelu's `approximate` ("none" or "tanh"), or "swiglu" (transformer.gelu_approximation)
-
-
-class DecodeWeights(NamedTuple):
-    """What a cache decodes with: each block's DecodePlan and the head, (C, V); `small`: under
-    SMALL_MODEL parameters (copies of the weights, and the steady path's views)."""
-
-    blocks: list[DecodePlan]
-    head_t: torch.Tensor
-    small: bool
-
-
-class SteadyViews(NamedTuple):
-    """One layer's tensors for decoding one token into a full ring at batch 1 (decode's steady
-    path): the ring seen as attention reads it, one view per slot to write a token's key and value
-    into, and a scratch row that the qkv projection is written into, with views of its parts. At
-    one token per step every torch call costs microseconds whatever its size, and a view is a
-    call: made once per cache instead of once per token, a token of shakespeare-char-transformer
-    takes 191 aten calls instead of 291, and 0.71x the time."""
-
-    qkv: torch.Tensor  # (1, (H + 2 Hkv) D) scratch row
-    qk: torch.Tensor  # its queries and keys, (H + Hkv, D/2) complex: rotated in place
-    q: torch.Tensor  # its queries, (Hkv, G, D): a key/value head's G query heads together
-    k: torch.Tensor  # its keys, (Hkv, 1, D)
-    v: torch.Tensor  # its values, (Hkv, 1, D)
-    keys_t: torch.Tensor  # the ring's keys, (Hkv, D, W)
-    values: torch.Tensor  # the ring's values, (Hkv, W, D)
-    key_slots: list[torch.Tensor]  # slot s's key, (Hkv, 1, D)
-    value_slots: list[torch.Tensor]
-    y: torch.Tensor  # scratch for attention's output, (Hkv, G, D)
-    y_row: torch.Tensor  # the same memory as (1, C)
-
-
-SMALL_MODEL = 20_000_000  # parameters: below this the plan keeps (in, out) copies of the weights
-
-
-def decode_plan(model: Transformer) -> DecodeWeights:
-    """The tensors `decode` and `extend` need (see DecodePlan)."""
-    H, Hkv, D = _heads(model)
-    order = interleave_order(D).to(model.embed.weight.device)
-    # Query and key rows head by head in interleaved order; value rows as they are.
-    rows = torch.cat([h * D + order for h in range(H + Hkv)]
-                     + [torch.arange((H + Hkv) * D, (H + 2 * Hkv) * D, device=order.device)])
-    scale = torch.ones(len(rows), device=order.device)
-    scale[: H * D] = D ** -0.5
-    copy = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-
-    def t(weight: torch.Tensor) -> torch.Tensor:
-        return weight.detach().t().contiguous() if copy else weight.detach().t()
-
-    blocks = []
-    for block in model.blocks:
-        attn, mlp, n1, n2 = block.attn, block.mlp, block.norm1, block.norm2
-        qkv_bias = attn.qkv.bias
-        blocks.append(DecodePlan(
-            norm1_weight=n1.weight, norm1_bias=getattr(n1, "bias", None),
-            qkv_weight_t=(attn.qkv.weight.detach()[rows] * scale[:, None].to(attn.qkv.weight.dtype)).t().contiguous(),
-            qkv_bias=(qkv_bias.detach()[rows] * scale.to(qkv_bias.dtype)) if qkv_bias is not None else None,
-            proj_weight_t=t(attn.proj.weight), proj_bias=attn.proj.bias,
-            norm2_weight=n2.weight, norm2_bias=getattr(n2, "bias", None),
-            up_weight_t=t(mlp.up.weight), up_bias=mlp.up.bias,
-            down_weight_t=t(mlp.down.weight), down_bias=mlp.down.bias, activation=mlp.approximate,
-        ))
-    return DecodeWeights(blocks, t(model.head.weight), copy)
-
-
-def steady_views(model: Transformer, cache: KVCache) -> list[SteadyViews]:
-    """Each layer's SteadyViews of a full ring of W slots at batch 1, made in the inference mode they
-    will be used in (scratch made in inference mode cannot be written outside it)."""
-    H, Hkv, D = _heads(model)
-    QK, G = (H + Hkv) * D, H // Hkv
-    views = []
-    for keys, values in cache.layers:
-        keys, values = keys[0], values[0]  # (Hkv, W, D)
-        qkv = keys.new_empty(1, QK + Hkv * D)
-        y = keys.new_empty(Hkv, G, D)
-        views.append(SteadyViews(
-            qkv=qkv, qk=torch.view_as_complex(qkv[0, :QK].view(H + Hkv, D // 2, 2)),
-            q=qkv[0, : H * D].view(Hkv, G, D), k=qkv[0, H * D : QK].view(Hkv, 1, D), v=qkv[0, QK:].view(Hkv, 1, D),
-            keys_t=keys.transpose(1, 2), values=values,
-            key_slots=list(keys.split(1, dim=1)), value_slots=list(values.split(1, dim=1)),
-            y=y, y_row=y.view(1, H * D),
-        ))
-    return views
-
-
-def _heads(model: Transformer) -> tuple[int, int, int]:
-    """Query heads H, key/value heads Hkv, head size D."""
-    cfg = model.config
-    return cfg.n_head, cfg.n_kv_head or cfg.n_head, cfg.n_embd // cfg.n_head
-
-
-def _norm(model: Transformer):
-    """norm(x, weight, bias): the model's LayerNorm or RMSNorm as one function call."""
-    C, eps = model.config.n_embd, model.config.norm_eps
-    if model.config.norm == "rmsnorm":
-        return lambda x, weight, bias: F.rms_norm(x, (C,), weight, eps)
-    return lambda x, weight, bias: torch.layer_norm(x, (C,), weight, bias, eps)
-
-
-def _mlp_activation(h: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "swiglu":
-        gate, up = h.chunk(2, dim=-1)
-        return F.silu(gate) * up
-    return F.gelu(h, approximate=activation)
 
 
 def _project(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -186,7 +62,7 @@ def _add_mlp(x: torch.Tensor, p: DecodePlan, norm, fused: bool = True) -> torch.
     """x + down(act(up(norm(x)))), one block's MLP with its residual. `fused` (rows of float32, no
     autocast) folds the residual into the down projection; otherwise x + the projection, which also
     takes (B, T, C) and keeps the residual stream in float32 under autocast."""
-    h = _mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
+    h = mlp_activation(_project(norm(x, p.norm2_weight, p.norm2_bias), p.up_weight_t, p.up_bias), p.activation)
     return _add_projection(x, h, p.down_weight_t, p.down_bias) if fused else x + _project(h, p.down_weight_t, p.down_bias)
 
 
@@ -222,20 +98,32 @@ def without_onednn(step):
     return run
 
 
-@without_onednn
 def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
     """One new token per sequence (idx (B,), or an int for B = 1) after a filled cache -> logits (B, V).
 
     The same arithmetic as the blocks' forward (dropout off: a cache is an
-    inference tool); advances the cache by one token.
+    inference tool); advances the cache by one token. A token of one sequence
+    into buffers of all W slots (a small model's, from the prompt on) goes
+    through the cache's SteadyStep (steady_decode.py): the same calls on the
+    same numbers, prepared once per cache.
     """
+    step = cache.steady
+    if step is not None and isinstance(idx, int) and step.ready():
+        return step(idx, cache)
+    return _decode(model, idx, cache)
+
+
+@without_onednn
+def _decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
+    """decode's general path, which makes the cache's SteadyStep once one can decode."""
     C, W = model.config.n_embd, cache.window
-    H, Hkv, D = _heads(model)
+    H, Hkv, D = heads(model)
     QK = (H + Hkv) * D  # the query and key rows of qkv
     if cache.plan is None:
         cache.plan = decode_plan(model)
     if isinstance(idx, int) and _steady_ready(cache):
-        return _decode_steady(model, idx, cache)
+        cache.steady = SteadyStep(model, cache)
+        return cache.steady(idx, cache)
     if cache.slots <= cache.count < W:  # the buffers are full but not yet W slots: grow first
         cache.reserve(1)
     x = _embed(model, idx, cache.pos)  # (B, C)
@@ -246,7 +134,7 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     # Under autocast, matmuls return reduced precision: keep the residual stream in
     # float32 as the blocks' forward does (x + linear(...)) instead of fusing into addmm.
     fused = not torch.is_autocast_enabled(x.device.type)
-    norm = _norm(model)
+    norm = norm_function(model)
     for p, (keys, values) in zip(cache.plan.blocks, cache.layers):
         # attention: x + proj(attend(rotate(q), ring of rotated k, v))
         qkv = _project(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight_t, p.qkv_bias)  # (B, (H + 2 Hkv) D)
@@ -283,43 +171,15 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
 
 
 def _steady_ready(cache: KVCache) -> bool:
-    """Whether _decode_steady may decode the next token of one sequence: a full ring (count >= W; a
-    learned-position cache, which keeps ids, never holds more than W), of a small model (whose ring
-    is small enough to keep a view per slot), float32, no autocast (which would change what the
-    matmuls return)."""
+    """Whether a SteadyStep may decode the next token of one sequence: buffers of all W slots (so
+    they are not replaced as the ring fills) of rotary positions (a learned-position cache keeps
+    ids and starts again from position 0), of a small model (whose ring is small enough to keep
+    a view per slot), float32 keys and values (kv_cache.ring_buffers: then the halves of one
+    buffer), no autocast (which would change what the matmuls return)."""
     plan = cache.plan
-    return (cache.count >= cache.window and not cache.keep_ids and plan.small
-            and plan.head_t.dtype == torch.float32 and not torch.is_autocast_enabled(plan.head_t.device.type))
-
-
-def _decode_steady(model: Transformer, idx: int, cache: KVCache) -> torch.Tensor:
-    """decode for one token of one sequence after a full ring (see _steady_ready): the
-    same calls on the same numbers, bit for bit, without the views, which SteadyViews holds (13
-    calls a block without biases, against about 30). A ring is full from its W-th token on, so this
-    is how all but the first W tokens of a long generation are decoded."""
-    if cache.steady is None or cache.steady[0].qkv.is_inference() != torch.is_inference_mode_enabled():
-        cache.steady = steady_views(model, cache)
-    norm, slot = _norm(model), cache.count % cache.window
-    rot = model.rotary.rotation(cache.pos)  # (D/2,) complex: rotary positions (learned ones never get here)
-    x = _embed(model, idx, cache.pos)  # (1, C)
-    mm, bmm = torch.mm, torch.bmm
-    for p, s in zip(cache.plan.blocks, cache.steady):
-        # attention: x + proj(attend(rotate(q), ring of rotated k, v)), qkv written into s.qkv
-        h = norm(x, p.norm1_weight, p.norm1_bias)
-        if p.qkv_bias is None:
-            mm(h, p.qkv_weight_t, out=s.qkv)
-        else:
-            torch.addmm(p.qkv_bias, h, p.qkv_weight_t, out=s.qkv)
-        s.qk.mul_(rot)
-        s.key_slots[slot].copy_(s.k)
-        s.value_slots[slot].copy_(s.v)
-        bmm(bmm(s.q, s.keys_t).softmax(-1), s.values, out=s.y)  # the queries came scaled (DecodePlan)
-        x = _add_projection(x, s.y_row, p.proj_weight_t, p.proj_bias)
-        x = _add_mlp(x, p, norm)
-    x = norm(x, model.norm.weight, getattr(model.norm, "bias", None))
-    cache.count += 1
-    cache.pos += 1
-    return mm(x, cache.plan.head_t)
+    return (cache.slots == cache.window and not cache.keep_ids and plan.small
+            and plan.head_t.dtype == torch.float32 and cache.layers[0][1].dtype == torch.float32
+            and not torch.is_autocast_enabled(plan.head_t.device.type))
 
 
 @without_onednn
@@ -337,7 +197,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = F
     mask how far back it is; the new keys overwrite the oldest slots afterwards.
     """
     C, W = model.config.n_embd, cache.window
-    H, Hkv, D = _heads(model)
+    H, Hkv, D = heads(model)
     QK = (H + Hkv) * D
     B, T = idx.shape
     if T > W:
@@ -363,7 +223,7 @@ def extend(model: Transformer, idx: torch.Tensor, cache: KVCache, last: bool = F
         rot = table[cache.pos - first : cache.pos - first + T].view(T, 1, D // 2)  # (T, 1, D/2) complex
     writes = (count + torch.arange(T, device=device)) % W
     x = _embed(model, idx, cache.pos, T)  # (B, T, C)
-    norm = _norm(model)
+    norm = norm_function(model)
     for p, (keys, values) in zip(cache.plan.blocks, cache.layers):
         qkv = _project(norm(x, p.norm1_weight, p.norm1_bias), p.qkv_weight_t, p.qkv_bias)
         qk = qkv[..., :QK].float()
