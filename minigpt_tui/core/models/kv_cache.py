@@ -1,8 +1,8 @@
 """A Transformer's key/value cache: per-layer ring buffers of the last W tokens' rotated keys and values.
 
 transformer_decode.py decodes with it (and fills `plan` and `steady`, the weights and the
-prepared step it decodes with); transformer.py's forward fills it from a prompt (`store`). Shape names as in
-transformer.py: B batch, H heads, D head size, W window.
+prepared step it decodes with); transformer.py's forward fills it from a prompt (`store`).
+Shape names as in transformer.py: B batch, H heads, D head size, W window.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ class KVCache:
         self.slots = 0  # slots allocated per layer: W once grown that far (see the class docstring)
         self.pos = 0  # absolute position of the next token
         self.plan: DecodeWeights | None = None
-        # What decodes a token of one sequence into the full ring (steady_decode.SteadyStep: views
-        # of the buffers, scratch rows); made again whenever the buffers are replaced (store,
-        # reserve, copy, reset).
+        # What decodes a token of one sequence once the buffers hold all W slots
+        # (steady_decode.SteadyStep: views of the buffers, scratch rows); made again whenever the
+        # buffers are replaced (store, reserve, copy, reset).
         self.steady: SteadyStep | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
         # (B, pos), which it reads again from position 0 when the positions run out.
