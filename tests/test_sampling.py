@@ -95,7 +95,7 @@ def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or
     """Small models decode with (in, out) copies of their weights, large ones with views of them
     (decode_plan.SMALL_MODEL): the logits are the network's either way, and decoding leaves
     torch's oneDNN setting as it found it (it turns it off while a token is decoded)."""
-    from minigpt_tui.core.models import decode_plan, transformer_decode
+    from minigpt_tui.core.models import decode_plan
 
     monkeypatch.setattr(decode_plan, "SMALL_MODEL", 10**12 if copies else 0)
     model = tiny_model(**layout)
@@ -141,6 +141,25 @@ def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout, 
         with torch.no_grad() if i % 3 == 1 else torch.inference_mode():
             assert torch.equal(transformer_decode.decode(model, t, steady), transformer_decode.decode(model, t, general))
     assert steady.steady is not None
+
+
+def test_decoding_with_autograd_on_gives_the_same_logits():
+    """A cache filled under no_grad may be decoded with autograd on (an API user's choice): the
+    general path writes into the ring (tensors of their own on one storage, which autograd lets it
+    write), and the steady step, whose out= products take no gradients, steps aside. The logits
+    are those of decoding under no_grad."""
+    model = tiny_model()
+    ids = torch.randint(CHAR.vocab_size, (14,), generator=torch.Generator().manual_seed(4)).tolist()
+    with torch.no_grad():
+        plain, tracked = model.new_state(), model.new_state()
+        model(torch.tensor([ids[:3]]), plain)
+        model(torch.tensor([ids[:3]]), tracked)
+    for t in ids[3:]:
+        with torch.no_grad():
+            expected, plain = model.decode_step(t, plain)
+        logits, tracked = model.decode_step(t, tracked)
+        assert logits.requires_grad and torch.equal(logits.detach(), expected)
+    assert plain.steady is not None and tracked.steady is None
 
 
 def test_a_rotation_is_the_same_whichever_table_holds_it():

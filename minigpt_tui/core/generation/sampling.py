@@ -137,8 +137,8 @@ class GumbelNoise:
     """The sampler's randomness: rows of Gumbel(0, 1) noise, one per drawn token, made BLOCK values
     at a time from a seeded generator. A draw is then three torch calls (draw's add, argmax and
     item) where drawing from probabilities, with its own random numbers, took seven: at one
-    token per step of a small model, 16 µs a token. The same seed gives the same rows whatever
-    the settings do between tokens."""
+    token per step of a small model, 16 µs a token. Each drawn token takes the next row (a greedy
+    one takes none), so the same seed and settings give the same text."""
 
     BLOCK = 1 << 16  # values per block: 1,008 rows of a character vocabulary, one of a 65K one
 

@@ -19,11 +19,17 @@ if TYPE_CHECKING:
 def ring_buffers(B: int, H: int, slots: int, D: int, key_dtype: torch.dtype, value_dtype: torch.dtype,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """One layer's zeroed keys and values, each (B, H, slots, D). Of one dtype they are the two
-    halves of one (2, B, H, slots, D) buffer, so a token's key and value, adjacent in the qkv row,
-    go into their slot with one copy (steady_decode.SteadyStep)."""
+    halves of one storage, values right after keys, so a token's key and value, adjacent in the
+    qkv row, go into their slot with one copy (steady_decode.SteadyStep). They are tensors of
+    their own on that storage, not views of a (2, ...) tensor: autograd refuses in-place writes
+    into views made under no_grad once grad mode is on, and a cache may be filled in one mode
+    and written in the other."""
     if key_dtype == value_dtype:
-        pair = torch.zeros(2, B, H, slots, D, dtype=key_dtype, device=device)
-        return pair[0], pair[1]  # (not unbind: its views cannot be written in place under autograd)
+        n = B * H * slots * D
+        storage = torch.zeros(2 * n, dtype=key_dtype, device=device).untyped_storage()
+        keys = torch.empty(0, dtype=key_dtype, device=device).set_(storage, 0, (B, H, slots, D))
+        values = torch.empty(0, dtype=key_dtype, device=device).set_(storage, n, (B, H, slots, D))
+        return keys, values
     return (torch.zeros(B, H, slots, D, dtype=key_dtype, device=device),
             torch.zeros(B, H, slots, D, dtype=value_dtype, device=device))
 
@@ -63,8 +69,9 @@ class KVCache:
         self.pos = 0  # absolute position of the next token
         self.plan: DecodeWeights | None = None
         # What decodes a token of one sequence once the buffers hold all W slots
-        # (steady_decode.SteadyStep: views of the buffers, scratch rows); made again whenever the
-        # buffers are replaced (store, reserve, copy, reset).
+        # (steady_decode.SteadyStep: views of the buffers, scratch rows); dropped whenever the
+        # buffers are replaced (store, reserve, reset; a copy starts without one) and made again
+        # by the next decoded token, as it is when the inference mode changes.
         self.steady: SteadyStep | None = None
         # A learned-position model's cache never wraps (pos <= W); it keeps the ids it holds,
         # (B, pos), which it reads again from position 0 when the positions run out.

@@ -37,9 +37,11 @@ class SteadyStep:
     - a scratch row the qkv projection is written into, with views of its queries and keys (one
       complex tensor, rotated in place), its queries grouped by key/value head, and its new key
       and value together, (2, Hkv, 1, D): the ring's keys and values are the two halves of one
-      buffer (kv_cache.ring_buffers), so one copy writes both into a slot;
-    - that view of each of the W slots, and the ring as attention reads it;
-    - scratch for attention's output and its view as a row.
+      storage (kv_cache.ring_buffers), so one copy writes both into a slot;
+    - the ring as attention reads it, and scratch for attention's output with its view as a row;
+    and per slot, made when the slot is first written, each layer's view of the slot's key and
+    value (a long window's W views per layer would cost tens of ms to make at once, again after
+    every copy of the cache).
     Made in the inference mode it is used in: scratch made under inference mode cannot be written
     outside it (ready() says no, and decode makes a new one).
     """
@@ -59,22 +61,22 @@ class SteadyStep:
         self.final_norm = (model.norm.weight, getattr(model.norm, "bias", None))
         self.head_t = plan.head_t
         self.layers = []
+        self.rings = []  # each layer's keys (Hkv, W, D) and how far its values lie after them
+        self.slot_views: list[tuple[torch.Tensor, ...] | None] = [None] * W  # by slot, per layer
         for p, (keys, values) in zip(plan.blocks, cache.layers):
-            keys, values = keys[0], values[0]  # (Hkv, W, D) each, halves of one buffer
+            keys, values = keys[0], values[0]  # (Hkv, W, D) each, halves of one storage
             apart = values.storage_offset() - keys.storage_offset()
             if keys.untyped_storage().data_ptr() != values.untyped_storage().data_ptr() or apart != keys.numel():
-                raise ValueError("a SteadyStep needs keys and values in one buffer (kv_cache.ring_buffers)")
+                raise ValueError("a SteadyStep needs keys and values in one storage (kv_cache.ring_buffers)")
+            self.rings.append((keys, apart))
             qkv = keys.new_empty(1, QK + Hkv * D)
             y = keys.new_empty(Hkv, G, D)
-            pair_slots = [keys.as_strided((2, Hkv, 1, D), (apart, W * D, D, 1), keys.storage_offset() + s * D)
-                          for s in range(W)]
             self.layers.append((
                 p.norm1_weight, p.norm1_bias, p.qkv_weight_t, p.qkv_bias,
                 qkv,
                 torch.view_as_complex(qkv[0, :QK].view(H + Hkv, D // 2, 2)),  # queries and keys, rotated in place
                 qkv[0, : H * D].view(Hkv, G, D),  # a key/value head's G query heads together
                 qkv[0, H * D :].view(2, Hkv, 1, D),  # the new key and value
-                pair_slots,
                 keys.transpose(1, 2), values,  # (Hkv, D, W), (Hkv, W, D)
                 y, y.view(1, H * D),
                 p.proj_weight_t, p.proj_bias, p.norm2_weight, p.norm2_bias,
@@ -82,8 +84,9 @@ class SteadyStep:
             ))
 
     def ready(self) -> bool:
-        """Whether this step may decode now: in the inference mode it was made in, no autocast."""
-        return (self.inference == torch.is_inference_mode_enabled()
+        """Whether this step may decode now: in the inference mode it was made in, no autocast, no
+        autograd."""
+        return (self.inference == torch.is_inference_mode_enabled() and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(self.device_type))
 
     def _rotation(self, pos: int) -> torch.Tensor:
@@ -93,6 +96,16 @@ class SteadyStep:
             self.rotation_first, self.rotation_rows = self.rotary.rotations(pos)
             row = pos - self.rotation_first
         return self.rotation_rows[row]
+
+    def _slot(self, slot: int) -> tuple[torch.Tensor, ...]:
+        """Each layer's view of a slot's key and value, (2, Hkv, 1, D)."""
+        views = self.slot_views[slot]
+        if views is None:
+            views = self.slot_views[slot] = tuple(
+                keys.as_strided((2, keys.size(0), 1, keys.size(2)), (apart, keys.stride(0), keys.stride(1), 1),
+                                keys.storage_offset() + slot * keys.stride(1))
+                for keys, apart in self.rings)
+        return views
 
     def _embedding(self, idx: int) -> torch.Tensor:
         """Token idx's embedding, (1, C): a view made at its first use."""
@@ -109,12 +122,13 @@ class SteadyStep:
         filled = count + 1 if count + 1 < self.window else 0  # while the ring fills: its written slots
         rot = self._rotation(cache.pos)
         x = self._embedding(idx)
+        pairs = self._slot(slot)
         norm, mm, addmm, bmm = self.norm, torch.mm, torch.addmm, torch.bmm
         mkldnn = torch.backends.mkldnn
         was, mkldnn.enabled = mkldnn.enabled, False
         try:
-            for (n1_w, n1_b, qkv_w, qkv_b, qkv, qk, q, kv, pair_slots, keys_t, values, y, y_row,
-                 proj_w, proj_b, n2_w, n2_b, up_w, up_b, down_w, down_b, activation) in self.layers:
+            for (n1_w, n1_b, qkv_w, qkv_b, qkv, qk, q, kv, keys_t, values, y, y_row,
+                 proj_w, proj_b, n2_w, n2_b, up_w, up_b, down_w, down_b, activation), pair in zip(self.layers, pairs):
                 # attention: x + proj(attend(rotate(q), ring of rotated k, v)); the queries came scaled
                 h = norm(x, n1_w, n1_b)
                 if qkv_b is None:
@@ -122,7 +136,7 @@ class SteadyStep:
                 else:
                     addmm(qkv_b, h, qkv_w, out=qkv)
                 qk.mul_(rot)
-                pair_slots[slot].copy_(kv)
+                pair.copy_(kv)
                 if filled:  # attend to the written slots only
                     keys_t, values = keys_t.narrow(2, 0, filled), values.narrow(1, 0, filled)
                 bmm(bmm(q, keys_t).softmax(-1), values, out=y)

@@ -103,9 +103,9 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
 
     The same arithmetic as the blocks' forward (dropout off: a cache is an
     inference tool); advances the cache by one token. A token of one sequence
-    into buffers of all W slots (a small model's, from the prompt on) goes
-    through the cache's SteadyStep (steady_decode.py): the same calls on the
-    same numbers, prepared once per cache.
+    into buffers of all W slots (from the prompt on, for windows up to
+    KVCache.MIN_SLOTS) goes through the cache's SteadyStep (steady_decode.py),
+    without autograd: the same calls on the same numbers, prepared once per cache.
     """
     step = cache.steady
     if step is not None and isinstance(idx, int) and step.ready():
@@ -171,15 +171,17 @@ def _decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torc
 
 
 def _steady_ready(cache: KVCache) -> bool:
-    """Whether a SteadyStep may decode the next token of one sequence: buffers of all W slots (so
-    they are not replaced as the ring fills) of rotary positions (a learned-position cache keeps
-    ids and starts again from position 0), of a small model (whose ring is small enough to keep
-    a view per slot), float32 keys and values (kv_cache.ring_buffers: then the halves of one
-    buffer), no autocast (which would change what the matmuls return)."""
+    """Whether a SteadyStep may decode the next token: one sequence (B = 1) in buffers of all W
+    slots (so they are not replaced as the ring fills) of rotary positions (a learned-position
+    cache keeps ids and starts again from position 0), a plan of contiguous copies (under
+    SMALL_MODEL parameters), float32 values (the keys always are: then both are halves of one
+    storage, kv_cache.ring_buffers), no autocast (which would change what the matmuls return)
+    and no autograd (its out= products take no gradients)."""
     plan = cache.plan
-    return (cache.slots == cache.window and not cache.keep_ids and plan.small
-            and plan.head_t.dtype == torch.float32 and cache.layers[0][1].dtype == torch.float32
-            and not torch.is_autocast_enabled(plan.head_t.device.type))
+    keys, values = cache.layers[0]
+    return (cache.slots == cache.window and not cache.keep_ids and plan.small and keys.size(0) == 1
+            and plan.head_t.dtype == torch.float32 and values.dtype == torch.float32
+            and not torch.is_autocast_enabled(plan.head_t.device.type) and not torch.is_grad_enabled())
 
 
 @without_onednn
