@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -73,8 +74,11 @@ class Browser:
                 "--remote-debugging-port=0", "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.insert(1, "--no-sandbox")  # Chromium will not start its sandbox as root
+        # In a session of its own, so that close() ends Chromium's helper processes too (its crash
+        # handler, its zygote): one that outlives the main process can still be writing into the
+        # profile while it is removed ("Directory not empty", seen in CI).
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         self.loop = asyncio.new_event_loop()
         self.session = self.ws = None
         self._ids = 0
@@ -153,11 +157,23 @@ class Browser:
         if self.session is not None:
             self.loop.run_until_complete(self.session.close())
         self.loop.close()
-        if self.process.poll() is None:
-            self.process.terminate()
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._signal_group(signal.SIGKILL)  # whatever of the group is left
+        self.process.wait(5)
+        for _ in range(20):  # a helper killed a moment ago may still have a file open
             try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                self.profile.cleanup()
+                return
+            except OSError:
+                time.sleep(0.1)
         self.profile.cleanup()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:  # the group is gone already
+            pass
