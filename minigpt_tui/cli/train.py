@@ -207,6 +207,8 @@ class ProgressPrinter:
                 say(f"Time budget {fmt_duration(e.time_budget_s)}{used}: the steps are sized to this machine's "
                     f"measured rate as it trains ({e.max_steps:,} is a first guess), and it ends on time "
                     "with a final evaluation.")
+            if e.compile_note:
+                say(f"torch.compile: {e.compile_note}.")
             say(f"Run folder: {e.run_dir}")
             self._start(e)
         elif isinstance(e, ev.Step) and self.plain:

@@ -96,7 +96,9 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     precision: str = "auto"  # "auto" (bf16 on CUDA, on a CPU where it measures faster) | "fp32" | "bf16" | "fp16"
-    compile: bool = False  # torch.compile the model
+    # torch.compile the model: true, false, or "auto": where this shape's compile cache is warm
+    # and the run is long enough to earn the compile back (core/training/compile_choice.py)
+    compile: bool | str = "auto"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     # Train for this long rather than max_steps: "10m", "90s", "1h30m" ("" is off). The schedule is
     # sized to the machine from the measured rate and re-sized as the run goes (training/time_budget.py).
@@ -147,6 +149,7 @@ FIELD_RULES: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
     "train.optimizer": ((lambda v: v in ("adamw", "muon"), '"adamw" or "muon"'),),
     "train.precision": ((lambda v: v in ("auto", "fp32", "bf16", "fp16"), '"auto", "fp32", "bf16" or "fp16"'),),
     "train.device": ((_device_ok, '"auto", "cpu", "cuda", "cuda:N" or "mps"'),),
+    "train.compile": ((lambda v: isinstance(v, bool) or v == "auto", 'true, false or "auto"'),),
     "train.time_budget": ((lambda v: v.strip() == "" or parse_duration(v) is not None,
                            '"" (off) or a duration such as "10m", "90s" or "1h30m"'),),
 }
@@ -375,6 +378,9 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
         return float(value)
     if type_name == "str":
         _check(isinstance(value, str), name, "a string", value)
+        return value
+    if type_name == "bool | str":  # (its rule says which strings)
+        _check(isinstance(value, (bool, str)), name, 'true, false or "auto"', value)  # (train.compile)
         return value
     raise AssertionError(f"unsupported config field type {type_name}")  # a programming error
 

@@ -42,6 +42,8 @@ class Started:
     device: str
     dtype: str
     precision_note: str = ""  # how train.precision "auto" chose dtype (measured speed-up), "" when named
+    compiled: bool = False  # torch.compile'd (its first steps compile)
+    compile_note: str = ""  # whether the model is compiled and, under train.compile "auto", why (compile_choice.py)
     started_from: str = ""  # --from: "RUN (step N)" whose weights it started from
     # Tokens that determine a prediction exactly (a CNN's, a Transformer's); 0: unbounded (an RNN)
     receptive_field: int = 0

@@ -43,6 +43,7 @@ from minigpt_tui.core.runs.run_dir import CONFIG_NAME, META_NAME, TOKENIZER_NAME
 from minigpt_tui.core.runs.run_meta import RunMeta
 from minigpt_tui.core.runs.run_names import corpus_slug, recipe_corpus, run_stem
 from minigpt_tui.core.training.allocator import keep_freed_memory
+from minigpt_tui.core.training.compile_choice import CompileChoice
 from minigpt_tui.core.training.devices import (
     Distributed,
     Precision,
@@ -153,7 +154,9 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DDP(self.model, device_ids=ids)
-        if t.compile:
+        self.compiling = CompileChoice(cfg, self.device, self.dtype, t.max_steps - self.step, budget_s or 0.0,
+                                       world_size=self.dist.world_size, records=self.dist.is_main)
+        if self.compiling.on:
             self.train_model = torch.compile(self.train_model)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -230,8 +233,7 @@ class Trainer:
             self.meta.name = self.folder.name
         self.meta.status, self.meta.max_steps, self.meta.device = "training", cfg.train.max_steps, str(self.device)
         self.meta.precision, self.meta.precision_note = self.precision.name, self.precision.note
-        self.meta.world_size = self.dist.world_size
-        self.meta.receptive_field = self.receptive_field
+        self.meta.world_size, self.meta.receptive_field = self.dist.world_size, self.receptive_field
         self.folder.write_meta(self.meta)
 
     # ---- the loop --------------------------------------------------------------------
@@ -261,6 +263,7 @@ class Trainer:
             max_steps=t.max_steps, tokens_per_step=tokens_per_step, device=str(self.device),
             dtype=self.precision.name, precision_note=self.precision.note,
             started_from=self.meta.started_from, receptive_field=self.receptive_field,
+            compiled=self.compiling.on, compile_note=self.compiling.note,
             time_budget_s=self.budget.seconds if self.budget else 0.0,
             time_budget_used_s=self.budget.used_before if self.budget else 0.0,
         ))
@@ -307,6 +310,7 @@ class Trainer:
                     # for the device); per-step timings would measure only the kernel launches.
                     now = time.perf_counter()
                     eta.add(window_steps, now - window_start)
+                    self.compiling.stretch(window_steps, now - window_start)
                     if self.budget is not None and self.budget.resize(self, now - started, eta):
                         self.meta.max_steps = t.max_steps  # (written with the next checkpoint)
                     tps = window_steps * tokens_per_step / max(now - window_start, 1e-9)
@@ -327,6 +331,7 @@ class Trainer:
                 self.folder.append_metrics(pending)
         if reason == "stopped" and self.step > start_step:
             self._save(self.step, improved=False)
+        self.compiling.finish(eta)  # what its steps took, for "auto" in later runs of this shape
         self._update_meta(status=reason)
         return ev.Done(step=self.step, run_dir=str(self.run_dir), reason=reason,
                        best_val_loss=self.best_val_loss,
@@ -438,13 +443,8 @@ class Trainer:
             )
         model_state = model.state_dict()
         best = self.best_val_loss
-        state = {
-            "model": model_state,
-            "optimizer": self.optimizer.state_dict(),
-            "step": step,
-            "best_val_loss": best,
-            "rng": torch.get_rng_state(),
-        }
+        state = {"model": model_state, "optimizer": self.optimizer.state_dict(), "step": step,
+                 "best_val_loss": best, "rng": torch.get_rng_state()}
         if self.budget is not None:
             state["time_used_s"] = self.budget.used(time.perf_counter() - self.session_started)
         if self.device.type == "cuda":

@@ -54,6 +54,7 @@ class RunState:
     params: int = 0
     device: str = ""
     dtype: str = ""
+    compiled: bool = False  # torch.compile'd: its first steps compile
     ln_vocab: float | None = None
     start_step: int = 0
     max_steps: int = 0
@@ -79,6 +80,7 @@ class RunState:
             self.run_name, self.run_dir, self.family, self.corpus = (event.run_name, event.run_dir, event.family,
                                                                      event.corpus)
             self.params, self.device, self.dtype = event.params, event.device, event.dtype
+            self.compiled = event.compiled
             self.ln_vocab, self.start_step, self.max_steps = event.ln_vocab, event.start_step, event.max_steps
             self.step = event.start_step
         elif isinstance(event, ev.Step):
@@ -191,7 +193,7 @@ def render_status(state: RunState, app: App) -> Text:
     if s.ln_vocab is not None:
         lines.append(f"  ln V {s.ln_vocab:.2f}", "dim")
     if s.device:
-        lines.append(f"  {s.device}", "dim")
+        lines.append(f"  {s.device}{', compiled' if s.compiled else ''}", "dim")
     if s.message and s.status == "failed":
         lines.append("\n")
         lines.append(s.message, colour(app, "bad"))
