@@ -27,7 +27,8 @@ PAYS = ShapeTimes(plain_step_s=0.040, compiled_step_s=0.034, compile_s=3.0)  # s
     (ShapeTimes(plain_step_s=0.04), 2000, False, "no compile cache for this shape yet"),
     (ShapeTimes(compiled_step_s=0.034, compile_s=3.0), 2000, False, "no uncompiled timing"),
     (ShapeTimes(plain_step_s=0.030, compiled_step_s=0.034, compile_s=3.0), 2000, False, "no faster here (34.0 ms against 30.0 ms)"),
-    (PAYS, 400, False, "400 steps would save ~2 s, less than the last compile took (3 s)"),
+    (PAYS, 400, False, "400 steps would save ~2 s, less than twice what the last compile took (3 s)"),
+    (PAYS, 900, False, "900 steps would save ~5 s, less than twice"),  # earned back, but not with room
     (PAYS, 2000, True, "warm cache for this shape; the last compile took 3 s and 2,000 steps save ~12 s"),
 ])
 def test_auto_compiles_only_a_warm_shape_whose_compile_this_run_earns_back(times, steps, on, words):
