@@ -4,8 +4,9 @@ torch.compile fuses the small operations around the matrix products. At shakespe
 transformer's shape on a 2-core CPU it made a float32 step 0.87x as long, and a bf16 one anything
 from 0.80x to 1.23x by machine and day, after 28-45 s of compiling on a cold cache and 3-5 s on a
 warm one (docs/performance.md). So it pays only from a compile cache kept between runs, only on
-a run long enough to earn the compile back, and not on every machine. "auto" compiles when both hold, judged from what earlier runs of the same shape
-measured on this machine, kept under minigpt-tui's cache folder (paths.cache_dir()):
+a run long enough to earn the compile back, and not on every machine. "auto" judges all three
+from what earlier runs of the same shape measured on this machine, kept under minigpt-tui's cache
+folder (paths.cache_dir()):
 
 - the compile cache itself: inductor's, in torch-compile/inductor (TORCHINDUCTOR_CACHE_DIR, unless
   the user set it) rather than in /tmp, which a reboot empties;
@@ -16,7 +17,8 @@ A shape is what the compiled graphs depend on: the model's config, the batch siz
 the device type, the number of processes and torch's version. "auto" compiles a shape that has
 been compiled before (its cache is warm), whose compiled steps were faster than its plain ones,
 and when the steps this run will take save at least twice what the latest compile took (MARGIN);
-otherwise the start line says which of these is missing. A shape's first compile is the user's: train.compile = true.
+otherwise the start line says which of these is missing. A shape's first compile is the user's:
+train.compile = true.
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ class CompileLedger:
 
 
 def choose(setting: bool | str, times: ShapeTimes | None, steps: int) -> tuple[bool, str]:
-    """Whether to compile a run of `steps` steps, and the start line's words on it ("" when the
-    setting was explicit)."""
+    """Whether to compile a run of `steps` steps, and the start line's words on it ("" for
+    train.compile = false, which is the plain run it always was)."""
     if setting is not True and setting != "auto":
         return False, ""
     if setting is True:
