@@ -15,6 +15,7 @@ from minigpt_tui.core.errors import ConfigError
 from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.training import compile_choice, trainer as trainer_module
 from minigpt_tui.core.training.compile_choice import CompileChoice, CompileLedger, ShapeTimes, choose, shape_key
+from minigpt_tui.core.training.time_budget import TimeBudget
 from minigpt_tui.core.training.trainer import Trainer
 
 from kit import tiny_config
@@ -140,8 +141,11 @@ def test_a_time_budget_run_weighs_the_steps_its_budget_allows(tiny_corpus, tmp_p
     config = tiny_config(tiny_corpus, time_budget="10m")
     key = shape_key(config, torch.device("cpu"), torch.float32, 1)
     ledger.update(key, plain_step_s=PAYS.plain_step_s, compiled_step_s=PAYS.compiled_step_s, compile_s=PAYS.compile_s)
-    choice = CompileChoice(config, torch.device("cpu"), torch.float32, steps=5, budget_s=600.0, ledger=ledger)
+    choice = CompileChoice(config, torch.device("cpu"), torch.float32, steps=5, budget=TimeBudget(600.0), ledger=ledger)
     assert choice.on and "15,000 steps save ~90 s" in choice.note  # 600 s of 40 ms steps, not max_steps' 5
+    resumed = CompileChoice(config, torch.device("cpu"), torch.float32, steps=5, ledger=ledger,
+                            budget=TimeBudget(600.0, used_s=570.0))  # 30 s left: 750 steps
+    assert not resumed.on and "750 steps would save ~4 s" in resumed.note
 
 
 def test_only_a_recording_process_with_enough_timed_steps_writes_the_ledger(tiny_corpus, tmp_path):

@@ -31,12 +31,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.fsutil import atomic_write_text
 from minigpt_tui.core.paths import cache_dir
 from minigpt_tui.core.training.eta import EtaEstimator
+
+if TYPE_CHECKING:
+    from minigpt_tui.core.training.time_budget import TimeBudget
 
 MIN_TIMED_STEPS = 20  # a run times fewer steady steps than this: too few to update the ledger
 # "auto" compiles when the steps it will take save this many times what the latest compile took:
@@ -136,14 +141,14 @@ class CompileChoice:
     """A run's compile decision and, as it trains, the timings the ledger keeps for its shape."""
 
     def __init__(self, config: RunConfig, device: torch.device, dtype: torch.dtype, steps: int,
-                 budget_s: float = 0.0, *, world_size: int = 1, records: bool = True,
+                 budget: TimeBudget | None = None, *, world_size: int = 1, records: bool = True,
                  ledger: CompileLedger | None = None):
         self.ledger = ledger or CompileLedger()
         self.records = records  # (under torchrun, rank 0 keeps the ledger)
         self.key = shape_key(config, device, dtype, world_size)
         times = self.ledger.get(self.key)
-        if budget_s and times is not None and times.plain_step_s > 0:  # the steps a time budget allows
-            steps = int(budget_s / times.plain_step_s)
+        if budget is not None and times is not None and times.plain_step_s > 0:  # what is left of a time budget
+            steps = int(max(0.0, budget.seconds - budget.used(0.0)) / times.plain_step_s)
         self.on, self.note = choose(config.train.compile, times, steps)
         if self.on:
             keep_compile_cache()

@@ -154,7 +154,7 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DDP(self.model, device_ids=ids)
-        self.compiling = CompileChoice(cfg, self.device, self.dtype, t.max_steps - self.step, budget_s or 0.0,
+        self.compiling = CompileChoice(cfg, self.device, self.dtype, t.max_steps - self.step, self.budget,
                                        world_size=self.dist.world_size, records=self.dist.is_main)
         if self.compiling.on:
             self.train_model = torch.compile(self.train_model)
