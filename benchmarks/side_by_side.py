@@ -501,7 +501,7 @@ def run_compare(args, tmp: Path) -> dict:
         "target_val_loss": args.target, "eval_interval": t.eval_interval, "eval_batches": t.eval_batches,
         "shape": {"n_layer": m.n_layer, "n_head": m.n_head, "n_embd": m.n_embd, "context": m.context_length,
                   "batch": t.batch_size, "grad_accum": t.grad_accum, "vocab": vocab, "tokens_per_step": tokens,
-                  "dropout": m.dropout, "compile": t.compile, "baseline_compile": args.baseline_compile,
+                  "dropout": m.dropout, "compile": trainer.compiling.on, "baseline_compile": args.baseline_compile,
                   "baseline_allocator": args.baseline_allocator},
         "machine": machine.info("cpu"), "load_before": load_before, "load_after": load_after,
         "hardware_limit": limit, "flops": flops, "minigpt": mini, "baseline": base, "ratios": ratios,

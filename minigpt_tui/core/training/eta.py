@@ -67,11 +67,6 @@ class EtaEstimator:
             self.eval_s = seconds
 
     @property
-    def timed_steps(self) -> int:
-        """The steps seconds_per_step is taken over."""
-        return self._steps
-
-    @property
     def seconds_per_step(self) -> float:
         return self._seconds / self._steps if self._steps else math.nan
 

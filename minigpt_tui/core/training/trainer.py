@@ -154,8 +154,7 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DDP(self.model, device_ids=ids)
-        self.compiling = CompileChoice(cfg, self.device, self.dtype, t.max_steps - self.step, self.budget,
-                                       world_size=self.dist.world_size, records=self.dist.is_main)
+        self.compiling = CompileChoice(cfg, self.device, self.dtype, t.max_steps - self.step, self.budget, self.dist)
         if self.compiling.on:
             self.train_model = torch.compile(self.train_model)
         if self.device.type == "cuda":
@@ -331,7 +330,7 @@ class Trainer:
                 self.folder.append_metrics(pending)
         if reason == "stopped" and self.step > start_step:
             self._save(self.step, improved=False)
-        self.compiling.finish(eta)  # what its steps took, for "auto" in later runs of this shape
+        self.compiling.finish()  # what its steps took, for "auto" in later runs of this shape
         self._update_meta(status=reason)
         return ev.Done(step=self.step, run_dir=str(self.run_dir), reason=reason,
                        best_val_loss=self.best_val_loss,
