@@ -247,3 +247,25 @@ def test_the_start_line_says_whether_the_run_is_compiled(capsys):
     assert "torch.compile: not compiled: no compile cache for this shape yet" in start_line(
         "not compiled: no compile cache for this shape yet")
     assert "torch.compile" not in start_line("")
+
+
+def test_the_train_tab_says_compiling_until_a_compiled_runs_first_step_is_out():
+    from minigpt_tui.tui.train.state import RunState, render_status
+
+    class NoTheme:  # (the status's colours fall back to their defaults)
+        theme_variables: dict = {}
+
+    def status(state: RunState) -> str:
+        return render_status(state, NoTheme()).plain
+
+    started = ev.Started(run_name="r", run_dir="/r", family="transformer", tokenizer="char", corpus="c", vocab_size=10,
+                         ln_vocab=2.3, params=100, start_step=0, max_steps=10, tokens_per_step=64, device="cpu",
+                         dtype="float32", compiled=True, compile_note="compiled (train.compile = true)")
+    state = RunState(status="starting")
+    state.apply(started)
+    assert "compiling…" in status(state) and "cpu, compiled" in status(state)
+    state.apply(ev.Step(step=0, loss=2.3, lr=1e-3, tokens_per_s=1000.0, elapsed_s=5.0, eta_s=9.0, max_steps=10))
+    assert "compiling…" not in status(state) and "1,000 tok/s" in status(state)
+    plain = RunState(status="starting")
+    plain.apply(dataclasses.replace(started, compiled=False))
+    assert "- tok/s" in status(plain) and "compil" not in status(plain)

@@ -187,7 +187,10 @@ def render_status(state: RunState, app: App) -> Text:
     if s.best_val_loss is not None:
         lines.append(f" (best {s.best_val_loss:.3f})")
     lines.append("\n")
-    lines.append(f"{s.tokens_per_s:,.0f} tok/s" if s.tokens_per_s else "- tok/s")
+    if s.tokens_per_s:
+        lines.append(f"{s.tokens_per_s:,.0f} tok/s")
+    else:  # (a compiled run's first step waits for the compile: seconds warm, a minute cold)
+        lines.append("compiling…" if s.compiled and s.status == "training" else "- tok/s")
     if s.status in ("training", "stopping"):
         lines.append(f"  ETA {fmt_duration(s.eta_s)}")
     if s.ln_vocab is not None:
