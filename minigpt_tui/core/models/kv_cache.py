@@ -108,8 +108,7 @@ class KVCache:
         held = self.count  # < slots <= W: never wrapped yet
         grown = []
         for keys, values in self.layers:
-            B, H, _, D = keys.shape
-            bigger = ring_buffers(B, H, slots, D, keys.dtype, values.dtype, keys.device)
+            bigger = _ring_like(keys, values, slots)
             for new, old in zip(bigger, (keys, values)):
                 new[:, :, :held] = old[:, :, :held]
             grown.append(bigger)
@@ -150,10 +149,15 @@ class KVCache:
         self.steady = None
 
 
+def _ring_like(keys: torch.Tensor, values: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeroed ring buffers (ring_buffers) of `slots` slots, shaped and typed as keys and values."""
+    B, H, _, D = keys.shape
+    return ring_buffers(B, H, slots, D, keys.dtype, values.dtype, keys.device)
+
+
 def _copied(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """New ring buffers (ring_buffers) holding what keys and values hold."""
-    B, H, slots, D = keys.shape
-    twin = ring_buffers(B, H, slots, D, keys.dtype, values.dtype, keys.device)
+    twin = _ring_like(keys, values, keys.size(2))
     for new, old in zip(twin, (keys, values)):
         new.copy_(old)
     return twin
