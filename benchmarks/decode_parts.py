@@ -95,7 +95,8 @@ def main() -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(sampler.threads or threads)
     with torch.inference_mode():
-        _, state = model(torch.tensor([tok.encode(PROMPT)]), model.new_state(), last=True)
+        prompt = tok.encode(PROMPT)[-model.config.context_length:]
+        _, state = model(torch.tensor([prompt]), model.new_state(), last=True)
         for _ in range(2 * model.config.context_length):  # past the ring's filling: the steady path
             _, state = model.decode_step(5, state)
         weights = [w for b in state.plan.blocks for w in (b.qkv_weight_t, b.proj_weight_t, b.up_weight_t,
@@ -108,7 +109,7 @@ def main() -> int:
                 model.decode_step(5, state)
 
         logits = model.decode_step(5, state)[0][0]
-        recent = tok.encode(PROMPT)
+        recent = list(prompt)
 
         def pick_alone():
             for _ in range(args.tokens):
