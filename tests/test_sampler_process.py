@@ -62,7 +62,9 @@ def test_a_conversation_in_the_child_is_the_conversation_in_this_process(run_dir
 
 
 def test_a_setting_changed_mid_reply_acts_from_a_later_token(run_dir, remote):
-    chat = remote_chat(remote, temperature=1.5, max_new_tokens=200)
+    # Long enough that the change lands mid-reply: the child decodes a token of this model in tens of
+    # µs, and the parent reads the 5th event only after the first batch crosses the pipe.
+    chat = remote_chat(remote, temperature=1.5, max_new_tokens=4000)
     events = []
     for event in chat.say("the"):
         events.append(event)
@@ -75,7 +77,7 @@ def test_a_setting_changed_mid_reply_acts_from_a_later_token(run_dir, remote):
     assert [e.token_id for e in here.session.reply()] == ids[-60:]
     # ...and the first ones were not: at temperature 1.5 they differ from greedy ones.
     greedy = local_chat(run_dir, temperature=0.0, max_new_tokens=200)
-    assert [e.token_id for e in greedy.say("the")] != [e.token_id for e in events]
+    assert [e.token_id for e in greedy.say("the")] != [e.token_id for e in events[:200]]
 
 
 def test_cancel_stops_the_reply_and_the_session_stays_usable(remote):

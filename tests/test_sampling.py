@@ -125,6 +125,7 @@ def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout, 
     under inference mode cannot be written outside it, so it is made again)."""
     from minigpt_tui.core.models import decode_plan, transformer_decode
 
+    monkeypatch.setenv("MINIGPT_TUI_NATIVE", "0")  # the torch step (tests/test_native.py: the C one)
     monkeypatch.setattr(Rotary, "CHUNK", 5)
     model = tiny_model(**layout)  # W = 8
     ids = torch.randint(CHAR.vocab_size, (40,), generator=torch.Generator().manual_seed(9)).tolist()
@@ -143,11 +144,12 @@ def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout, 
     assert steady.steady is not None
 
 
-def test_decoding_with_autograd_on_gives_the_same_logits():
+def test_decoding_with_autograd_on_gives_the_same_logits(monkeypatch):
     """A cache filled under no_grad may be decoded with autograd on (an API user's choice): the
     general path writes into the ring (tensors of their own on one storage, which autograd lets it
     write), and the steady step, whose out= products take no gradients, steps aside. The logits
     are those of decoding under no_grad."""
+    monkeypatch.setenv("MINIGPT_TUI_NATIVE", "0")  # bit for bit: the torch step (the C one: test_native.py)
     model = tiny_model()
     ids = torch.randint(CHAR.vocab_size, (14,), generator=torch.Generator().manual_seed(4)).tolist()
     with torch.no_grad():

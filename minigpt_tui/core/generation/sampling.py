@@ -52,6 +52,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from minigpt_tui.core import native
 from minigpt_tui.core.data.tokenizer import StreamDecoder, Tokenizer
 from minigpt_tui.core.generation.sampling_settings import (
     SamplingSettings,  # torch-free, for the app; also importable from here
@@ -114,13 +115,19 @@ def is_greedy(s: SamplingSettings) -> bool:
     return s.temperature < GREEDY_BELOW
 
 
+def no_filters(s: SamplingSettings, recent: list[int]) -> bool:
+    """Whether the settings leave the logits as they are (before the temperature): no repetition
+    penalty at work, no top-k, top-p or min-p."""
+    return (s.repetition_penalty == 1.0 or not recent) and not s.top_k and s.top_p >= 1.0 and s.min_p <= 0
+
+
 def choose(logits: torch.Tensor, s: SamplingSettings, recent: list[int], noise: GumbelNoise) -> int:
     """Pick the next token id from 1-D logits under the settings, with noise's next row."""
     if is_greedy(s):
         if s.repetition_penalty != 1.0 and recent:
             logits = penalize(logits, recent[-s.repetition_window :], s.repetition_penalty)
         return int(torch.argmax(logits))
-    if (s.repetition_penalty == 1.0 or not recent) and not s.top_k and s.top_p >= 1.0 and s.min_p <= 0:
+    if no_filters(s, recent):
         return draw(logits, s.temperature, noise.row(logits.numel()))
     return draw(apply_filters(logits, s, recent), 1.0, noise.row(logits.numel()))  # (already divided by T)
 
@@ -259,6 +266,8 @@ class Sampler:
         # allow_unk, read at every token like the rest, says otherwise).
         banned = sorted(set(banned))
         self.banned = torch.tensor(banned, dtype=torch.long) if banned else None
+        lib = native.library() if native.enabled() else None
+        self.native = native.NativePick(lib, TOP_ALTERNATIVES) if lib is not None else None
 
     @property
     def tokens_per_s(self) -> float:
@@ -335,12 +344,19 @@ class Sampler:
             logits = logits.cpu()
         if self.banned is not None and not s.allow_unk:
             logits = logits.index_fill(0, self.banned, float("-inf"))
+        itos = self.tokenizer.itos
+        if self.native is not None and no_filters(s, recent) and logits.is_contiguous():
+            # one call where a C compiler built the kernels (core/native.py): the same draw, the same
+            # probabilities to float rounding
+            greedy = is_greedy(s)
+            next_id, prob, top_ids, top_probs = self.native(
+                logits, None if greedy else self.noise.row(logits.numel()), s.temperature, TOP_ALTERNATIVES)
+            return next_id, prob, [(itos[i], p) for i, p in zip(top_ids, top_probs)]
         probs = logits.softmax(-1)
         next_id = choose(logits, s, recent, self.noise)
         top_p, top_i = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
         top_ids, top_probs = top_i.tolist(), top_p.tolist()
         prob = top_probs[top_ids.index(next_id)] if next_id in top_ids else float(probs[next_id])
-        itos = self.tokenizer.itos
         return next_id, prob, [(itos[i], p) for i, p in zip(top_ids, top_probs)]
 
     # ---- the loop -------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from minigpt_tui.core.models.decode_plan import DecodePlan, decode_plan, heads, mlp_activation, norm_function
 from minigpt_tui.core.models.kv_cache import KVCache
-from minigpt_tui.core.models.steady_decode import SteadyStep
+from minigpt_tui.core.models.native_decode import steady_step
 
 if TYPE_CHECKING:
     from minigpt_tui.core.models.transformer import Transformer
@@ -122,7 +122,7 @@ def _decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torc
     if cache.plan is None:
         cache.plan = decode_plan(model)
     if isinstance(idx, int) and _steady_ready(cache):
-        cache.steady = SteadyStep(model, cache)
+        cache.steady = steady_step(model, cache)
         return cache.steady(idx, cache)
     if cache.slots <= cache.count < W:  # the buffers are full but not yet W slots: grow first
         cache.reserve(1)

@@ -1,0 +1,117 @@
+"""native_kernels.c, the sampler's hot path in C, compiled for this machine where a C compiler is
+at hand and loaded with ctypes.
+
+Why. One token of the shakespeare-char Transformer (0.8M parameters) was ~50 torch calls around 17
+matrix-vector products, then ~8 more to pick the token. Each call costs ~1 µs alone but 3-5 µs in
+the sampler's loop: every token streams the model's 3.2 MB of float32 weights through the L2 cache
+and evicts the dispatcher's code and data (benchmarks/decode_parts.py takes a token apart). One
+call for the step and one for the pick touch little besides the weights. What uses them:
+models/native_decode.py's NativeStep and generation/sampling.py's Sampler.pick.
+
+How. The first process that needs the kernels compiles native_kernels.c with the system's compiler
+(`cc`, or $CC) and -O3 -march=native (~0.4 s) into the cache folder (paths.cache_dir()/native),
+under a name that hashes the source, the compiler's version and this CPU; later processes load that
+file. Where there is no compiler, the compile fails or MINIGPT_TUI_NATIVE=0 is set, `library()` is
+None and the torch code runs, with nothing shown: the results are the same to float rounding (sums
+run in another order), so a seed gives the same text but for near-ties.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from minigpt_tui.core.paths import cache_dir
+
+SOURCE = Path(__file__).with_name("native_kernels.c")
+ENV = "MINIGPT_TUI_NATIVE"  # "0": never compile or use the kernels
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared")
+
+
+def enabled() -> bool:
+    """Whether the kernels may be used now (read at every use, so a test or a user can turn them off)."""
+    return os.environ.get(ENV, "1") != "0" and library() is not None
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """native_kernels.c compiled for this machine and loaded, or None (no compiler, a failed
+    compile). Tried once per process; `enabled()` is what callers ask."""
+    path = _build()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:  # a file that does not load (cut short, another machine's)
+        return None
+    lib.decode_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                ctypes.c_void_p]
+    lib.decode_step.restype = None
+    lib.pick.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_int,
+                         ctypes.c_void_p, ctypes.c_void_p]
+    lib.pick.restype = None
+    return lib
+
+
+def _build() -> Path | None:
+    """The compiled library in the cache folder, compiled first if it is not there; None where it
+    cannot be."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler or platform.system() == "Windows":
+        return None
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, timeout=20).stdout
+        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), version, " ".join(FLAGS).encode(), _cpu_id()]))
+        target = cache_dir() / "native" / f"native_kernels-{key.hexdigest()[:16]}.so"
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            built = Path(tmp) / target.name
+            done = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"],
+                                  capture_output=True, timeout=120)
+            if done.returncode != 0 or not built.is_file():
+                return None
+            os.replace(built, target)  # whole or not at all, for a process compiling beside this one
+        return target
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_id() -> bytes:
+    """What -march=native compiles for: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return (platform.machine() + platform.processor()).encode()
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))})).encode()
+
+
+class NativePick:
+    """native_kernels.c's pick for one sampler (its own result buffers: samplers may run in threads).
+
+    __call__(logits, noise, temperature, k) -> (drawn id, its probability, top ids, their
+    probabilities): the draw argmax(logits + temperature * noise), argmax(logits) for noise None
+    (greedy), and softmax at temperature 1 for the probabilities, the top k most likely first.
+    logits: (V,) float32, contiguous, on the CPU."""
+
+    def __init__(self, lib: ctypes.CDLL, k: int):
+        self.pick, self.k = lib.pick, k
+        self.ids, self.probs = (ctypes.c_int * (k + 1))(), (ctypes.c_float * (k + 1))()
+
+    def __call__(self, logits: torch.Tensor, noise: torch.Tensor | None, temperature: float,
+                 k: int) -> tuple[int, float, list[int], list[float]]:
+        k = min(k, self.k, logits.numel())
+        self.pick(logits.data_ptr(), logits.numel(), None if noise is None else noise.data_ptr(), temperature, k,
+                  self.ids, self.probs)
+        ids, probs = self.ids[: k + 1], self.probs[: k + 1]
+        return ids[0], probs[0], ids[1:], probs[1:]
