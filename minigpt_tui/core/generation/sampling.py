@@ -36,7 +36,8 @@ iterator.
 
 Speed: a token costs one small forward step, so what counts is the number of
 torch calls, not the flops. The models' `decode_step` is written for that, the
-picking here skips filters that are off, and each step runs under
+picking here skips filters that are off (and, with no filter on, is one call of
+the C kernels of core/native.py where a compiler built them), and each step runs under
 torch.inference_mode on one CPU thread for small models (at batch 1 their
 matrix-vector products are too small to split; on a busy machine a second
 thread mostly waits). The thread count is restored between tokens, so the
@@ -46,7 +47,6 @@ caller's torch settings are untouched while it holds an event.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -238,6 +238,32 @@ class ReplyText:
         return TokenEvent(stats.new_tokens - 1, token_id, piece, prob, top), stopped
 
 
+class Computing:
+    """Sampler.compute()'s context: inference mode and `threads` torch threads (0: as they are)
+    while a token is computed, the caller's thread count back afterwards. A class rather than a
+    @contextmanager generator: entered twice per token, it made a token of a small Transformer
+    1.05x faster (16 alternations of 1,000 tokens, IQR 1.03-1.09; CPU with native bf16 and AMX)."""
+
+    __slots__ = ("threads", "saved", "mode")
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        self.saved = torch.get_num_threads()
+        if self.threads and self.threads != self.saved:
+            torch.set_num_threads(self.threads)
+        self.mode = torch.inference_mode()
+        self.mode.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.mode.__exit__(*exc)
+        finally:
+            if torch.get_num_threads() != self.saved:
+                torch.set_num_threads(self.saved)
+
+
 class Sampler:
     """Streams tokens from a model; `use_cache=False` recomputes the context every token.
 
@@ -317,19 +343,10 @@ class Sampler:
         return logits[0], state
 
     # ---- picking a token (shared with core.generation.chat's conversations) -------------------------------
-    @contextmanager
-    def compute(self):
+    def compute(self) -> Computing:
         """Run one token's torch work: inference mode, on the sampler's thread count, which is
         put back afterwards (the caller's torch settings are untouched while it holds an event)."""
-        saved_threads = torch.get_num_threads()
-        if self.threads and self.threads != saved_threads:
-            torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            if torch.get_num_threads() != saved_threads:
-                torch.set_num_threads(saved_threads)
+        return Computing(self.threads)
 
     def pick(self, logits: torch.Tensor, recent: list[int]) -> tuple[int, float, list[tuple[str, float]]]:
         """The next token under the current settings from logits (V,): its id, its probability

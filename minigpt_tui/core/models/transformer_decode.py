@@ -11,7 +11,9 @@ number of calls, not the flops:
   is multiplied by fastest, the attention's scale folded into the query rows;
 * one token of one sequence into buffers of all W slots, which is how a small
   model's tokens are decoded, goes through a SteadyStep (steady_decode.py):
-  the same calls with everything around them prepared once per cache;
+  the same calls with everything around them prepared once per cache; where a
+  C compiler built the sampler's kernels (core/native.py), through a NativeStep
+  (native_decode.py): the same arithmetic in one native call;
 * queries and keys of all heads are rotated together, in place, by one complex
   multiplication. For that each head's dimensions are kept in interleaved
   order, (x1_0, x2_0, x1_1, x2_1, ...) instead of the network's half split
@@ -105,7 +107,8 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
     inference tool); advances the cache by one token. A token of one sequence
     into buffers of all W slots (from the prompt on, for windows up to
     KVCache.MIN_SLOTS) goes through the cache's SteadyStep (steady_decode.py),
-    without autograd: the same calls on the same numbers, prepared once per cache.
+    without autograd: the same calls on the same numbers, prepared once per cache
+    (or its NativeStep, native_decode.py: the same to float rounding, in one C call).
     """
     step = cache.steady
     if step is not None and isinstance(idx, int) and step.ready():
@@ -115,7 +118,7 @@ def decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch
 
 @without_onednn
 def _decode(model: Transformer, idx: torch.Tensor | int, cache: KVCache) -> torch.Tensor:
-    """decode's general path, which makes the cache's SteadyStep once one can decode."""
+    """decode's general path, which makes the cache's steady step once one can decode."""
     C, W = model.config.n_embd, cache.window
     H, Hkv, D = heads(model)
     QK = (H + Hkv) * D  # the query and key rows of qkv
