@@ -119,3 +119,19 @@ def test_without_a_compiler_the_sampler_runs_on_torch(monkeypatch, tmp_path):
         assert type(state.steady) is SteadyStep
     finally:
         native.library.cache_clear()
+
+
+@needs_compiler
+def test_a_compiler_that_refuses_march_native_gets_the_portable_build(monkeypatch, tmp_path):
+    real = shutil.which("cc") or shutil.which("gcc")
+    picky = tmp_path / "picky-cc"
+    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && exit 1; done\nexec {real} "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    native.library.cache_clear()
+    try:
+        assert native.library() is not None
+        model = tiny_model()
+        assert len(list(Sampler(model, CHAR, SamplingSettings(max_new_tokens=20)).generate("the "))) == 20
+    finally:
+        native.library.cache_clear()

@@ -35,6 +35,9 @@ from minigpt_tui.core.paths import cache_dir
 SOURCE = Path(__file__).with_name("native_kernels.c")
 ENV = "MINIGPT_TUI_NATIVE"  # "0": never compile or use the kernels
 FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared")
+# Tried when FLAGS fail (a compiler that takes no -march=native for its target, as older Apple clang
+# on arm64): the same code for the baseline of the architecture.
+PORTABLE_FLAGS = ("-O3", "-fPIC", "-shared")
 
 
 def enabled() -> bool:
@@ -77,12 +80,13 @@ def _build() -> Path | None:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             built = Path(tmp) / target.name
-            done = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"],
-                                  capture_output=True, timeout=120)
-            if done.returncode != 0 or not built.is_file():
-                return None
-            os.replace(built, target)  # whole or not at all, for a process compiling beside this one
-        return target
+            for flags in (FLAGS, PORTABLE_FLAGS):
+                done = subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), "-lm"],
+                                      capture_output=True, timeout=120)
+                if done.returncode == 0 and built.is_file():
+                    os.replace(built, target)  # whole or not at all, for a process compiling beside this one
+                    return target
+        return None
     except (OSError, subprocess.SubprocessError):
         return None
 
