@@ -11,11 +11,13 @@ low-high range):
                 the sampler's thread count) and the event (text, stop strings)
   decode alone  model.decode_step on one token, again and again, nothing in between
   pick alone    Sampler.pick on one row of logits, again and again
-  products      the decode's matrix products alone (the model's own weights, one row each)
+  products      the decode's matrix products alone in torch (MKL; the model's own weights, one row each)
   in cache      the same products on the first block's weights used four times, which stay in
                 cache: the gap to `products` is the time to stream the weights from memory
-The parts cost more in place than alone when the weights do not fit the L2 cache: each token's
-decode streams them through and evicts what the pick and the loop use. Prints the machine line
+The step and the pick are the C kernels' (core/native.py) where they are built, else torch's
+(MINIGPT_TUI_NATIVE=0 measures the torch path); the first line says which step ran. The parts cost
+more in place than alone when the weights do not fit the L2 cache: each token's decode streams them
+through and evicts what the pick and the loop use. Prints the machine line
 (benchmarks/machine.py) and the JSON, also written to benchmarks/results/decode_parts.json.
 """
 
@@ -142,12 +144,13 @@ def main() -> int:
         torch.set_num_threads(threads)
 
     megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6
-    print(f"one token of {run_dir.name} ({megabytes:.1f} MB of decode weights), µs per token, "
+    step = type(state.steady).__name__  # NativeStep (the C kernels of core/native.py) or SteadyStep (torch)
+    print(f"one token of {run_dir.name} ({megabytes:.1f} MB of decode weights; the step: {step}), µs per token, "
           f"median of {args.rounds} rounds (low-high):")
     for name, values in timings.items():
         print(f"  {name:<40} {statistics.median(values):8.1f}   ({min(values):.1f}-{max(values):.1f})")
     report = {"run": run_dir.name, "weights_mb": round(megabytes, 2), "tokens": args.tokens,
-              "rounds": args.rounds, "sampler_threads": sampler.threads, "machine": machine.info("cpu"),
+              "rounds": args.rounds, "step": step, "sampler_threads": sampler.threads, "machine": machine.info("cpu"),
               "us_per_token": {k: [round(v, 1) for v in vs] for k, vs in timings.items()}}
     machine.publish(report, args.out)
     return 0

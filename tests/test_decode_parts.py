@@ -25,3 +25,4 @@ def test_decode_parts_times_every_part_of_a_token(tiny_corpus, tmp_path):
     assert {"generate", "in place: decode", "in place: pick", "decode alone", "pick alone"} <= set(parts)
     assert all(len(v) == 2 and all(t > 0 for t in v) for v in parts.values())
     assert report["machine"]["class"] and "µs per token" in done.stdout
+    assert report["step"] in ("NativeStep", "SteadyStep")
