@@ -5,6 +5,9 @@ torch ones to float rounding: the same logits within 1e-5, the same draws, the s
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,3 +138,14 @@ def test_a_compiler_that_refuses_march_native_gets_the_portable_build(monkeypatc
         assert len(list(Sampler(model, CHAR, SamplingSettings(max_new_tokens=20)).generate("the "))) == 20
     finally:
         native.library.cache_clear()
+
+
+@needs_compiler
+def test_a_damaged_build_in_the_cache_is_built_again(data_home):
+    """A file in the cache that does not load (damaged, truncated by a full disk) is built again by
+    the next process (a process that has the library mapped keeps its copy: dlopen reuses it)."""
+    probe = [sys.executable, "-c", "from minigpt_tui.core import native; print(native.library()._name)"]
+    built = Path(subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip())
+    built.write_bytes(b"not a library")
+    again = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert again == str(built) and built.read_bytes() != b"not a library"

@@ -49,12 +49,17 @@ def enabled() -> bool:
 def library() -> ctypes.CDLL | None:
     """native_kernels.c compiled for this machine and loaded, or None (no compiler, a failed
     compile). Tried once per process; `enabled()` is what callers ask."""
-    path = _build()
-    if path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError:  # a file that does not load (cut short, another machine's)
+    lib = None
+    for _ in range(2):  # a file in the cache that does not load (damaged, not a library) is built again
+        path = _build()
+        if path is None:
+            return None
+        try:
+            lib = ctypes.CDLL(str(path))
+            break
+        except OSError:
+            path.unlink(missing_ok=True)
+    if lib is None:
         return None
     lib.decode_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                 ctypes.c_void_p]
