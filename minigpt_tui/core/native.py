@@ -11,9 +11,10 @@ models/native_decode.py's NativeStep and generation/sampling.py's Sampler.pick.
 How. The first process that needs the kernels compiles native_kernels.c with the system's compiler
 (`cc`, or $CC) and -O3 -march=native (~0.4 s) into the cache folder (paths.cache_dir()/native),
 under a name that hashes the source, the compiler's version and this CPU; later processes load that
-file. Where there is no compiler, the compile fails or MINIGPT_TUI_NATIVE=0 is set, `library()` is
-None and the torch code runs, with nothing shown: the results are the same to float rounding (sums
-run in another order), so a seed gives the same text but for near-ties.
+file (one that does not load is built again; a compiler that refuses -march=native gets a
+portable build). Where there is no compiler or the compile fails, or MINIGPT_TUI_NATIVE=0 is set,
+`enabled()` is False and the torch code runs, with nothing shown: the results are the same to float
+rounding (sums run in another order), so a seed gives the same text but for near-ties.
 """
 
 from __future__ import annotations
