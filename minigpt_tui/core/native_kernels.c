@@ -215,8 +215,9 @@ void pick(const float *logits, int V, const float *noise, float temperature, int
         top = logits[i] > top ? logits[i] : top;
     }
     float total = 0.f;
+#pragma omp simd reduction(+ : total)
     for (int i = 0; i < V; i++)
-        total += expf(logits[i] - top);
+        total += exp_vectorized(logits[i] - top);
     for (int j = 1; j <= k; j++) { ids[j] = -1; probs[j] = -1.f; }
     for (int i = 0; i < V; i++) { /* insertion into the top k, kept sorted */
         const float v = logits[i];
@@ -226,7 +227,7 @@ void pick(const float *logits, int V, const float *noise, float temperature, int
         ids[j] = i;
     }
     for (int j = 1; j <= k; j++)
-        probs[j] = ids[j] >= 0 ? expf(logits[ids[j]] - top) / total : 0.f;
+        probs[j] = ids[j] >= 0 ? exp_vectorized(logits[ids[j]] - top) / total : 0.f;
     ids[0] = drawn;
-    probs[0] = expf(logits[drawn] - top) / total;
+    probs[0] = exp_vectorized(logits[drawn] - top) / total;
 }
