@@ -60,7 +60,7 @@ class NativeStep(SteadyStep):
         self.V = plan.head_t.size(1)
         # Every tensor the C code reads stays alive with this step; all are contiguous float32
         # (the plan's copies, the model's norms and embedding: _steady_ready checks the dtype).
-        self.held = [t.detach().contiguous() for t in (self.embed_weight, *self.final_norm) if t is not None]
+        self.held = [self.embed_weight.detach().contiguous()]
         self.scratch = torch.empty(C + max(C, F) + (H + 2 * Hkv) * D + H * D + W)
 
         def address(t: torch.Tensor | None) -> int | None:
