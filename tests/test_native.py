@@ -14,12 +14,12 @@ import torch
 
 from minigpt_tui.core import native
 from minigpt_tui.core.generation.sampling import GumbelNoise, Sampler, SamplingSettings, draw
-from minigpt_tui.core.models import decode_plan, transformer_decode
+from minigpt_tui.core.models import transformer_decode
 from minigpt_tui.core.models.native_decode import NativeStep
 from minigpt_tui.core.models.steady_decode import SteadyStep
 from minigpt_tui.core.models.transformer import Rotary
 
-from test_sampling import CHAR, tiny_model
+from test_sampling import CHAR, steady_and_general_caches, tiny_model
 
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                     reason="no C compiler here: the torch code runs (tested elsewhere)")
@@ -50,11 +50,7 @@ def test_the_native_step_decodes_what_the_general_path_does(layout, monkeypatch)
     monkeypatch.setattr(Rotary, "CHUNK", 5)
     model = tiny_model(**layout)
     ids = torch.randint(CHAR.vocab_size, (40,), generator=torch.Generator().manual_seed(9)).tolist()
-    with torch.no_grad():
-        fast, general = model.new_state(), model.new_state()
-        model(torch.tensor([ids[:3]]), fast)
-        model(torch.tensor([ids[:3]]), general)
-    general.plan = decode_plan.decode_plan(model)._replace(small=False)  # never a steady step
+    fast, general = steady_and_general_caches(model, ids[:3])
     for i, t in enumerate(ids[3:]):
         if i == 12:
             assert isinstance(fast.steady, NativeStep)

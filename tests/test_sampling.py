@@ -113,6 +113,19 @@ def test_the_decode_plan_gives_the_full_forward_whether_it_copies_the_weights_or
     assert torch.backends.mkldnn.enabled
 
 
+def steady_and_general_caches(model, prompt: list[int]):
+    """Two caches filled with the same prompt under no_grad (a ring made outside inference mode can
+    be written in either mode); the second's plan keeps it on the general path (never a steady step)."""
+    from minigpt_tui.core.models import decode_plan
+
+    with torch.no_grad():
+        steady, general = model.new_state(), model.new_state()
+        model(torch.tensor([prompt]), steady)
+        model(torch.tensor([prompt]), general)
+    general.plan = decode_plan.decode_plan(model)._replace(small=False)
+    return steady, general
+
+
 @pytest.mark.parametrize("layout", [{}, {"bias": True, "activation": "gelu_tanh"},
                                     {"norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 1}],
                          ids=["ours", "biases", "llama"])
@@ -123,17 +136,13 @@ def test_the_steady_path_decodes_bit_for_bit_what_the_general_path_does(layout, 
     new one every 5 positions), across a copy of the cache (a conversation's undo point, whose
     views are its own) and when the caller moves between inference mode and no_grad (scratch made
     under inference mode cannot be written outside it, so it is made again)."""
-    from minigpt_tui.core.models import decode_plan, transformer_decode
+    from minigpt_tui.core.models import transformer_decode
 
     monkeypatch.setenv("MINIGPT_TUI_NATIVE", "0")  # the torch step (tests/test_native.py: the C one)
     monkeypatch.setattr(Rotary, "CHUNK", 5)
     model = tiny_model(**layout)  # W = 8
     ids = torch.randint(CHAR.vocab_size, (40,), generator=torch.Generator().manual_seed(9)).tolist()
-    with torch.no_grad():  # a ring made outside inference mode can be written in either mode
-        steady, general = model.new_state(), model.new_state()
-        model(torch.tensor([ids[:3]]), steady)
-        model(torch.tensor([ids[:3]]), general)
-    general.plan = decode_plan.decode_plan(model)._replace(small=False)  # never the steady path
+    steady, general = steady_and_general_caches(model, ids[:3])
     for i, t in enumerate(ids[3:]):
         if i == 12:
             assert steady.steady is not None and general.steady is None
