@@ -74,7 +74,8 @@ static void normalize(const Model *m, const float *restrict x, const float *rest
 }
 
 /* exp(x) for float32, written so that the compiler vectorizes the loops that call it (libm's expf
- * is a call per value, and floorf does not vectorize without -fno-trapping-math): x = n ln2 + r with
+ * is a call per value, and floorf does not vectorize; core/native.py compiles with -fno-trapping-math
+ * so that the clamps below become vector selects): x = n ln2 + r with
  * |r| <= ln2 / 2 (n rounded by the 1.5 x 2^23 trick), e^r by Cephes' expf polynomial, 2^n put
  * straight into the exponent bits. Relative error below 1e-7 (8e-8 on a sweep of -87..80); 0 below
  * -87.3 (so for -inf); inputs above 88 give e^88. */
