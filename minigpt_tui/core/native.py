@@ -37,7 +37,7 @@ SOURCE = Path(__file__).with_name("native_kernels.c")
 ENV = "MINIGPT_TUI_NATIVE"  # "0": never compile or use the kernels
 # -fno-trapping-math lets gcc turn the clamps and signs of exp_vectorized and erf_vectorized (x < c ?
 # a : b) into vector selects: without it, gcc 12 left the loops of the activation, the attention's
-# softmax and the pick's sum scalar ("control flow in loop"), and a decode step took 1.3x the time
+# softmax and the pick's sum scalar ("control flow in loop"), and a decode step took ~1.25x the time
 # (benchmarks/decode_parts.py, AVX2). It changes no result: the code reads no floating-point flags.
 FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared")
 # Tried when FLAGS fail (a compiler that takes no -march=native for its target, as older Apple clang
