@@ -1,7 +1,7 @@
 """Whether a run is torch.compile'd: train.compile = true, false or "auto" (the default).
 
 torch.compile fuses the small operations around the matrix products. At shakespeare-char-
-transformer's shape on a 2-core CPU it made a float32 step 0.87x as long, and a bf16 one anything
+transformer's shape on a 2-core CPU it made a float32 step 0.87-0.94x as long, and a bf16 one anything
 from 0.80x to 1.23x by machine and day, after 28-45 s of compiling on a cold cache and 3-5 s on a
 warm one (docs/performance.md). So it pays only from a compile cache kept between runs, only on
 a run long enough to earn the compile back, and not on every machine. "auto" judges all three
