@@ -23,10 +23,14 @@ import sys
 
 
 def warm_up() -> None:
-    """Import what a training run imports before its first step (torch with the trainer)."""
+    """Import what a training run imports before its first step (torch with the trainer), and load
+    the C kernels its step uses (compiling them the first time on a machine: about a second)."""
     import minigpt_tui.cli.dispatch  # noqa: F401
     import minigpt_tui.cli.train  # noqa: F401
     import minigpt_tui.core.training.trainer  # noqa: F401
+    from minigpt_tui.core import native
+
+    native.enabled()
 
 
 def read_command(line: str) -> list[str] | None:

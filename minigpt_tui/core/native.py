@@ -1,20 +1,24 @@
-"""native_kernels.c, the sampler's hot path in C, compiled for this machine where a C compiler is
-at hand and loaded with ctypes.
+"""The C kernels, compiled for this machine where a C compiler is at hand and loaded with ctypes:
+native_kernels.c, the sampler's hot path, and training_kernels.c, the training step's attention and
+activation.
 
 Why. One token of the shakespeare-char Transformer (0.8M parameters) was ~50 torch calls around 17
 matrix-vector products, then ~8 more to pick the token. Each call costs ~1 µs alone but 3-5 µs in
 the sampler's loop: every token streams the model's 3.2 MB of float32 weights through the L2 cache
 and evicts the dispatcher's code and data (benchmarks/decode_parts.py takes a token apart). One
 call for the step and one for the pick touch little besides the weights. What uses them:
-models/native_decode.py's NativeStep and generation/sampling.py's Sampler.pick.
+models/native_decode.py's NativeStep and generation/sampling.py's Sampler.pick. A training step's
+attention and activation are the same story at another scale: training_kernels.c says it, and
+models/training_attention.py's NativeAttention and models/gelu_slope.py use it.
 
-How. The first process that needs the kernels compiles native_kernels.c with the system's compiler
-(`cc`, or $CC) and -O3 -march=native (~0.4 s) into the cache folder (paths.cache_dir()/native),
-under a name that hashes the source, the compiler's version and this CPU; later processes load that
-file (one that does not load is built again; a compiler that refuses -march=native gets a
-portable build). Where there is no compiler or the compile fails, or MINIGPT_TUI_NATIVE=0 is set,
-`enabled()` is False and the torch code runs, with nothing shown: the results are the same to float
-rounding (sums run in another order), so a seed gives the same text but for near-ties.
+How. The first process that needs the kernels compiles both files with the system's compiler
+(`cc`, or $CC), -O3 -march=native and OpenMP (~1 s) into the cache folder (paths.cache_dir()/native),
+under a name that hashes the sources, the compiler's version, the flags and this CPU; later processes
+load that file (one that does not load is built again; a compiler without OpenMP gets a build whose
+attention runs in one thread, and one that refuses -march=native a portable build). Where there is no
+compiler or the compile fails, or MINIGPT_TUI_NATIVE=0 is set, `enabled()` is False and the torch code
+runs, with nothing shown: the results are the same to float rounding (sums run in another order), so
+a seed gives the same text but for near-ties.
 """
 
 from __future__ import annotations
@@ -33,15 +37,19 @@ import torch
 
 from minigpt_tui.core.paths import cache_dir
 
-SOURCE = Path(__file__).with_name("native_kernels.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("native_kernels.c", "training_kernels.c"))
+HEADER = Path(__file__).with_name("native_math.h")  # included by both
 ENV = "MINIGPT_TUI_NATIVE"  # "0": never compile or use the kernels
 # -fno-trapping-math lets gcc turn the clamps and signs of exp_vectorized and erf_vectorized (x < c ?
 # a : b) into vector selects: without it, gcc 12 left the loops of the activation, the attention's
 # softmax and the pick's sum scalar ("control flow in loop"), and a decode step took ~1.25x the time
 # (benchmarks/decode_parts.py, AVX2). It changes no result: the code reads no floating-point flags.
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared")
-# Tried when FLAGS fail (a compiler that takes no -march=native for its target, as older Apple clang
-# on arm64): the same code for the baseline of the architecture.
+# -fopenmp: training_kernels.c's loops run in OpenMP threads.
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-trapping-math", "-fPIC", "-shared")
+# Tried in turn when FLAGS fail: without OpenMP (Apple's clang has none; `#pragma omp simd` still
+# vectorizes), then also without -march=native (a compiler that takes none for its target, as older
+# Apple clang on arm64): the same code for the baseline of the architecture.
+SERIAL_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared")
 PORTABLE_FLAGS = ("-O3", "-fno-trapping-math", "-fPIC", "-shared")
 
 
@@ -72,7 +80,39 @@ def library() -> ctypes.CDLL | None:
     lib.pick.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_int,
                          ctypes.c_void_p, ctypes.c_void_p]
     lib.pick.restype = None
+    lib.attention_forward.argtypes = [*[ctypes.c_void_p] * 5, *[ctypes.c_int] * 5]
+    lib.attention_forward.restype = None
+    lib.attention_backward.argtypes = [*[ctypes.c_void_p] * 7, *[ctypes.c_int] * 5]
+    lib.attention_backward.restype = None
+    lib.gelu_slope.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_long, ctypes.c_int]
+    lib.gelu_slope.restype = None
+    lib.kernels_threaded.argtypes = []
+    lib.kernels_threaded.restype = ctypes.c_int
     return lib
+
+
+def threads() -> int:
+    """How many threads the kernels' OpenMP loops may use: torch's own count where they run in
+    torch's OpenMP runtime, else 1. The kernels link `libgomp.so.1`; where torch ships a copy of
+    its own under that name (as the Linux wheels do) the loader hands them that one, and they share
+    torch's thread pool. A second runtime beside torch's (another name, or Intel's or LLVM's OpenMP)
+    would keep two pools of busy threads on the same cores, so the kernels stay in one thread."""
+    lib = library()
+    if lib is None or not lib.kernels_threaded():
+        return 1
+    return torch.get_num_threads() if _one_openmp_runtime() else 1
+
+
+@functools.cache
+def _one_openmp_runtime() -> bool:
+    """Whether exactly one OpenMP runtime is mapped into this process (Linux; elsewhere: not known)."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return False
+    names = ("libgomp", "libiomp", "libomp")
+    mapped = {line.split()[-1] for line in lines if any(n in line.rsplit("/", 1)[-1] for n in names)}
+    return len(mapped) == 1
 
 
 def _build() -> Path | None:
@@ -83,15 +123,16 @@ def _build() -> Path | None:
         return None
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, timeout=20).stdout
-        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), version, " ".join(FLAGS).encode(), _cpu_id()]))
+        sources = [path.read_bytes() for path in (*SOURCES, HEADER)]
+        key = hashlib.sha256(b"\0".join([*sources, version, " ".join(FLAGS).encode(), _cpu_id()]))
         target = cache_dir() / "native" / f"native_kernels-{key.hexdigest()[:16]}.so"
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             built = Path(tmp) / target.name
-            for flags in (FLAGS, PORTABLE_FLAGS):
-                done = subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), "-lm"],
+            for flags in (FLAGS, SERIAL_FLAGS, PORTABLE_FLAGS):
+                done = subprocess.run([compiler, *flags, "-o", str(built), *map(str, SOURCES), "-lm"],
                                       capture_output=True, timeout=120)
                 if done.returncode == 0 and built.is_file():
                     os.replace(built, target)  # whole or not at all, for a process compiling beside this one

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "native_math.h"
+
 enum { LAYER_NORM = 0, RMS_NORM = 1 };
 enum { GELU = 0, GELU_TANH = 1, SWIGLU = 2 };
 
@@ -71,35 +73,6 @@ static void normalize(const Model *m, const float *restrict x, const float *rest
     const float inv = 1.f / sqrtf(var / C + m->eps);
     for (int i = 0; i < C; i++)
         out[i] = (x[i] - mean) * inv * w[i] + (b ? b[i] : 0.f);
-}
-
-/* exp(x) for float32, written so that the compiler vectorizes the loops that call it (libm's expf
- * is a call per value, and floorf does not vectorize; core/native.py compiles with -fno-trapping-math
- * so that the clamps below become vector selects): x = n ln2 + r with
- * |r| <= ln2 / 2 (n rounded by the 1.5 x 2^23 trick), e^r by Cephes' expf polynomial, 2^n put
- * straight into the exponent bits. Relative error below 1e-7 (8e-8 on a sweep of -87..80); 0 below
- * -87.3 (so for -inf); inputs above 88 give e^88. */
-static inline float exp_vectorized(float x) {
-    const float c = x < -87.3f ? -87.3f : (x > 88.f ? 88.f : x);
-    const float n = (c * 1.44269504088896341f + 12582912.f) - 12582912.f;
-    const float r = c - n * 0.693359375f + n * 2.12194440e-4f;
-    const float p = ((((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
-                        + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * r * r + r + 1.f);
-    const int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < -87.3f ? 0.f : p * scale;
-}
-
-/* erf(x) as torch's vectorized CPU kernels compute it (Abramowitz and Stegun 7.1.26, absolute
- * error below 1.5e-7): 1 - t (a1 + t (a2 + ...)) e^(-x^2), t = 1 / (1 + p |x|), odd in x. */
-static inline float erf_vectorized(float x) {
-    const float a = x < 0.f ? -x : x;
-    const float t = 1.f / (1.f + 0.3275911f * a);
-    const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f
-                                                                                        + t * 1.061405429f))));
-    const float e = 1.f - poly * exp_vectorized(-a * a);
-    return x < 0.f ? -e : e;
 }
 
 static void activate(const Model *m, float *restrict h) {

@@ -17,12 +17,29 @@ Same numbers as rotating with apply_rotary and calling scaled_dot_product_attent
 (tests/test_train_path.py checks values and gradients in float64, dropout included). The scores
 are T x T per head, so this is for short contexts only (transformer.SMALL_ATTENTION). Under
 torch.compile, which fuses kernels itself, training attends with transformer.plain_causal_attention.
+
+NativeAttention is the same forward and backward in one C call each way (core/training_kernels.c),
+where the kernels are built and the step is float32 without dropout (native_fits): each sequence's
+heads are computed while they sit in L1, the scores above the diagonal are skipped, and only the
+softmax weights are kept for the backward.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from minigpt_tui.core import native
+
+NATIVE_MAX_T = NATIVE_MAX_D = 128  # what training_kernels.c's per-thread buffers are sized for
+
+
+def native_fits(qkv: torch.Tensor, n_head: int, dropout: float) -> bool:
+    """Whether NativeAttention can take this step's attention: float32 on the CPU, no dropout, a head
+    size that is a multiple of 8 (the kernels' vectors) and sizes its buffers hold, the kernels built."""
+    T, D = qkv.size(1), qkv.size(2) // 3 // n_head
+    return (qkv.dtype == torch.float32 and qkv.device.type == "cpu" and not dropout and D % 8 == 0
+            and D <= NATIVE_MAX_D and T <= NATIVE_MAX_T and native.enabled())
 
 
 def rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -83,3 +100,31 @@ class TrainingAttention(torch.autograd.Function):
         rotate_into(as_heads[:2], grad_heads[:2], cos, sin_swapped)
         as_heads[2].copy_(grad_heads[2])
         return grad_qkv.view(B, T, 3 * H * D), None, None, None, None, None, None
+
+
+class NativeAttention(torch.autograd.Function):
+    """TrainingAttention's forward and backward (dropout 0, float32) in training_kernels.c: the same
+    arguments, and the same results to float rounding."""
+
+    @staticmethod
+    def forward(ctx, qkv, n_head: int, cos, sin, sin_swapped, future, dropout: float):
+        qkv = qkv.contiguous()
+        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+        probs, y = qkv.new_empty(B, n_head, T, T), qkv.new_empty(B, T, C)
+        native.library().attention_forward(qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), probs.data_ptr(),
+                                           y.data_ptr(), B, T, n_head, C // n_head, native.threads())
+        ctx.save_for_backward(qkv, probs, cos, sin, sin_swapped)
+        ctx.n_head = n_head
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        qkv, probs, cos, sin, sin_swapped = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+        grad_qkv = torch.empty_like(qkv)
+        native.library().attention_backward(grad_y.data_ptr(), qkv.data_ptr(), probs.data_ptr(), cos.data_ptr(),
+                                            sin.data_ptr(), sin_swapped.data_ptr(), grad_qkv.data_ptr(), B, T,
+                                            ctx.n_head, C // ctx.n_head, native.threads())
+        return grad_qkv, None, None, None, None, None, None
