@@ -12,7 +12,7 @@ import torch
 
 from minigpt_tui.core.config import ModelConfig, TrainConfig
 from minigpt_tui.core.models import build_model
-from minigpt_tui.core.training.adamw import AdamW
+from minigpt_tui.core.training.adamw import AdamW, clip_divisor
 from minigpt_tui.core.training.optim import make_optimizer
 
 from kit import write_recipe
@@ -58,6 +58,29 @@ def test_the_same_trajectory_as_torchs_fused_adamw_bit_for_bit():
     train(ours, optimizer, batches, lrs)
     train(theirs, torch_adamw(theirs), batches, lrs)
     assert same_weights(ours, theirs) and not same_weights(ours, model_and_batches()[0])
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3], ids=["clipping", "not clipping"])
+def test_clipping_inside_the_update_is_clip_grad_norm_then_the_update(max_norm):
+    """The trainer's clipping for this optimizer (clip_divisor into step) against torch's
+    clip_grad_norm_ before torch's fused AdamW: the same weights to float rounding, steps on."""
+    ours, batches = model_and_batches()
+    theirs, _ = model_and_batches()
+    mine, reference = make_optimizer(ours, CFG, torch.device("cpu")), torch_adamw(theirs)
+    for batch in batches:
+        for model in (ours, theirs):
+            logits, _ = model(batch[:, :-1])
+            torch.nn.functional.cross_entropy(logits.reshape(-1, 20), batch[:, 1:].reshape(-1)).backward()
+        divisor = clip_divisor(ours.parameters(), max_norm)
+        assert (divisor > 1) == (max_norm < 1)
+        mine.step(divisor)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
+        reference.step()
+        mine.zero_grad()
+        reference.zero_grad()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6)
+    assert not same_weights(ours, model_and_batches()[0])
 
 
 @pytest.mark.parametrize("saver, loader", [("ours", "torch"), ("torch", "ours")])

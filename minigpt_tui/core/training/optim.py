@@ -44,3 +44,21 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device,
         return rest
     return Muon(rest, matrices, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                 matmul_dtype=torch.bfloat16 if autocast_dtype == torch.bfloat16 else torch.float32)
+
+
+def clip_and_step(optimizer, params: list[torch.Tensor], grad_clip: float, scaler=None) -> None:
+    """The gradients clipped to norm grad_clip (0: not clipped), then the optimizer's step (under
+    fp16's GradScaler: unscaled first, and the step skipped where they overflowed). Our AdamW clips
+    inside its fused update (adamw.clip_divisor): a pass over the gradients fewer."""
+    if scaler:
+        scaler.unscale_(optimizer)
+    if grad_clip and not scaler and isinstance(optimizer, adamw.AdamW):
+        optimizer.step(adamw.clip_divisor(params, grad_clip))
+        return
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
