@@ -120,13 +120,18 @@ def test_without_a_compiler_the_sampler_runs_on_torch(monkeypatch, tmp_path):
         native.library.cache_clear()
 
 
+def compiler_refusing(flag: str, folder: Path) -> Path:
+    """A `cc` that fails when given `flag` and is the system's compiler otherwise."""
+    real = shutil.which("cc") or shutil.which("gcc")
+    picky = folder / "picky-cc"
+    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = {flag} ] && exit 1; done\nexec {real} "$@"\n')
+    picky.chmod(0o755)
+    return picky
+
+
 @needs_compiler
 def test_a_compiler_that_refuses_march_native_gets_the_portable_build(monkeypatch, tmp_path):
-    real = shutil.which("cc") or shutil.which("gcc")
-    picky = tmp_path / "picky-cc"
-    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && exit 1; done\nexec {real} "$@"\n')
-    picky.chmod(0o755)
-    monkeypatch.setenv("CC", str(picky))
+    monkeypatch.setenv("CC", str(compiler_refusing("-march=native", tmp_path)))
     native.library.cache_clear()
     try:
         assert native.library() is not None

@@ -5,8 +5,6 @@ values and gradients within 1e-5 of TrainingAttention's and F.gelu's, whatever t
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,8 +15,7 @@ from minigpt_tui.core.models import build_model, gelu_slope
 from minigpt_tui.core.models.training_attention import NativeAttention, TrainingAttention, native_fits
 from minigpt_tui.core.models.transformer import Rotary, _future_mask
 
-needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                                    reason="no C compiler here: training runs on torch (tested elsewhere)")
+from test_native import compiler_refusing, needs_compiler
 
 
 def attend(attention, qkv, n_head):
@@ -133,11 +130,7 @@ def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch):
 
 @needs_compiler
 def test_a_compiler_without_openmp_gets_kernels_that_run_in_one_thread(monkeypatch, tmp_path):
-    real = shutil.which("cc") or shutil.which("gcc")
-    no_openmp = tmp_path / "no-openmp-cc"
-    no_openmp.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {real} "$@"\n')
-    no_openmp.chmod(0o755)
-    monkeypatch.setenv("CC", str(no_openmp))
+    monkeypatch.setenv("CC", str(compiler_refusing("-fopenmp", tmp_path)))
     native.library.cache_clear()
     try:
         lib = native.library()

@@ -31,7 +31,7 @@
  * Inner loops use 8-float vectors (GCC/Clang vector extensions: AVX registers on x86, two NEON ones
  * on arm64) with eight independent multiply-add chains, two rows at a time, so that each load
  * serves two rows and the chains hide the multiply-add latency. Results equal the torch path's to
- * float rounding (sums run in another order); tests/test_native.py holds them within 1e-5.
+ * float rounding (sums run in another order); tests/test_native_training.py holds them within 1e-5.
  */
 #include <math.h>
 #include <stddef.h>

@@ -5,7 +5,7 @@ Why. torch's GELU backward computes erf and exp again from the input, read back 
 after the forward wrote it: at the shakespeare-char-transformer shape, about 0.9 ms a layer of a
 ~45 ms step (AVX2, 2 threads). Computing the slope while the input is still in cache leaves the
 backward one multiply. The memory kept is the same (the slope in place of the input), and the
-values are F.gelu's and its gradient's to float rounding (tests/test_native.py).
+values are F.gelu's and its gradient's to float rounding (tests/test_native_training.py).
 """
 
 from __future__ import annotations
