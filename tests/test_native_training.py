@@ -94,12 +94,16 @@ def test_the_torch_path_where_the_kernels_do_not_fit(monkeypatch):
 
 
 @needs_compiler
-def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch):
+@pytest.mark.parametrize("bias, kernel_nodes", [
+    (False, {"FusedBlockBackward"}),  # our layout: each block one Function (models/training_block.py)
+    (True, {"NativeAttentionBackward", "GeluSlopeBackward"}),  # biases: the modules, with the kernels
+])
+def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch, bias, kernel_nodes):
     """A few AdamW steps of a tiny Transformer: the kernels are used (their backward nodes are in
     the graph) and the losses are the torch path's to float rounding."""
     def losses() -> tuple[list[float], set[str]]:
         torch.manual_seed(0)
-        model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, context_length=24), 30).train()
+        model = build_model(ModelConfig(n_layer=2, n_head=2, n_embd=32, context_length=24, bias=bias), 30).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         data = torch.randint(0, 30, (4, 25), generator=torch.Generator().manual_seed(3))
         out, nodes = [], set()
@@ -122,8 +126,8 @@ def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch):
     fast, fast_nodes = losses()
     monkeypatch.setenv(native.ENV, "0")
     slow, slow_nodes = losses()
-    assert {"NativeAttentionBackward", "GeluSlopeBackward"} <= fast_nodes
-    assert not {"NativeAttentionBackward", "GeluSlopeBackward"} & slow_nodes
+    assert kernel_nodes <= fast_nodes
+    assert not {"FusedBlockBackward", "NativeAttentionBackward", "GeluSlopeBackward"} & (slow_nodes | fast_nodes - kernel_nodes)
     assert fast == pytest.approx(slow, abs=1e-5)
     assert fast[-1] < fast[0]
 

@@ -20,9 +20,7 @@ from minigpt_tui.core import native
 class GeluSlope(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        x = x.contiguous()
-        out, slope = torch.empty_like(x), torch.empty_like(x)
-        native.library().gelu_slope(x.data_ptr(), out.data_ptr(), slope.data_ptr(), x.numel(), native.threads())
+        out, slope = gelu_and_slope(x)
         ctx.save_for_backward(slope)
         return out
 
@@ -31,6 +29,14 @@ class GeluSlope(torch.autograd.Function):
     def backward(ctx, grad):
         (slope,) = ctx.saved_tensors
         return grad * slope
+
+
+def gelu_and_slope(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """F.gelu(x) and its derivative at x, in one pass (float32 on the CPU, the kernels built)."""
+    x = x.contiguous()
+    out, slope = torch.empty_like(x), torch.empty_like(x)
+    native.library().gelu_slope(x.data_ptr(), out.data_ptr(), slope.data_ptr(), x.numel(), native.threads())
+    return out, slope
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:

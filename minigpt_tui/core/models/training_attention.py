@@ -35,10 +35,14 @@ NATIVE_MAX_T = NATIVE_MAX_D = 128  # what training_kernels.c's per-thread buffer
 
 
 def native_fits(qkv: torch.Tensor, n_head: int, dropout: float) -> bool:
-    """Whether NativeAttention can take this step's attention: float32 on the CPU, no dropout, a head
-    size that is a multiple of 8 (the kernels' vectors) and sizes its buffers hold, the kernels built."""
-    T, D = qkv.size(1), qkv.size(2) // 3 // n_head
-    return (qkv.dtype == torch.float32 and qkv.device.type == "cpu" and not dropout and D % 8 == 0
+    """Whether NativeAttention can take this step's attention (native_takes, for qkv (B, T, 3C))."""
+    return native_takes(qkv.size(1), qkv.size(2) // 3 // n_head, qkv.dtype, qkv.device, dropout)
+
+
+def native_takes(T: int, D: int, dtype: torch.dtype, device: torch.device, dropout: float) -> bool:
+    """float32 on the CPU, no dropout, a head size D that is a multiple of 8 (the kernels' vectors)
+    and sizes its buffers hold, the kernels built."""
+    return (dtype == torch.float32 and device.type == "cpu" and not dropout and D % 8 == 0
             and D <= NATIVE_MAX_D and T <= NATIVE_MAX_T and native.enabled())
 
 
@@ -109,10 +113,7 @@ class NativeAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, n_head: int, cos, sin, sin_swapped, future, dropout: float):
         qkv = qkv.contiguous()
-        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
-        probs, y = qkv.new_empty(B, n_head, T, T), qkv.new_empty(B, T, C)
-        native.library().attention_forward(qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), probs.data_ptr(),
-                                           y.data_ptr(), B, T, n_head, C // n_head, native.threads())
+        y, probs = native_attention_forward(qkv, n_head, (cos, sin, sin_swapped))
         ctx.save_for_backward(qkv, probs, cos, sin, sin_swapped)
         ctx.n_head = n_head
         return y
@@ -120,11 +121,29 @@ class NativeAttention(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        qkv, probs, cos, sin, sin_swapped = ctx.saved_tensors
-        grad_y = grad_y.contiguous()
-        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
-        grad_qkv = torch.empty_like(qkv)
-        native.library().attention_backward(grad_y.data_ptr(), qkv.data_ptr(), probs.data_ptr(), cos.data_ptr(),
-                                            sin.data_ptr(), sin_swapped.data_ptr(), grad_qkv.data_ptr(), B, T,
-                                            ctx.n_head, C // ctx.n_head, native.threads())
-        return grad_qkv, None, None, None, None, None, None
+        qkv, probs, *tables = ctx.saved_tensors
+        return native_attention_backward(grad_y, qkv, probs, ctx.n_head, tables), None, None, None, None, None, None
+
+
+def native_attention_forward(qkv: torch.Tensor, n_head: int, tables) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, 3C) contiguous fused projections -> the attention output (B, T, C) and the softmax
+    weights (B, H, T, T) its backward takes; tables: Rotary.qk_tables' (cos, sin, sin_swapped)."""
+    B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+    cos, sin, _ = tables
+    probs, y = qkv.new_empty(B, n_head, T, T), qkv.new_empty(B, T, C)
+    native.library().attention_forward(qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), probs.data_ptr(),
+                                       y.data_ptr(), B, T, n_head, C // n_head, native.threads())
+    return y, probs
+
+
+def native_attention_backward(grad_y: torch.Tensor, qkv: torch.Tensor, probs: torch.Tensor, n_head: int,
+                              tables) -> torch.Tensor:
+    """The gradient of the fused projections (B, T, 3C) from the output's (B, T, C)."""
+    grad_y = grad_y.contiguous()
+    B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+    cos, sin, sin_swapped = tables
+    grad_qkv = torch.empty_like(qkv)
+    native.library().attention_backward(grad_y.data_ptr(), qkv.data_ptr(), probs.data_ptr(), cos.data_ptr(),
+                                        sin.data_ptr(), sin_swapped.data_ptr(), grad_qkv.data_ptr(), B, T,
+                                        n_head, C // n_head, native.threads())
+    return grad_qkv

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minigpt_tui.core.config import ModelConfig
+from minigpt_tui.core.models import training_block
 from minigpt_tui.core.models.gelu_slope import gelu as gelu_with_slope
 from minigpt_tui.core.models.training_attention import NativeAttention, TrainingAttention, native_fits
 from minigpt_tui.core.models.kv_cache import KVCache
@@ -342,6 +343,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, rotary: Rotary, cache=None, layer=0):
+        if cache is None and training_block.fits(self, x):  # a CPU float32 training step: one Function
+            return training_block.block_step(self, x, rotary)
         attn, mlp = self.attn, self.mlp
         x = add_projected(x, attn.attend(self.norm1(x), rotary, cache, layer), attn.proj, attn.resid_drop)
         return add_projected(x, mlp.hidden(self.norm2(x)), mlp.down, mlp.drop)

@@ -1,0 +1,99 @@
+"""A whole Transformer block's training step on a CPU in float32, forward and backward written out.
+
+Why. At the sizes a laptop trains (shakespeare-char: 4 layers, 128 wide, batch 12 x 64) a step is
+~45 ms, of which ~10 ms does not shrink with the batch: per-call costs. Through the modules a block is
+~40 torch calls forward (norms, linears with their views and transposes, attention, GELU, residual
+sums), each recorded for autograd, and ~15 nodes for its engine to run backward. Here the block is one
+autograd Function: the forward calls the same kernels with grad off and keeps what the backward needs;
+the backward is the chain rule written down, ~20 calls with no graph around them. At a size where
+only those costs count (16 wide, one sequence of 16) the step's forward went from 1.8 to 1.0 ms and
+its backward from 1.4 to 1.0 ms; at the shakespeare-char shape a step took 0.94-1.0x the time
+(median ~0.97x; alternated blocks of steps in one process, AVX2, 2 threads).
+
+What it computes, as Block.forward with LayerNorm (no bias), no linear biases, exact GELU and
+NativeAttention (training_attention.native_fits):
+    h1 = norm1(x);  qkv = h1 Wqkv^T;  y = attention(qkv)     x2 = x + y Wproj^T
+    h2 = norm2(x2); u = h2 Wup^T;     g = gelu(u)            out = x2 + g Wdown^T
+Backward, from d = dL/d out:
+    dWdown = d^T g;  du = (d Wdown) * gelu'(u);  dWup = du^T h2;  dx2 = d + norm2'(du Wup)
+    dWproj = dx2^T y;  dqkv = attention'(dx2 Wproj);  dWqkv = dqkv^T h1;  dx = dx2 + norm1'(dqkv Wqkv)
+The same numbers as the modules' path to float rounding (tests/test_native_training.py checks the
+gradients of every weight and of the input).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from minigpt_tui.core.models.gelu_slope import gelu_and_slope
+from minigpt_tui.core.models.training_attention import (
+    native_attention_backward,
+    native_attention_forward,
+    native_takes,
+)
+
+
+def fits(block, x: torch.Tensor) -> bool:
+    """Whether FusedBlock can take this block's step: training with gradients, float32 on the CPU
+    outside autocast and torch.compile, our own layout (rotary, LayerNorm without bias, no linear
+    biases, exact GELU, one key/value head per query head) and attention NativeAttention can take
+    (native_fits: no dropout, the kernels built, the sizes its buffers hold)."""
+    attn, mlp, norm1, norm2 = block.attn, block.mlp, block.norm1, block.norm2
+    return (block.training and torch.is_grad_enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and attn.rotary and attn.n_kv_head == attn.n_head and mlp.approximate == "none"
+            and isinstance(norm1, torch.nn.LayerNorm) and norm1.bias is None and norm2.bias is None
+            and attn.qkv.bias is None and attn.proj.bias is None and mlp.up.bias is None and mlp.down.bias is None
+            and not mlp.drop.p and not attn.resid_drop.p
+            and x.size(1) <= attn.window
+            and native_takes(x.size(1), attn.head_size, x.dtype, x.device, attn.dropout))
+
+
+def block_step(block, x: torch.Tensor, rotary) -> torch.Tensor:
+    """Block.forward(x) through FusedBlock (fits(block, x) must hold)."""
+    attn, mlp = block.attn, block.mlp
+    tables = rotary.qk_tables(x.size(1), x.dtype, attn.head_size ** -0.5)
+    return FusedBlock.apply(x, block.norm1.weight, attn.qkv.weight, attn.proj.weight, block.norm2.weight,
+                            mlp.up.weight, mlp.down.weight, tables, attn.n_head, block.norm1.eps)
+
+
+class FusedBlock(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w_norm1, w_qkv, w_proj, w_norm2, w_up, w_down, tables, n_head: int, eps: float):
+        B, T, C = x.shape
+        rows = x.reshape(B * T, C)
+        h1, mean1, rstd1 = torch.native_layer_norm(rows, (C,), w_norm1, None, eps)
+        qkv = torch.mm(h1, w_qkv.t())
+        y, probs = native_attention_forward(qkv.view(B, T, -1), n_head, tables)
+        x2 = torch.addmm(rows, y.view(B * T, C), w_proj.t())
+        h2, mean2, rstd2 = torch.native_layer_norm(x2, (C,), w_norm2, None, eps)
+        g, slope = gelu_and_slope(torch.mm(h2, w_up.t()))
+        out = torch.addmm(x2, g, w_down.t())
+        ctx.save_for_backward(rows, mean1, rstd1, h1, qkv, probs, y, x2, mean2, rstd2, h2, g, slope,
+                              w_norm1, w_qkv, w_proj, w_norm2, w_up, w_down)
+        ctx.tables, ctx.n_head, ctx.shape = tables, n_head, (B, T, C)
+        return out.view(B, T, C)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        (rows, mean1, rstd1, h1, qkv, probs, y, x2, mean2, rstd2, h2, g, slope,
+         w_norm1, w_qkv, w_proj, w_norm2, w_up, w_down) = ctx.saved_tensors
+        B, T, C = ctx.shape
+        need = ctx.needs_input_grad
+        d = grad_out.reshape(B * T, C)
+        d_down = torch.mm(d.t(), g) if need[6] else None
+        du = torch.mm(d, w_down).mul_(slope)  # a fresh product: multiplied in place
+        d_up = torch.mm(du.t(), h2) if need[5] else None
+        dx2, d_norm2, _ = torch.ops.aten.native_layer_norm_backward(torch.mm(du, w_up), x2, (C,), mean2, rstd2, w_norm2,
+                                                           None, (True, need[4], False))
+        dx2.add_(d)  # the residual's share
+        d_proj = torch.mm(dx2.t(), y.view(B * T, C)) if need[3] else None
+        dqkv = native_attention_backward(torch.mm(dx2, w_proj).view(B, T, C), qkv.view(B, T, -1), probs,
+                                         ctx.n_head, ctx.tables).view(B * T, -1)
+        d_qkv = torch.mm(dqkv.t(), h1) if need[2] else None
+        dx, d_norm1, _ = torch.ops.aten.native_layer_norm_backward(torch.mm(dqkv, w_qkv), rows, (C,), mean1, rstd1, w_norm1,
+                                                          None, (True, need[1], False))
+        dx.add_(dx2)
+        return dx.view(B, T, C), d_norm1, d_qkv, d_proj, d_norm2, d_up, d_down, None, None, None
