@@ -95,7 +95,7 @@ def test_the_torch_path_where_the_kernels_do_not_fit(monkeypatch):
 
 @needs_compiler
 @pytest.mark.parametrize("bias, kernel_nodes", [
-    (False, {"FusedBlockBackward"}),  # our layout: each block one Function (models/training_block.py)
+    (False, {"FusedBlockBackward"}),  # our layout: each block one Function (models/fused_block.py)
     (True, {"NativeAttentionBackward", "GeluSlopeBackward"}),  # biases: the modules, with the kernels
 ])
 def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch, bias, kernel_nodes):

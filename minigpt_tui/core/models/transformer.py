@@ -39,8 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import minigpt_tui.core.models.fused_block as fused_block
 from minigpt_tui.core.config import ModelConfig
-from minigpt_tui.core.models import training_block
 from minigpt_tui.core.models.gelu_slope import gelu as gelu_with_slope
 from minigpt_tui.core.models.training_attention import NativeAttention, TrainingAttention, native_fits
 from minigpt_tui.core.models.kv_cache import KVCache
@@ -343,8 +343,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, rotary: Rotary, cache=None, layer=0):
-        if cache is None and training_block.fits(self, x):  # a CPU float32 training step: one Function
-            return training_block.block_step(self, x, rotary)
+        if cache is None and fused_block.fits(self, x):  # a CPU float32 training step: one Function
+            return fused_block.block_step(self, x, rotary)
+        if cache is None and fused_block.reads(self, x):  # an evaluation: the same kernels, nothing kept
+            return fused_block.block_forward(self, x, rotary)
         attn, mlp = self.attn, self.mlp
         x = add_projected(x, attn.attend(self.norm1(x), rotary, cache, layer), attn.proj, attn.resid_drop)
         return add_projected(x, mlp.hidden(self.norm2(x)), mlp.down, mlp.drop)
