@@ -115,3 +115,14 @@ def test_a_forward_the_kernels_cannot_take_goes_through_the_modules():
         assert not fused_block.reads(block.train(), x)  # dropout at work
         assert not fused_block.reads(block.eval(), torch.randn(2, 17, 32))  # past the window: banded mask
     assert not fused_block.reads(block.eval(), x)  # gradients on: FusedBlock's, when training
+
+
+@needs_compiler
+def test_a_second_backward_through_the_same_graph_fails_as_pytorchs_own_do():
+    """The attention's gradient is written over the projections it is of (nothing reads them after):
+    their version is bumped, so a graph kept with retain_graph cannot silently use them again."""
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=32, context_length=16), 30).train()
+    loss = model(torch.randint(0, 30, (2, 16)))[0].sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

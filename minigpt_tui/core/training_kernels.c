@@ -206,7 +206,9 @@ void attention_forward(const float *qkv, const float *cos, const float *sin, flo
 }
 
 /* grad_qkv from grad_y, per (sequence, head): with dp = grad_y v^T, the scores' gradient is
- * ds = p (dp - rowsum(p dp)); then dq = ds k, dk = ds^T q, dv = p^T grad_y, and the rotation undone. */
+ * ds = p (dp - rowsum(p dp)); then dq = ds k, dk = ds^T q, dv = p^T grad_y, and the rotation undone.
+ * grad_qkv may be qkv itself: a pair reads all of its queries, keys and values (into q, k, vt) before
+ * it writes their gradients, and pairs write disjoint columns. */
 void attention_backward(const float *grad_y, const float *qkv, const float *probs, const float *cos, const float *sin,
                         const float *sin_swapped, float *grad_qkv, int B, int T, int H, int D, int threads) {
     const size_t row = (size_t)3 * H * D, ys = (size_t)H * D;

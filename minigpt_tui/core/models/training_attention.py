@@ -137,12 +137,13 @@ def native_attention_forward(qkv: torch.Tensor, n_head: int, tables) -> tuple[to
 
 
 def native_attention_backward(grad_y: torch.Tensor, qkv: torch.Tensor, probs: torch.Tensor, n_head: int,
-                              tables) -> torch.Tensor:
-    """The gradient of the fused projections (B, T, 3C) from the output's (B, T, C)."""
+                              tables, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient of the fused projections (B, T, 3C) from the output's (B, T, C), written into
+    `out` if given, which may be qkv itself (training_kernels.c reads a head before it writes it)."""
     grad_y = grad_y.contiguous()
     B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
     cos, sin, sin_swapped = tables
-    grad_qkv = torch.empty_like(qkv)
+    grad_qkv = torch.empty_like(qkv) if out is None else out
     native.library().attention_backward(grad_y.data_ptr(), qkv.data_ptr(), probs.data_ptr(), cos.data_ptr(),
                                         sin.data_ptr(), sin_swapped.data_ptr(), grad_qkv.data_ptr(), B, T,
                                         n_head, C // n_head, native.threads())
