@@ -254,8 +254,9 @@ def main() -> int:
             for name, shape in shapes.items():
                 r = report["sample"][name] = sample(shape, args.sample_tokens, device)
                 save()
-                print(f"{name:<18} max |diff| {r['cache_vs_recompute_max_abs_diff']:.2e} "
-                      f"({'OK' if r['cache_equals_recompute'] else 'MISMATCH'}); tokens/s {r['tokens_per_s']}", flush=True)
+                verdict = "OK" if r["cache_equals_recompute"] else "MISMATCH"
+                print(f"{name:<18} max |diff| {r['cache_vs_recompute_max_abs_diff']:.2e} ({verdict}); "
+                      f"tokens/s {r['tokens_per_s']}", flush=True)
     print(json.dumps(report))
     return 0 if all(r["cache_equals_recompute"] for r in report.get("sample", {}).values()) else 1
 

@@ -96,9 +96,8 @@ def test_cached_logits_equal_full_recompute_on_the_gpu(exact_float32, family, fi
 
 def test_the_sampler_streams_from_a_model_on_the_gpu(exact_float32):
     model = random_model("transformer")
-    sampler = Sampler(model, CHAR, SamplingSettings(max_new_tokens=40, seed=3))
-    text = "".join(e.text for e in sampler.generate("the cat"))
-    again = "".join(e.text for e in Sampler(model, CHAR, SamplingSettings(max_new_tokens=40, seed=3)).generate("the cat"))
+    text, again = ("".join(e.text for e in Sampler(model, CHAR, SamplingSettings(max_new_tokens=40, seed=3))
+                           .generate("the cat")) for _ in range(2))
     assert len(text) > 0 and text == again  # the seed decides, on the GPU too
 
 
@@ -138,5 +137,5 @@ def test_a_checkpoint_moves_between_the_gpu_and_the_cpu(tiny_corpus, tmp_path, e
         original = trainer.model(x.to(trainer.device))[0].cpu()
         moved = loaded.model(x.to(loaded_on))[0].cpu()
     assert torch.allclose(original, moved, atol=1e-4, rtol=0)  # the same weights, another device's arithmetic
-    text = "".join(e.text for e in Sampler(loaded.model, loaded.tokenizer, SamplingSettings(max_new_tokens=20)).generate("the "))
-    assert text
+    sampler = Sampler(loaded.model, loaded.tokenizer, SamplingSettings(max_new_tokens=20))
+    assert "".join(e.text for e in sampler.generate("the "))

@@ -9,7 +9,7 @@ and evicts the dispatcher's code and data (benchmarks/decode_parts.py takes a to
 call for the step and one for the pick touch little besides the weights. What uses them:
 models/native_decode.py's NativeStep and generation/sampling.py's Sampler.pick. A training step's
 attention and activation are the same story at another scale: training_kernels.c says it, and
-models/training_attention.py's NativeAttention and models/gelu_slope.py use it.
+models/training_attention.py's NativeAttention, models/gelu_slope.py and models/fused_block.py use it.
 
 How. The first process that needs the kernels compiles both files with the system's compiler
 (`cc`, or $CC), -O3 -march=native and OpenMP (~1 s) into the cache folder (paths.cache_dir()/native),

@@ -18,8 +18,8 @@ NativeAttention (training_attention.native_fits):
 Backward, from d = dL/d out:
     dWdown = d^T g;  du = (d Wdown) * gelu'(u);  dWup = du^T h2;  dx2 = d + norm2'(du Wup)
     dWproj = dx2^T y;  dqkv = attention'(dx2 Wproj);  dWqkv = dqkv^T h1;  dx = dx2 + norm1'(dqkv Wqkv)
-The same numbers as the modules' path to float rounding (tests/test_native_training.py checks the
-gradients of every weight and of the input).
+The same numbers as the modules' path to float rounding (tests/test_fused_block.py checks the
+gradients of every weight and of the input; on an AVX2 machine they were the same bits).
 """
 
 from __future__ import annotations
@@ -119,19 +119,22 @@ class FusedBlock(torch.autograd.Function):
         d_down = torch.mm(d.t(), g) if need[6] else None
         du = torch.mm(d, w_down).mul_(slope)  # a fresh product: multiplied in place
         d_up = torch.mm(du.t(), h2) if need[5] else None
-        dx2, d_norm2, _ = torch.ops.aten.native_layer_norm_backward(torch.mm(du, w_up), x2, (C,), mean2, rstd2, w_norm2,
-                                                           None, (True, need[4], False))
+        layer_norm_backward = torch.ops.aten.native_layer_norm_backward
+        dx2, d_norm2, _ = layer_norm_backward(torch.mm(du, w_up), x2, (C,), mean2, rstd2, w_norm2, None,
+                                              (True, need[4], False))
         dx2.add_(d)  # the residual's share
         d_proj = torch.mm(dx2.t(), y.view(B * T, C)) if need[3] else None
-        # The gradient takes the place of the projections it is of, which nothing reads after: the
-        # cache lines the kernel reads are the ones it writes (no fresh 1.2 MB a layer to fetch before
-        # writing it: the kernel took ~0.75x the time with cold caches, a step ~0.98x; AVX2). The saved tensor's
-        # version is bumped, so a second backward through this graph fails as PyTorch's own do.
-        dqkv = native_attention_backward(torch.mm(dx2, w_proj).view(B, T, C), qkv.view(B, T, -1), probs,
-                                         ctx.n_head, ctx.tables, out=qkv.view(B, T, -1)).view(B * T, -1)
+        # The attention's gradient takes the place of the projections it is of, which nothing reads
+        # after: the cache lines the kernel writes are the ones it has just read, not 1.2 MB a layer
+        # of fresh memory fetched before it is written (the kernel took ~0.75x the time with cold
+        # caches, a step ~0.98x; AVX2). The saved tensor's version is bumped, so a second backward
+        # through a retained graph fails as PyTorch's own do.
+        qkv = qkv.view(B, T, -1)
+        dqkv = native_attention_backward(torch.mm(dx2, w_proj).view(B, T, C), qkv, probs, ctx.n_head, ctx.tables,
+                                         out=qkv).view(B * T, -1)
         torch.autograd.graph.increment_version(qkv)
         d_qkv = torch.mm(dqkv.t(), h1) if need[2] else None
-        dx, d_norm1, _ = torch.ops.aten.native_layer_norm_backward(torch.mm(dqkv, w_qkv), rows, (C,), mean1, rstd1, w_norm1,
-                                                          None, (True, need[1], False))
+        dx, d_norm1, _ = layer_norm_backward(torch.mm(dqkv, w_qkv), rows, (C,), mean1, rstd1, w_norm1, None,
+                                             (True, need[1], False))
         dx.add_(dx2)
         return dx.view(B, T, C), d_norm1, d_qkv, d_proj, d_norm2, d_up, d_down, None, None, None
