@@ -71,6 +71,23 @@ def train_tiny_run(config: RunConfig, runs_root: Path, recipe_name: str = "tiny"
     return Path(done.run_dir)
 
 
+def stop_and_resume(config: RunConfig, runs_root: Path, stop_at: int) -> tuple[int, dict[int, float]]:
+    """A run stopped once step stop_at - 1 is logged, then resumed to its end in the same folder:
+    the step it stopped at, and the losses the resumed session logged, by step."""
+    from minigpt_tui.core.runs import events as ev
+    from minigpt_tui.core.training.trainer import Trainer
+
+    def stop(e):
+        if isinstance(e, ev.Step) and e.step == stop_at - 1:
+            first.stop_requested = True
+
+    first = Trainer(config, stop, runs_root=runs_root)
+    stopped = first.run().step
+    resumed = []
+    Trainer(config, resumed.append, runs_root=runs_root, resume_dir=first.run_dir).run()
+    return stopped, {e.step: e.loss for e in resumed if isinstance(e, ev.Step)}
+
+
 def tiny_recipe_run(folder: Path, runs_root: Path, max_steps: int = 10) -> Path:
     """A finished run of write_recipe's model on TINY_TEXT, its corpus and recipe in `folder`."""
     return train_tiny_run(RunConfig.load(write_recipe(folder, write_corpus(folder), max_steps=max_steps)), runs_root)

@@ -23,7 +23,7 @@ from minigpt_tui.core.runs import events as ev
 from minigpt_tui.core.runs.run_dir import RunDir
 from minigpt_tui.core.training.trainer import Trainer
 
-from kit import TINY_TEXT, tiny_config
+from kit import TINY_TEXT, stop_and_resume, tiny_config
 
 # Bit-exact resumption on a GPU needs cuBLAS's deterministic workspace, which it reads when it
 # starts (the first matmul): set here, at collection, before any test has run one.
@@ -110,15 +110,8 @@ def test_a_bf16_run_on_the_gpu_learns_and_resumes_exactly(tiny_corpus, tmp_path,
     steps = {e.step: e.loss for e in full if isinstance(e, ev.Step)}
     assert abs(steps[0] - full[0].ln_vocab) < 0.3 and steps[29] < steps[0] - 0.5
 
-    def stop_at_14(e):
-        if isinstance(e, ev.Step) and e.step == 13:
-            first.stop_requested = True
-
-    first = Trainer(config, stop_at_14, runs_root=tmp_path / "resumed")
-    assert first.run().step == 14
-    resumed = []
-    Trainer(config, resumed.append, runs_root=tmp_path / "resumed", resume_dir=first.run_dir).run()
-    again = {e.step: e.loss for e in resumed if isinstance(e, ev.Step)}
+    stopped, again = stop_and_resume(config, tmp_path / "resumed", 14)
+    assert stopped == 14
     assert min(again) == 14 and max(again) == 29
     assert all(loss == steps[step] for step, loss in again.items()), {s: (steps[s], again[s]) for s in again}
 

@@ -24,7 +24,7 @@ from minigpt_tui.core.training.devices import (
 )
 from minigpt_tui.core.training.trainer import Trainer
 
-from kit import tiny_config
+from kit import stop_and_resume, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -134,14 +134,7 @@ def test_a_bf16_run_resumes_exactly(tiny_corpus, tmp_path):
     full = []
     Trainer(config, full.append, runs_root=tmp_path / "full").run()
 
-    def stop_at_6(e):
-        if isinstance(e, ev.Step) and e.step == 5:
-            first.stop_requested = True
-
-    first = Trainer(config, stop_at_6, runs_root=tmp_path / "resumed")
-    assert first.run().step == 6
-    resumed = []
-    Trainer(config, resumed.append, runs_root=tmp_path / "resumed", resume_dir=first.run_dir).run()
+    stopped, again = stop_and_resume(config, tmp_path / "resumed", 6)
+    assert stopped == 6
     losses = {e.step: e.loss for e in full if isinstance(e, ev.Step)}
-    again = {e.step: e.loss for e in resumed if isinstance(e, ev.Step)}
     assert min(again) == 6 and all(loss == losses[step] for step, loss in again.items())
