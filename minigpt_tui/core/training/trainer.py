@@ -488,7 +488,9 @@ class Trainer:
         self.dist.close(finished)
 
     def release(self) -> None:
-        """Let another process train this run folder (the lock also goes when the process ends)."""
+        """Let another process train this run folder (the lock also goes when the process ends), and
+        give what _setup froze back to the garbage collector (a process may train again)."""
+        gc.unfreeze()
         if self.event_log is not None:  # (what is emitted after this goes to the callback only)
             self.event_log.close()
             self.event_log = None
