@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from minigpt_tui.core import native
 from minigpt_tui.core.config import RunConfig
 from minigpt_tui.core.errors import ConfigError
 from minigpt_tui.core.runs import events as ev
@@ -101,6 +102,16 @@ def test_a_shape_is_what_the_compiled_graphs_and_the_steps_time_depend_on(tiny_c
         assert shape_key(other, CPU, torch.float32, 1) != key
     assert key != shape_key(config, CPU, torch.bfloat16, 1)
     assert key != shape_key(config, CPU, torch.float32, 2)
+
+
+def test_a_float32_cpu_shape_with_the_c_kernels_is_not_the_same_shape_without(tiny_corpus, monkeypatch):
+    if not native.enabled():
+        pytest.skip("the C kernels are not built here (no C compiler)")
+    config = tiny_config(tiny_corpus)
+    with_kernels, bf16 = shape_key(config, CPU, torch.float32, 1), shape_key(config, CPU, torch.bfloat16, 1)
+    monkeypatch.setenv(native.ENV, "0")
+    assert shape_key(config, CPU, torch.float32, 1) != with_kernels
+    assert shape_key(config, CPU, torch.bfloat16, 1) == bf16  # bf16 steps never use them
 
 
 def test_a_compiled_run_keeps_its_cache_in_minigpt_tuis_cache_folder_even_after_dynamo_set_its_own():
