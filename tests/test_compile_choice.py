@@ -112,6 +112,10 @@ def test_a_float32_cpu_shape_with_the_c_kernels_is_not_the_same_shape_without(ti
     monkeypatch.setenv(native.ENV, "0")
     assert shape_key(config, CPU, torch.float32, 1) != with_kernels
     assert shape_key(config, CPU, torch.bfloat16, 1) == bf16  # bf16 steps never use them
+    gru = tiny_config(tiny_corpus, model={"family": "gru"})
+    without = shape_key(gru, CPU, torch.float32, 1)
+    monkeypatch.delenv(native.ENV)
+    assert shape_key(gru, CPU, torch.float32, 1) == without  # nor do other families' steps
 
 
 def test_a_compiled_run_keeps_its_cache_in_minigpt_tuis_cache_folder_even_after_dynamo_set_its_own():

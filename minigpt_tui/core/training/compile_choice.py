@@ -4,11 +4,11 @@ torch.compile fuses the small operations around the matrix products. At shakespe
 transformer's shape on a 2-core CPU it made a float32 step 0.87-0.94x as long, and a bf16 one anything
 from 0.80x to 1.23x by machine and day, after 28-45 s of compiling on a cold cache and 3-5 s on a
 warm one (docs/performance.md); since a plain float32 step runs each block as one written-out step in
-C (models/fused_block.py), which a compiled step does not, the compiled one takes ~1.15x its time on an
-AVX2 CPU. So it pays only from a compile cache kept between runs, only on a run long enough to earn
-the compile back, and not on every machine. "auto" judges all three
-from what earlier runs of the same shape measured on this machine, kept under minigpt-tui's cache
-folder (paths.cache_dir()):
+C (models/fused_block.py), which a compiled step does not, the compiled one takes ~1.15x the plain
+one's time on an AVX2 CPU. So it pays only from a compile cache kept between runs, only on a run long
+enough to earn the compile back, and not on every machine. "auto" judges all three from what earlier
+runs of the same shape measured on this machine, kept under minigpt-tui's cache folder
+(paths.cache_dir()):
 
 - the compile cache itself: inductor's, in torch-compile/inductor (TORCHINDUCTOR_CACHE_DIR, unless
   the user had set it when this module was imported) rather than in /tmp, which a reboot empties;
@@ -114,11 +114,12 @@ def shape_key(config: RunConfig, device: torch.device, dtype: torch.dtype, world
              "optimizer": t.optimizer, "clipped": t.grad_clip > 0, "threads": torch.get_num_threads(),
              "dtype": str(dtype), "device": device.type, "world_size": world_size,
              "versions": [torch.__version__, sys.version_info[:2], __version__]}
-    if device.type == "cpu" and dtype == torch.float32:
-        # A plain float32 step on a CPU runs its blocks through the C kernels where they are built
-        # (models/fused_block.py) and is then faster than a compiled one (which traces the modules):
-        # with and without them are two shapes, or "auto" would weigh the compile against the other's
-        # plain time, and a compiled shape never times its plain step again.
+    if config.model.family == "transformer" and device.type == "cpu" and dtype == torch.float32:
+        # A plain float32 step of a Transformer on a CPU runs its blocks through the C kernels where
+        # they are built (models/fused_block.py) and is then faster than a compiled one (which traces
+        # the modules): with and without them are two shapes, or "auto" would weigh the compile
+        # against the other's plain time, and a compiled shape never times its plain step again.
+        # (Other families' steps take no kernel: their runs do not build them here.)
         shape["c_kernels"] = native.enabled()
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
